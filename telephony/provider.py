@@ -1,0 +1,186 @@
+"""The one interface through which the product asks anything of Vonage.
+
+Two implementations exist: ``telephony.vonage_provider.VonageProvider`` on the
+official SDK, and ``telephony.sandbox`` which plays Vonage's part on one machine.
+``get_provider()`` picks one from settings. Nothing outside ``telephony`` imports
+the SDK, except the NCCO builder (``proxy.ncco``), which uses its action models.
+
+Every method either returns the product's own small typed objects or raises
+``ProviderError``; SDK objects and SDK exceptions never leak out.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+class ProviderError(Exception):
+    """A call to Vonage failed.
+
+    ``permanent`` says whether retrying the same request can ever succeed:
+    throttling, 5xx answers, timeouts and connection errors are not permanent;
+    bad parameters, bad credentials, barred numbers, no credit are.
+    """
+
+    def __init__(self, message: str, *, permanent: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+
+    def __str__(self) -> str:
+        kind = "permanent" if self.permanent else "temporary"
+        return f"{self.message} ({kind}{', ' + self.code if self.code else ''})"
+
+
+@dataclass(frozen=True)
+class SmsResult:
+    message_id: str
+    to: str
+    price: Decimal | None = None
+    network: str = ""
+
+
+@dataclass(frozen=True)
+class InsightResult:
+    number: str
+    valid: bool
+    country: str = ""
+    number_type: str = ""  # mobile, landline, virtual, ... ("" when unknown)
+    carrier: str = ""
+    ported: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AvailableNumber:
+    number: str
+    country: str
+    number_type: str
+    features: tuple[str, ...]
+    monthly_cost: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class OwnedNumber:
+    number: str
+    country: str
+    number_type: str
+    features: tuple[str, ...]
+    app_id: str = ""
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    uuid: str
+    conversation_uuid: str
+    status: str
+    direction: str
+    from_number: str
+    to_number: str
+    duration: int | None = None
+    price: Decimal | None = None
+
+
+class Provider(abc.ABC):
+    """What the product needs from Vonage. Numbers in and out are E.164 digits without ``+``."""
+
+    name: str = "abstract"
+
+    # --- Messages ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def send_sms(
+        self, *, from_number: str, to_number: str, text: str, client_ref: str = "", callback_url: str = ""
+    ) -> SmsResult:
+        """Send one SMS. Must pick unicode encoding itself when ``text`` needs it.
+
+        Raises ProviderError(permanent=False) for throttling (status 1) and internal
+        errors (status 5); permanent for every other non-zero status.
+        """
+
+    # --- Number Insight ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def number_insight(self, number: str, *, level: str = "standard") -> InsightResult:
+        """Look a real number up (``level`` is "basic" or "standard").
+
+        An invalid number is a result with ``valid=False``, not an error.
+        """
+
+    # --- Numbers ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def search_numbers(
+        self,
+        *,
+        country: str,
+        number_type: str = "",
+        features: tuple[str, ...] = ("VOICE",),
+        pattern: str = "",
+        size: int = 10,
+    ) -> list[AvailableNumber]:
+        """Numbers for sale in ``country``. Must not buy anything."""
+
+    @abc.abstractmethod
+    def buy_number(self, *, country: str, number: str) -> None:
+        """Rent a number. Raises ProviderError(permanent=True) when Vonage refuses (420)."""
+
+    @abc.abstractmethod
+    def cancel_number(self, *, country: str, number: str) -> None:
+        """Stop renting a number."""
+
+    @abc.abstractmethod
+    def link_number(self, *, country: str, number: str, app_id: str = "") -> None:
+        """Point an owned number's voice at the Vonage application (default: ours)."""
+
+    @abc.abstractmethod
+    def list_owned_numbers(self) -> list[OwnedNumber]:
+        """Every number the account rents, all pages."""
+
+    # --- Voice call control -----------------------------------------------------------------
+    @abc.abstractmethod
+    def get_call(self, uuid: str) -> CallInfo:
+        """One call leg's current state."""
+
+    @abc.abstractmethod
+    def hangup_call(self, uuid: str) -> None:
+        """End a call leg."""
+
+    @abc.abstractmethod
+    def transfer_call(self, uuid: str, *, ncco: list[dict[str, Any]]) -> None:
+        """Replace a running call's NCCO."""
+
+    @abc.abstractmethod
+    def talk_into_call(self, uuid: str, *, text: str, language: str = "en-US") -> None:
+        """Speak text into a running call."""
+
+    @abc.abstractmethod
+    def stream_into_call(self, uuid: str, *, url: str) -> None:
+        """Play an audio file into a running call."""
+
+    @abc.abstractmethod
+    def download_recording(self, url: str) -> bytes:
+        """Fetch a recording file announced by a record event (application JWT auth)."""
+
+
+_provider: Provider | None = None
+
+
+def get_provider() -> Provider:
+    """The configured provider: Vonage when credentials are set, else the sandbox.
+
+    ``VONAGE_PROVIDER`` ("vonage" or "sandbox") forces the choice.
+    """
+    global _provider
+    if _provider is None:
+        from telephony.registry import build_provider
+
+        _provider = build_provider()
+    return _provider
+
+
+def reset_provider() -> None:
+    """Forget the cached provider (tests change settings between cases)."""
+    global _provider
+    _provider = None
