@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from proxy.authentication import api_key_create
+from proxy.models import Service
+from telephony.provider import reset_provider
+from tests.factories import ServiceFactory, VirtualNumberFactory
+from virtual_numbers.models import VirtualNumber
+
+# Valid numbers for people (US 555-01xx block) and for the pool (other NJ exchanges).
+ALICE = "12015550101"
+BOB = "12015550102"
+CAROL = "12015550103"
+UK_PERSON = "447400123456"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_provider(settings):
+    reset_provider()
+    yield
+    reset_provider()
+
+
+@pytest.fixture
+def service(db) -> Service:
+    return ServiceFactory(slug="acme", name="Acme Rides", default_country="US")
+
+
+@pytest.fixture
+def api_key(service) -> str:
+    return api_key_create(service=service)[1]
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def pool(service) -> list[VirtualNumber]:
+    """Three US voice numbers in the service's pool."""
+    return [VirtualNumberFactory(service=service, number=f"1201555{n:04d}") for n in (200, 201, 202)]
