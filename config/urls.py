@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.health import health
+
 urlpatterns = [
     path("api/v1/", include("proxy.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -10,4 +12,5 @@ urlpatterns = [
     path("sandbox/", include("telephony.urls")),
     path("", include("virtual_numbers.urls")),
     path("admin/", admin.site.urls),
+    path("health", health, name="health"),
 ]

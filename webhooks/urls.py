@@ -1,3 +1,11 @@
-from django.urls import URLPattern
+from django.urls import include, path
 
-urlpatterns: list[URLPattern] = []
+from webhooks import views
+
+urlpatterns = [
+    path("answer", views.answer, name="webhook-answer"),
+    path("event", views.event, name="webhook-event"),
+    path("fallback", views.fallback, name="webhook-fallback"),
+    path("recording", views.recording, name="webhook-recording"),
+    path("sms/", include("webhooks.sms_urls")),
+]
