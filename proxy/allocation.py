@@ -1,0 +1,72 @@
+"""Choosing a proxy number for one participant: a pure function, no I/O.
+
+The routing key is (real number, proxy number), so a person only needs a pool number
+they do not already hold in another open conversation. Choosing per person, the
+pool never needs more numbers than the largest number of open conversations any one
+real number is in: the lower bound.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PoolNumber:
+    number: str
+    country: str
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What one real number holds right now."""
+
+    active: frozenset[str]
+    # proxy number -> real number of the counterpart of the cooling pair
+    cooling: Mapping[str, str]
+
+
+def pool_for_country(pool: Collection[PoolNumber], *, country: str, default_country: str) -> list[PoolNumber]:
+    """The numbers a participant of ``country`` may get.
+
+    Their own country when the pool has any number there, else the service's default country.
+    """
+    own = [n for n in pool if n.country == country]
+    if own:
+        return own
+    return [n for n in pool if n.country == default_country]
+
+
+def choose_proxy_number(
+    *,
+    candidates: Collection[PoolNumber],
+    holdings: Holdings,
+    counterpart: str,
+    sticky: str | None,
+    rng: random.Random | None = None,
+) -> str | None:
+    """Pick a number for a participant, or None when every candidate is taken.
+
+    - never a number the person holds in an open conversation;
+    - never a number cooling after the person's conversation with someone else
+      (a late call on it must not reach a new counterpart);
+    - the number the person last had with this same counterpart when free, even
+      if cooling from that very pairing (their late calls then reach the right person);
+    - otherwise a random free number, which spreads load across the pool.
+    """
+    numbers = {n.number for n in candidates}
+
+    def allowed(number: str) -> bool:
+        if number in holdings.active:
+            return False
+        cooling_with = holdings.cooling.get(number)
+        return cooling_with is None or cooling_with == counterpart
+
+    if sticky and sticky in numbers and allowed(sticky):
+        return sticky
+    free = sorted(n for n in numbers if n not in holdings.active and n not in holdings.cooling)
+    if not free:
+        return None
+    return (rng or random).choice(free)

@@ -1,0 +1,102 @@
+"""NCCOs the product returns to Vonage, built and validated with the SDK's action models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from vonage_voice.errors import NccoActionError
+from vonage_voice.models import ncco as actions
+from vonage_voice.models.connect_endpoints import PhoneEndpoint
+
+from proxy.models import Service
+from proxy.selectors import Route
+
+DEFAULT_LANGUAGE = "en-US"
+GENERIC_UNKNOWN_TEXT = "Sorry, this number is not in service. Goodbye."
+GENERIC_UNAVAILABLE_TEXT = "Sorry, we cannot connect your call right now. Please try again later."
+
+_ACTION_MODELS: dict[str, type[BaseModel]] = {
+    "talk": actions.Talk,
+    "connect": actions.Connect,
+    "record": actions.Record,
+    "input": actions.Input,
+    "stream": actions.Stream,
+    "notify": actions.Notify,
+    "conversation": actions.Conversation,
+    "wait": actions.Wait,
+    "transfer": actions.Transfer,
+}
+
+
+class InvalidNcco(ValueError):
+    pass
+
+
+def _dump(models: list[BaseModel]) -> list[dict[str, Any]]:
+    return [m.model_dump(by_alias=True, exclude_none=True, mode="json") for m in models]
+
+
+def _talk(text: str, service: Service | None) -> actions.Talk:
+    if service is None:
+        return actions.Talk(text=text, language=DEFAULT_LANGUAGE)
+    return actions.Talk(text=text, language=service.language, style=service.voice_style or None)
+
+
+def talk_ncco(text: str, service: Service | None) -> list[dict[str, Any]]:
+    return _dump([_talk(text, service)])
+
+
+def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
+    """The NCCO for an answer request: connect a known caller, else a spoken message only."""
+    service = route.service
+    if route.kind == "ended":
+        return talk_ncco(service.ended_text if service else GENERIC_UNKNOWN_TEXT, service)
+    if route.kind != "connect" or route.callee is None or service is None or route.conversation is None:
+        return talk_ncco(service.unknown_caller_text if service else GENERIC_UNKNOWN_TEXT, service)
+    callee = route.callee
+    steps: list[BaseModel] = []
+    if service.greeting_text:
+        steps.append(_talk(service.greeting_text, service))
+    if route.conversation.record:
+        steps.append(_talk(service.recording_notice_text, service))
+        steps.append(
+            actions.Record(
+                format="mp3", split="conversation", channels=2, eventUrl=[f"{public_url}/webhooks/recording"]
+            )
+        )
+    steps.append(
+        actions.Connect(
+            endpoint=[PhoneEndpoint(number=callee.real_number)],
+            from_=callee.proxy_number_id,
+            eventType="synchronous",
+            timeout=service.connect_timeout,
+            limit=min(service.call_time_limit, 7200),
+            eventUrl=[f"{public_url}/webhooks/event"],
+        )
+    )
+    return _dump(steps)
+
+
+def unavailable_ncco(service: Service | None) -> list[dict[str, Any]]:
+    """Said to the caller when the other party does not answer, is busy or fails."""
+    return talk_ncco(service.unavailable_text if service else GENERIC_UNAVAILABLE_TEXT, service)
+
+
+def ncco_validate(ncco: Any) -> list[BaseModel]:
+    """Parse an NCCO with the SDK's models; raise InvalidNcco naming the first bad action."""
+    if not isinstance(ncco, list) or not ncco:
+        raise InvalidNcco("An NCCO is a non-empty JSON array of actions.")
+    parsed = []
+    for index, item in enumerate(ncco):
+        if not isinstance(item, dict):
+            raise InvalidNcco(f"Action {index} is not an object.")
+        model = _ACTION_MODELS.get(str(item.get("action")))
+        if model is None:
+            raise InvalidNcco(f"Action {index} has unknown action {item.get('action')!r}.")
+        data = {("from_" if k == "from" else k): v for k, v in item.items()}
+        try:
+            parsed.append(model.model_validate(data))
+        except (ValidationError, NccoActionError) as exc:
+            raise InvalidNcco(f"Action {index} ({item.get('action')}) is invalid: {exc}") from exc
+    return parsed

@@ -1,0 +1,339 @@
+"""Writes: opening, changing and ending conversations, with proxy-number allocation."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, NotRequired, TypedDict
+from uuid import UUID
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from proxy import events
+from proxy.allocation import Holdings, PoolNumber, choose_proxy_number, pool_for_country
+from proxy.exceptions import ConversationEnded, PoolExhausted
+from proxy.models import Conversation, Participant, Service
+from proxy.phone import InvalidNumber, mask, normalize, region_of
+from virtual_numbers.models import PoolExhaustion, VirtualNumber
+
+logger = logging.getLogger(__name__)
+
+ALLOCATION_ATTEMPTS = 3
+
+
+class _NoFreeNumber(Exception):
+    def __init__(self, detail: str, country: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.country = country
+
+
+class ParticipantInput(TypedDict):
+    number: str
+    name: NotRequired[str]
+    country: NotRequired[str]
+
+
+def participants_normalize(*, service: Service, participants: list[ParticipantInput]) -> list[dict[str, str]]:
+    """Validate and normalise two participants; errors are DRF-shaped and name each field."""
+    if len(participants) != 2:
+        raise ValidationError({"participants": ["Exactly two participants are required."]})
+    errors: list[dict[str, list[str]]] = []
+    people: list[dict[str, str]] = []
+    for item in participants:
+        hint = (item.get("country") or "").upper()
+        try:
+            number = normalize(item.get("number", ""), country=hint or None, default_country=service.default_country)
+        except InvalidNumber as exc:
+            errors.append({"number": [str(exc)]})
+            continue
+        errors.append({})
+        people.append({"number": number, "name": item.get("name", ""), "country": region_of(number) or hint})
+    if any(errors):
+        raise ValidationError({"participants": errors})
+    if people[0]["number"] == people[1]["number"]:
+        raise ValidationError({"participants": [{}, {"number": ["The two participants must have different numbers."]}]})
+    return people
+
+
+def conversation_create(
+    *,
+    service: Service,
+    participants: list[ParticipantInput],
+    ttl: int | None = None,
+    external_id: str = "",
+    record: bool = False,
+    notify: bool = True,
+    metadata: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Conversation:
+    """Open a conversation and give each participant a proxy number.
+
+    Raises ValidationError for bad input and PoolExhausted (409) when a participant
+    has no free number; in both cases nothing is written but the exhaustion record.
+    """
+    people = participants_normalize(service=service, participants=participants)
+    if service.recording_policy == Service.RecordingPolicy.NEVER:
+        record = False
+    elif service.recording_policy == Service.RecordingPolicy.ALWAYS:
+        record = True
+    for attempt in range(1, ALLOCATION_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                return _conversation_create_locked(
+                    service=service,
+                    people=people,
+                    ttl=ttl or service.default_ttl,
+                    external_id=external_id,
+                    record=record,
+                    notify=notify,
+                    metadata=metadata or {},
+                    now=now or timezone.now(),
+                )
+        except _NoFreeNumber as exc:
+            PoolExhaustion.objects.create(service=service, country=exc.country)
+            logger.info("pool exhausted for service=%s country=%s", service.slug, exc.country)
+            raise PoolExhausted(exc.detail) from None
+        except IntegrityError:
+            # Another transaction took the same pair first (only possible without
+            # advisory locks, i.e. never on PostgreSQL); choose again.
+            logger.warning("allocation race, attempt %s", attempt)
+            if attempt == ALLOCATION_ATTEMPTS:
+                raise PoolExhausted("Proxy numbers are being allocated concurrently; retry.") from None
+    raise AssertionError("unreachable")
+
+
+def _conversation_create_locked(
+    *,
+    service: Service,
+    people: list[dict[str, str]],
+    ttl: int,
+    external_id: str,
+    record: bool,
+    notify: bool,
+    metadata: dict[str, Any],
+    now: datetime,
+) -> Conversation:
+    reals = [p["number"] for p in people]
+    _lock_real_numbers(reals)
+    holdings = _holdings_for(reals=reals, now=now)
+    sticky = _sticky_numbers(service=service, reals=reals)
+    pool = [
+        PoolNumber(number=n, country=c)
+        for n, c in VirtualNumber.objects.filter(
+            service=service, state=VirtualNumber.State.ACTIVE, voice=True
+        ).values_list("number", "country")
+    ]
+    chosen: list[str] = []
+    for person, other in ((people[0], people[1]), (people[1], people[0])):
+        candidates = pool_for_country(pool, country=person["country"], default_country=service.default_country)
+        number = choose_proxy_number(
+            candidates=candidates,
+            holdings=holdings[person["number"]],
+            counterpart=other["number"],
+            sticky=sticky.get(person["number"]),
+        )
+        if number is None:
+            country = candidates[0].country if candidates else person["country"]
+            raise _NoFreeNumber(
+                f"No proxy number is free for participant {len(chosen) + 1} in country {country}.", country
+            )
+        chosen.append(number)
+
+    conversation = Conversation.objects.create(
+        service=service,
+        external_id=external_id,
+        expires_at=now + timedelta(seconds=ttl),
+        record=record,
+        metadata=metadata,
+        created_at=now,
+    )
+    Participant.objects.bulk_create(
+        Participant(
+            conversation=conversation,
+            service=service,
+            position=i,
+            real_number=person["number"],
+            name=person["name"],
+            country=person["country"],
+            proxy_number_id=chosen[i],
+            created_at=now,
+        )
+        for i, person in enumerate(people)
+    )
+    logger.info(
+        "conversation %s opened for service=%s: %s via %s, %s via %s",
+        conversation.pk,
+        service.slug,
+        mask(reals[0]),
+        chosen[0],
+        mask(reals[1]),
+        chosen[1],
+    )
+    events.on_conversation_opened(conversation, notify=notify)
+    return conversation
+
+
+def _lock_real_numbers(reals: Iterable[str]) -> None:
+    """Serialise allocations for the same person (PostgreSQL advisory locks).
+
+    SQLite needs none: its IMMEDIATE transactions already admit one writer at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted(
+        int.from_bytes(hashlib.blake2b(r.encode(), digest_size=8).digest(), "big", signed=True) for r in reals
+    )
+    with connection.cursor() as cursor:
+        for key in keys:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _holdings_for(*, reals: list[str], now: datetime) -> dict[str, Holdings]:
+    """Active and cooling numbers of each real number; writes down expiries it meets."""
+    rows = list(
+        Participant.objects.filter(real_number__in=reals)
+        .filter(Q(active=True) | Q(cooldown_until__gt=now))
+        .values_list("real_number", "proxy_number_id", "active", "conversation_id", "conversation__expires_at")
+    )
+    expired = {conv for _, _, active, conv, expires in rows if active and expires <= now}
+    if expired:
+        conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
+        rows = list(
+            Participant.objects.filter(real_number__in=reals)
+            .filter(Q(active=True) | Q(cooldown_until__gt=now))
+            .values_list("real_number", "proxy_number_id", "active", "conversation_id", "conversation__expires_at")
+        )
+    cooling_convs = {conv for _, _, active, conv, _ in rows if not active}
+    counterpart: dict[tuple[UUID, str], str] = {}
+    if cooling_convs:
+        pairs = Participant.objects.filter(conversation_id__in=cooling_convs).values_list(
+            "conversation_id", "real_number"
+        )
+        by_conv: dict[UUID, list[str]] = defaultdict(list)
+        for conv, real in pairs:
+            by_conv[conv].append(real)
+        for conv, members in by_conv.items():
+            for real in members:
+                others = [m for m in members if m != real]
+                counterpart[(conv, real)] = others[0] if others else ""
+    active: dict[str, set[str]] = defaultdict(set)
+    cooling: dict[str, dict[str, str]] = defaultdict(dict)
+    for real, proxy, is_active, conv, _ in rows:
+        if is_active:
+            active[real].add(proxy)
+        else:
+            cooling[real][proxy] = counterpart.get((conv, real), "")
+    return {r: Holdings(active=frozenset(active[r]), cooling=cooling[r]) for r in reals}
+
+
+def _sticky_numbers(*, service: Service, reals: list[str]) -> dict[str, str]:
+    """Proxy numbers the two people had in their latest conversation together, if any."""
+    a, b = reals
+    latest = (
+        Participant.objects.filter(service=service, real_number=a, conversation__participants__real_number=b)
+        .order_by("-created_at")
+        .values("conversation_id")[:1]
+    )
+    return dict(Participant.objects.filter(conversation_id__in=latest).values_list("real_number", "proxy_number_id"))
+
+
+def conversation_update(
+    *,
+    conversation: Conversation,
+    ttl: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    close: bool = False,
+    now: datetime | None = None,
+) -> Conversation:
+    """Extend (``ttl`` seconds from now), replace metadata, or close. Ended is final: 409."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if locked.status != Conversation.Status.OPEN or locked.expires_at <= now:
+            raise ConversationEnded()
+        fields = []
+        if ttl is not None:
+            locked.expires_at = now + timedelta(seconds=ttl)
+            fields.append("expires_at")
+        if metadata is not None:
+            locked.metadata = metadata
+            fields.append("metadata")
+        if fields:
+            locked.save(update_fields=[*fields, "updated_at"])
+        if close:
+            conversations_end(ids=[locked.pk], status=Conversation.Status.CLOSED, reason="closed", now=now)
+    locked.refresh_from_db()
+    return locked
+
+
+def conversation_close(
+    *, conversation: Conversation, reason: str = "closed", now: datetime | None = None
+) -> Conversation:
+    """Close an open conversation. Idempotent: an ended one is left exactly as it is.
+
+    One that is past its expiry but not yet written down is written down as expired.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        if conversation.status == Conversation.Status.OPEN:
+            status = Conversation.Status.EXPIRED if conversation.expires_at <= now else Conversation.Status.CLOSED
+            conversations_end(
+                ids=[conversation.pk], status=status, reason="expired" if status == "expired" else reason, now=now
+            )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversations_end(*, ids: list[Any], status: str, reason: str, now: datetime) -> int:
+    """End open conversations in bulk: a few statements whatever the count.
+
+    Participants become inactive and their pairs cool down for their service's cooldown.
+    Returns how many conversations this call ended (others were already ended).
+    """
+    if not ids:
+        return 0
+    with transaction.atomic():
+        open_rows = list(
+            Conversation.objects.select_for_update()
+            .filter(pk__in=ids, status=Conversation.Status.OPEN)
+            .values_list("pk", "service__cooldown")
+        )
+        if not open_rows:
+            return 0
+        ended = [pk for pk, _ in open_rows]
+        conversations = Conversation.objects.filter(pk__in=ended)
+        if status == Conversation.Status.EXPIRED:
+            conversations.update(status=status, closed_reason=reason, ended_at=F("expires_at"), updated_at=now)
+        else:
+            conversations.update(status=status, closed_reason=reason, ended_at=now, updated_at=now)
+        by_cooldown: dict[int, list[Any]] = defaultdict(list)
+        for pk, cooldown in open_rows:
+            by_cooldown[cooldown].append(pk)
+        for cooldown, pks in by_cooldown.items():
+            Participant.objects.filter(conversation_id__in=pks, active=True).update(
+                active=False, cooldown_until=now + timedelta(seconds=cooldown) if cooldown else None
+            )
+        events.on_conversations_ended(ended, status=status)
+    return len(ended)
+
+
+def conversations_expire_due(*, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Write down every open conversation past its expiry, in set-based batches."""
+    now = now or timezone.now()
+    total = 0
+    while True:
+        ids = list(
+            Conversation.objects.filter(status=Conversation.Status.OPEN, expires_at__lte=now)
+            .order_by()
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return total
+        total += conversations_end(ids=ids, status=Conversation.Status.EXPIRED, reason="expired", now=now)

@@ -1,0 +1,122 @@
+"""Validated accessors for what Vonage sends: never index a payload directly in a view."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils.dateparse import parse_datetime
+
+from proxy.parsers import loads_strict
+
+TERMINAL_STATUSES = frozenset({"completed", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout"})
+# Before a terminal status, a tie on timestamps goes to the further status.
+PROGRESS_RANK = {"started": 0, "ringing": 1, "answered": 2, "disconnected": 3}
+CALL_STATUSES = TERMINAL_STATUSES | PROGRESS_RANK.keys()
+# A synchronous connect whose leg ends like this may answer with a new NCCO.
+NCCO_REPLACING_STATUSES = frozenset({"unanswered", "busy", "rejected", "timeout", "failed"})
+FALLBACK_ONLY_FIELDS = ("reason", "original_request")
+
+
+def request_payload(request: HttpRequest) -> dict[str, Any]:
+    """The webhook's fields: query parameters for GET, the JSON object for POST.
+
+    Garbage gives ``{"_raw": ...}`` rather than an error: webhooks keep what they got.
+    """
+    if request.method == "GET":
+        return {k: v for k, v in request.GET.items()}
+    body = request.body
+    if not body:
+        return {k: v for k, v in request.POST.items()} or {k: v for k, v in request.GET.items()}
+    content_type = request.content_type or ""
+    if "json" in content_type or body[:1] in (b"{", b"["):
+        try:
+            value = loads_strict(body)
+        except ValueError:
+            return {"_raw": body[:10000].decode("utf-8", "replace")}
+        return value if isinstance(value, dict) else {"_raw": value}
+    return {k: v for k, v in request.POST.items()}
+
+
+def text(payload: dict[str, Any], key: str, limit: int = 64) -> str:
+    value = payload.get(key)
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)[:limit]
+    return ""
+
+
+def timestamp(payload: dict[str, Any], key: str = "timestamp") -> datetime | None:
+    value = payload.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def decimal(payload: dict[str, Any], key: str) -> Decimal | None:
+    value = payload.get(key)
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() and abs(result) < Decimal("1e6") else None
+
+
+def whole_seconds(payload: dict[str, Any], key: str) -> int | None:
+    value = decimal(payload, key)
+    if value is None or value < 0:
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Event:
+    payload: dict[str, Any]
+    uuid: str
+    conversation_uuid: str
+    status: str
+    kind: str
+    timestamp: datetime | None
+    dedup_key: str
+
+
+def event_from_payload(payload: dict[str, Any]) -> Event:
+    status = text(payload, "status", 20).lower()
+    if payload.get("recording_url"):
+        kind = "record"
+    elif "dtmf" in payload or "speech" in payload:
+        kind = "input"
+    elif status in CALL_STATUSES:
+        kind = "status"
+    elif status in ("human", "machine"):
+        kind = "machine"
+    elif status.startswith("transfer") or "conversation_uuid_to" in payload:
+        kind = "transfer"
+    else:
+        kind = "other"
+    # The same event delivered through the fallback URL carries two extra fields.
+    canonical = {k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS}
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+    return Event(
+        payload=payload,
+        uuid=text(payload, "uuid") or text(payload, "call_uuid"),
+        conversation_uuid=text(payload, "conversation_uuid"),
+        status=status,
+        kind=kind,
+        timestamp=timestamp(payload),
+        dedup_key=digest,
+    )

@@ -1,0 +1,243 @@
+"""What the webhooks do: route an answer request, keep the call log from events."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from proxy import events
+from proxy.models import Call, CallEvent, Recording
+from proxy.ncco import ncco_for_route, unavailable_ncco
+from proxy.phone import from_webhook, mask
+from proxy.selectors import Route, route_for_call
+from webhooks.payloads import (
+    NCCO_REPLACING_STATUSES,
+    PROGRESS_RANK,
+    TERMINAL_STATUSES,
+    Event,
+    decimal,
+    event_from_payload,
+    text,
+    timestamp,
+    whole_seconds,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The NCCO for an inbound call. Never raises for bad input: unknown callers hear a message."""
+    caller = from_webhook(payload.get("from"))
+    dialled = from_webhook(payload.get("to"))
+    route = route_for_call(caller=caller, proxy_number=dialled)
+    uuid = text(payload, "uuid")
+    if route.kind == "connect" and uuid:
+        _call_row_at_answer(route=route, payload=payload, uuid=uuid)
+    logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
+    return ncco_for_route(route, public_url=settings.PUBLIC_URL)
+
+
+def _call_row_at_answer(*, route: Route, payload: dict[str, Any], uuid: str) -> None:
+    """Write the inbound leg with its conversation and participants, without waiting for a flush.
+
+    Losing this row in a database crash costs nothing: the first event writes it again.
+    """
+    assert route.callee is not None
+    row = Call(
+        uuid=uuid,
+        conversation_uuid=text(payload, "conversation_uuid"),
+        conversation=route.conversation,
+        service=route.service,
+        direction=Call.Direction.INBOUND,
+        from_participant_id=route.caller_id,
+        to_participant=route.callee,
+        from_number=text(payload, "from"),
+        to_number=text(payload, "to"),
+    )
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        # Vonage retries answer requests and events may come first: upsert the links only.
+        Call.objects.bulk_create(
+            [row],
+            update_conflicts=True,
+            unique_fields=["uuid"],
+            update_fields=["conversation", "service", "direction", "from_participant", "to_participant"],
+        )
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    duplicate: bool
+    call: Call | None
+    ncco: list[dict[str, Any]] | None = None
+
+
+def event_receive(*, payload: dict[str, Any], source: str = "event", now: datetime | None = None) -> EventOutcome:
+    """Keep an event once and bring its call up to date. Order and repetition do not matter."""
+    now = now or timezone.now()
+    event = event_from_payload(payload)
+    with transaction.atomic():
+        call = _call_for_event(event) if event.uuid else None
+        try:
+            with transaction.atomic():
+                CallEvent.objects.create(
+                    call=call,
+                    call_uuid=event.uuid,
+                    conversation_uuid=event.conversation_uuid,
+                    kind=event.kind,
+                    status=event.status if event.kind in ("status", "machine") else "",
+                    timestamp=event.timestamp,
+                    received_at=now,
+                    source=source,
+                    dedup_key=event.dedup_key,
+                    payload=payload,
+                )
+        except IntegrityError:
+            duplicate = True
+        else:
+            duplicate = False
+            if call is not None and event.kind == "status":
+                _apply_status(call, event, now=now)
+            if event.kind == "record":
+                recording_announced(payload=payload, call=call)
+    ncco = None
+    if call is not None and event.status in NCCO_REPLACING_STATUSES and call.direction == Call.Direction.OUTBOUND:
+        ncco = unavailable_ncco(call.conversation.service if call.conversation else call.service)
+    return EventOutcome(duplicate=duplicate, call=call, ncco=ncco)
+
+
+def _call_for_event(event: Event) -> Call:
+    """The call row for the event's leg, created if new, locked for the update."""
+    payload = event.payload
+    Call.objects.bulk_create(
+        [
+            Call(
+                uuid=event.uuid,
+                conversation_uuid=event.conversation_uuid,
+                direction=text(payload, "direction", 10) if text(payload, "direction", 10) in Call.Direction else "",
+                from_number=text(payload, "from"),
+                to_number=text(payload, "to"),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    call = Call.objects.select_for_update().select_related("conversation__service").get(uuid=event.uuid)
+    if call.conversation_id is None and call.conversation_uuid:
+        _link_to_conversation(call)
+    return call
+
+
+def _link_to_conversation(call: Call) -> None:
+    """A leg Vonage created for our connect shares the conversation_uuid of the inbound leg."""
+    sibling = (
+        Call.objects.filter(conversation_uuid=call.conversation_uuid, conversation__isnull=False)
+        .exclude(pk=call.pk)
+        .select_related("conversation__service")
+        .first()
+    )
+    if sibling is None:
+        return
+    call.conversation = sibling.conversation
+    call.service_id = sibling.service_id
+    call.from_participant_id = sibling.from_participant_id
+    call.to_participant_id = sibling.to_participant_id
+    if not call.direction:
+        call.direction = Call.Direction.OUTBOUND
+    call.save(
+        update_fields=["conversation", "service", "from_participant", "to_participant", "direction", "updated_at"]
+    )
+
+
+def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
+    """A terminal status is final; before one, the later timestamp wins (ties: the further status)."""
+    status = event.status
+    at = event.timestamp or now
+    payload = event.payload
+    fields: set[str] = set()
+    became_completed = False
+    if call.status in TERMINAL_STATUSES:
+        if status != "completed":
+            return
+    elif status in TERMINAL_STATUSES:
+        call.status, call.status_at, call.detail = status, at, text(payload, "detail", 100)
+        fields |= {"status", "status_at", "detail"}
+        became_completed = status == "completed"
+        if call.ended_at is None:
+            call.ended_at = at
+            fields.add("ended_at")
+    else:
+        newer = call.status_at is None or at > call.status_at
+        tie_further = at == call.status_at and PROGRESS_RANK[status] > PROGRESS_RANK.get(call.status, -1)
+        if newer or tie_further:
+            call.status, call.status_at = status, at
+            fields |= {"status", "status_at"}
+    if status == "started" and call.started_at is None:
+        call.started_at = at
+        fields.add("started_at")
+    if status == "answered" and (call.answered_at is None or at < call.answered_at):
+        call.answered_at = at
+        fields.add("answered_at")
+    if status == "completed":
+        fields |= _fill_completed(call, payload)
+    if not call.direction and text(payload, "direction", 10) in Call.Direction:
+        call.direction = text(payload, "direction", 10)
+        fields.add("direction")
+    if fields:
+        call.save(update_fields=[*fields, "updated_at"])
+    if became_completed:
+        events.on_call_completed(call)
+
+
+def _fill_completed(call: Call, payload: dict[str, Any]) -> set[str]:
+    values = {
+        "duration": whole_seconds(payload, "duration"),
+        "price": decimal(payload, "price"),
+        "rate": decimal(payload, "rate"),
+        "started_at": timestamp(payload, "start_time"),
+        "ended_at": timestamp(payload, "end_time"),
+        "network": text(payload, "network", 20) or None,
+    }
+    changed = set()
+    for field, value in values.items():
+        if value is not None and getattr(call, field) != value:
+            setattr(call, field, value)
+            changed.add(field)
+    return changed
+
+
+def recording_announced(*, payload: dict[str, Any], call: Call | None = None) -> Recording | None:
+    """Keep a recording announced by a record event, once; a worker downloads it."""
+    recording_uuid = text(payload, "recording_uuid")
+    url = text(payload, "recording_url", 500)
+    if not recording_uuid or not url.startswith("https://"):
+        return None
+    conversation_uuid = text(payload, "conversation_uuid")
+    if call is None and conversation_uuid:
+        call = (
+            Call.objects.filter(conversation_uuid=conversation_uuid, conversation__isnull=False)
+            .order_by("created_at")
+            .first()
+        )
+    recording, created = Recording.objects.get_or_create(
+        recording_uuid=recording_uuid,
+        defaults={
+            "call": call,
+            "conversation": call.conversation if call else None,
+            "conversation_uuid": conversation_uuid,
+            "recording_url": url,
+            "size": whole_seconds(payload, "size"),
+            "started_at": timestamp(payload, "start_time"),
+            "ended_at": timestamp(payload, "end_time"),
+        },
+    )
+    if created:
+        events.on_recording_announced(recording)
+    return recording
