@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from rest_framework.exceptions import ParseError
@@ -30,20 +31,48 @@ def json_depth(value: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    # "\ud800" is well-formed JSON but cannot be encoded as UTF-8: the database would fail on it.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def loads_strict(raw: bytes | str) -> Any:
     """Parse JSON or raise ValueError: bad encoding, bad syntax, NaN/Infinity, too deep."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
         raise ValueError(f"Malformed JSON: {exc}") from exc
     if json_depth(value) > MAX_DEPTH:
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels.")
+    if _has_lone_surrogate(value):
+        raise ValueError("Malformed JSON: a string holds an unpaired surrogate.")
     return value
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON.")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 parses as infinity, which no JSON encoder can write back.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range.")
+    return value
 
 
 class SafeJSONParser(JSONParser):

@@ -1,0 +1,104 @@
+"""Idempotency-Key for conversation creation (IETF httpapi idempotency-key draft).
+
+A key is claimed in its own committed transaction before the work starts, so that of
+two concurrent requests with one key exactly one does the work: the unique
+(service, key) constraint decides. The claim then either stores the 201 it produced
+or is deleted, so a retry after a 400 or 409 runs afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.utils.encoders import JSONEncoder
+
+from proxy.exceptions import IdempotencyKeyReused, RequestInProgress
+from proxy.models import IdempotencyRecord, Service
+
+MAX_KEY_LENGTH = 255
+# A claim with no response after this long belongs to a request that died half way.
+ABANDONED_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Claim:
+    record: IdempotencyRecord
+    replay: bool
+
+
+def request_fingerprint(data: Any) -> str:
+    """Equal JSON gives an equal fingerprint, whatever the key order or spacing was."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _ttl() -> timedelta:
+    return timedelta(seconds=getattr(settings, "IDEMPOTENCY_TTL", 24 * 3600))
+
+
+def idempotency_claim(*, service: Service, key: str, fingerprint: str, now: datetime | None = None) -> Claim:
+    """Claim ``key`` for a new request, or find the finished one to replay.
+
+    Raises IdempotencyKeyReused (the key came with another body) or RequestInProgress
+    (the first request with this key has not finished).
+    """
+    now = now or timezone.now()
+    # A claim deleted between our insert and our read sends us round again; twice is plenty.
+    for _ in range(3):
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        service=service, key=key, request_hash=fingerprint, created_at=now
+                    )
+                return Claim(record=record, replay=False)
+            except IntegrityError:
+                pass
+            record = IdempotencyRecord.objects.select_for_update().filter(service=service, key=key).first()
+            if record is None:
+                continue
+            expired = record.created_at <= now - _ttl()
+            abandoned = record.response_status is None and record.created_at <= now - ABANDONED_AFTER
+            if expired or abandoned:
+                record.request_hash = fingerprint
+                record.created_at = now
+                record.response_status = None
+                record.response_body = None
+                record.save(update_fields=["request_hash", "created_at", "response_status", "response_body"])
+                return Claim(record=record, replay=False)
+            if record.request_hash != fingerprint:
+                raise IdempotencyKeyReused()
+            if record.response_status is None:
+                raise RequestInProgress()
+            return Claim(record=record, replay=True)
+    raise RequestInProgress()
+
+
+def idempotency_complete(*, claim: Claim, status: int, body: Any) -> None:
+    """Remember the response of a claimed request."""
+    # Round-trip through DRF's encoder: dates, UUIDs and decimals become what clients saw.
+    stored = json.loads(json.dumps(body, cls=JSONEncoder))
+    IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
+        response_status=status, response_body=stored
+    )
+
+
+def idempotency_release(*, claim: Claim) -> None:
+    """Forget a claim whose request did not succeed, so that a retry runs afresh."""
+    IdempotencyRecord.objects.filter(
+        pk=claim.record.pk, created_at=claim.record.created_at, response_status__isnull=True
+    ).delete()
+
+
+def idempotency_records_purge(*, now: datetime | None = None) -> int:
+    """Delete records past their 24 hours (for a periodic task); returns how many."""
+    now = now or timezone.now()
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lte=now - _ttl()).delete()
+    return deleted

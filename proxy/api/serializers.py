@@ -1,0 +1,242 @@
+"""Input and output shapes of REST API v1 (plain serializers: the API is not the table)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import phonenumbers
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from proxy import phone
+from proxy.models import Call, Conversation, Notification, Participant, Recording
+
+MAX_NAME = 100
+MAX_EXTERNAL_ID = 200
+MAX_METADATA_BYTES = 8 * 1024
+MIN_TTL = 1
+MAX_TTL = 365 * 24 * 3600
+
+
+# --- Input ----------------------------------------------------------------------------------------
+
+
+class CountryField(serializers.CharField):
+    """ISO 3166-1 alpha-2, any case in, upper case out; only regions phonenumbers knows."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 2)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data).upper()
+        if value and value not in phonenumbers.SUPPORTED_REGIONS:
+            raise serializers.ValidationError("Give an ISO 3166-1 alpha-2 country code, such as US or GB.")
+        return value
+
+
+class MetadataField(serializers.JSONField):
+    """A JSON object of at most 8 KiB serialised, storable as-is in PostgreSQL jsonb."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Give a JSON object.")
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(encoded) > MAX_METADATA_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON ({len(encoded)} given).")
+        # jsonb cannot store U+0000; refuse it here rather than fail in the database.
+        if _has_nul(value):
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class TtlField(serializers.IntegerField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", MIN_TTL)
+        kwargs.setdefault("max_value", MAX_TTL)
+        kwargs.setdefault("help_text", f"Seconds from now until the conversation expires ({MIN_TTL} to {MAX_TTL}).")
+        super().__init__(**kwargs)
+
+
+class ParticipantInputSerializer(serializers.Serializer):
+    number = serializers.CharField(
+        max_length=64,
+        help_text='E.164 ("+12015550101"), international digits, or national with `country`.',
+    )
+    name = serializers.CharField(max_length=MAX_NAME, required=False, allow_blank=True, allow_null=True)
+    country = CountryField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="ISO 3166-1 alpha-2 hint for reading a national number (default: the service's country).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        service = self.context["service"]
+        try:
+            digits = phone.normalize(
+                attrs["number"], country=attrs.get("country") or None, default_country=service.default_country
+            )
+        except phone.InvalidNumber as exc:
+            raise serializers.ValidationError({"number": [str(exc)]}) from exc
+        return {"number": digits, "name": attrs.get("name") or "", "country": attrs.get("country") or ""}
+
+
+class ParticipantPairSerializer(serializers.ListSerializer):
+    """Exactly two participants; errors come back as a list, one object per participant."""
+
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
+        if not isinstance(data, list):
+            raise serializers.ValidationError(
+                f'Expected a list of two participants but got type "{type(data).__name__}".'
+            )
+        if len(data) != 2:
+            raise serializers.ValidationError(f"Give exactly two participants ({len(data)} given).")
+        results: list[dict[str, Any]] = []
+        errors: list[Any] = []
+        for item in data:
+            try:
+                results.append(self.child.run_validation(item))
+                errors.append({})
+            except serializers.ValidationError as exc:
+                errors.append(exc.detail)
+        if any(errors):
+            raise serializers.ValidationError(errors)
+        return results
+
+
+class ConversationCreateInputSerializer(serializers.Serializer):
+    participants = ParticipantPairSerializer(child=ParticipantInputSerializer())
+    ttl = TtlField(required=False, allow_null=True)
+    external_id = serializers.CharField(
+        max_length=MAX_EXTERNAL_ID,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Your own id for this conversation (an order id, say).",
+    )
+    record = serializers.BooleanField(required=False, default=False)
+    notify = serializers.BooleanField(
+        required=False, default=True, help_text="Text each participant the number to call (SMS)."
+    )
+    metadata = MetadataField(required=False, allow_null=True, help_text="Any JSON object, at most 8 KiB.")
+
+    def validate_participants(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if value[0]["number"] == value[1]["number"]:
+            raise serializers.ValidationError([{}, {"number": ["The two participants must have different numbers."]}])
+        return value
+
+
+class ConversationUpdateInputSerializer(serializers.Serializer):
+    ttl = TtlField(required=False, help_text="Expire this many seconds from now.")
+    metadata = MetadataField(required=False, help_text="Replaces the metadata; any JSON object, at most 8 KiB.")
+    status = serializers.ChoiceField(choices=["closed"], required=False, help_text='"closed" closes it.')
+
+
+# --- Output ---------------------------------------------------------------------------------------
+
+
+class NotificationOutputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Notification.Status.choices)
+    updated_at = serializers.DateTimeField()
+    error = serializers.CharField(source="last_error", allow_null=True)
+
+    def to_representation(self, instance: Notification) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["error"] = data["error"] or None
+        return data
+
+
+class ParticipantOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.CharField(source="real_number", help_text="Real number, E.164 digits without +.")
+    name = serializers.CharField()
+    country = serializers.CharField()
+    proxy_number = serializers.CharField(
+        source="proxy_number_id", help_text="The pool number this person dials; also the caller ID they see."
+    )
+    notification = serializers.SerializerMethodField()
+
+    @staticmethod
+    def latest_notification(participant: Participant) -> Notification | None:
+        # Uses the prefetch ordered newest first when there is one.
+        return next(iter(participant.notifications.all()), None)
+
+    @extend_schema_field(NotificationOutputSerializer(allow_null=True))
+    def get_notification(self, participant: Participant) -> dict[str, Any] | None:
+        latest = self.latest_notification(participant)
+        return None if latest is None else NotificationOutputSerializer(latest).data
+
+
+class ConversationOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(
+        choices=Conversation.Status.choices, source="effective_status", help_text="Past expires_at: expired."
+    )
+    external_id = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    record = serializers.BooleanField()
+    metadata = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    participants = ParticipantOutputSerializer(many=True)
+    closed_reason = serializers.CharField()
+
+
+class CallOutputSerializer(serializers.Serializer):
+    uuid = serializers.CharField()
+    conversation_uuid = serializers.CharField()
+    status = serializers.CharField()
+    direction = serializers.CharField()
+    from_participant = serializers.IntegerField(source="from_participant_id", allow_null=True)
+    to_participant = serializers.IntegerField(source="to_participant_id", allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    answered_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    duration = serializers.IntegerField(allow_null=True, help_text="Whole seconds.")
+    price = serializers.DecimalField(
+        max_digits=14, decimal_places=8, allow_null=True, help_text="EUR, as a decimal string."
+    )
+    recording_url = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        serializers.URLField(
+            allow_null=True, help_text="The downloaded recording if any, else Vonage's recording URL, else null."
+        )
+    )
+    def get_recording_url(self, call: Call) -> str | None:
+        recordings: list[Recording] = sorted(call.recordings.all(), key=lambda r: (r.created_at, r.pk), reverse=True)
+        for recording in recordings:
+            if recording.file:
+                request = self.context.get("request")
+                url = recording.file.url
+                return request.build_absolute_uri(url) if request is not None else settings.PUBLIC_URL + url
+        return next((r.recording_url for r in recordings if r.recording_url), None)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Errors clients branch on carry a stable code."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

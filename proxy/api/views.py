@@ -1,0 +1,255 @@
+"""REST API v1 views: authenticate, validate, call a service or selector, serialise."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.urls import reverse
+from django_filters.utils import translate_validation
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from proxy import selectors, services
+from proxy.api import schema
+from proxy.api.filters import ConversationFilter
+from proxy.api.idempotency import (
+    MAX_KEY_LENGTH,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+    request_fingerprint,
+)
+from proxy.api.serializers import (
+    CallOutputSerializer,
+    ConversationCreateInputSerializer,
+    ConversationOutputSerializer,
+    ConversationUpdateInputSerializer,
+)
+from proxy.models import Conversation, Notification, Participant, Service
+from proxy.pagination import Pagination
+
+
+def _page_of(serializer: type[serializers.Serializer], name: str) -> serializers.Serializer:
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer(many=True),
+        },
+    )
+
+
+def _conversations(service: Service) -> QuerySet[Conversation]:
+    """The service's conversations with what the output needs, in a fixed number of queries."""
+    participants = Participant.objects.order_by("position", "id").prefetch_related(
+        Prefetch("notifications", queryset=Notification.objects.order_by("-created_at", "-id"))
+    )
+    return selectors.conversations_for_service(service=service).prefetch_related(
+        Prefetch("participants", queryset=participants)
+    )
+
+
+def _conversation_or_404(service: Service, conversation_id: str) -> Conversation:
+    # The path takes any string so that a malformed id is a JSON 404 like a foreign one.
+    try:
+        pk = uuid.UUID(conversation_id)
+    except ValueError:
+        raise NotFound("No such conversation.") from None
+    conversation = _conversations(service).filter(pk=pk).first()
+    if conversation is None:
+        raise NotFound("No such conversation.")
+    return conversation
+
+
+def _output(conversation: Conversation, request: Request) -> dict[str, Any]:
+    return ConversationOutputSerializer(conversation, context={"request": request}).data
+
+
+class ConversationListCreateApi(APIView):
+    @extend_schema(
+        operation_id="conversations_list",
+        summary="List conversations",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                enum=[c.value for c in Conversation.Status],
+                description="Effective status: an open conversation past expires_at counts as expired.",
+            ),
+            OpenApiParameter("external_id", str, description="Exact match."),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description=f"At most {Pagination.max_page_size}."),
+        ],
+        responses={
+            200: _page_of(ConversationOutputSerializer, "ConversationPage"),
+            400: schema.BAD_REQUEST,
+            401: schema.UNAUTHORIZED,
+            429: schema.THROTTLED,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        filterset = ConversationFilter(request.query_params, queryset=_conversations(request.auth), request=request)
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        queryset = filterset.qs.order_by("-created_at", "-id")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        data = ConversationOutputSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(
+        operation_id="conversations_create",
+        summary="Open a conversation",
+        description="Allocates a proxy number to each participant and, unless `notify` is false, texts each "
+        "participant the number to call.",
+        parameters=[schema.IDEMPOTENCY_KEY],
+        request=ConversationCreateInputSerializer,
+        responses={
+            201: ConversationOutputSerializer,
+            400: schema.BAD_REQUEST,
+            401: schema.UNAUTHORIZED,
+            409: schema.POOL_EXHAUSTED_OR_IN_PROGRESS,
+            413: schema.TOO_LARGE,
+            422: schema.KEY_REUSED,
+            429: schema.THROTTLED,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        service: Service = request.auth
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return self._create(request, service)
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise ValidationError({"Idempotency-Key": [f"Give 1 to {MAX_KEY_LENGTH} characters."]})
+
+        claim = idempotency_claim(service=service, key=key, fingerprint=request_fingerprint(request.data))
+        if claim.replay:
+            return Response(
+                claim.record.response_body,
+                status=claim.record.response_status,
+                headers={"Idempotent-Replayed": "true", **self._location(claim.record.response_body)},
+            )
+        try:
+            response = self._create(request, service)
+        except BaseException:
+            idempotency_release(claim=claim)
+            raise
+        if response.status_code == status.HTTP_201_CREATED:
+            idempotency_complete(claim=claim, status=response.status_code, body=response.data)
+        else:
+            idempotency_release(claim=claim)
+        return response
+
+    def _create(self, request: Request, service: Service) -> Response:
+        serializer = ConversationCreateInputSerializer(data=request.data, context={"service": service})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        conversation = services.conversation_create(
+            service=service,
+            # "+" keeps the normalised digits from being read again as a national number.
+            participants=[
+                {"number": "+" + p["number"], "name": p["name"], "country": p["country"]} for p in data["participants"]
+            ],
+            ttl=data.get("ttl"),
+            external_id=data.get("external_id") or "",
+            record=data["record"],
+            notify=data["notify"],
+            metadata=data.get("metadata") or {},
+        )
+        body = _output(_conversation_or_404(service, str(conversation.pk)), request)
+        return Response(body, status=status.HTTP_201_CREATED, headers=self._location(body))
+
+    @staticmethod
+    def _location(body: Any) -> dict[str, str]:
+        if isinstance(body, dict) and body.get("id"):
+            return {"Location": reverse("api:conversation-detail", kwargs={"conversation_id": body["id"]})}
+        return {}
+
+
+class ConversationDetailApi(APIView):
+    @extend_schema(
+        operation_id="conversations_retrieve",
+        summary="Get a conversation",
+        responses={
+            200: ConversationOutputSerializer,
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            429: schema.THROTTLED,
+        },
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        return Response(_output(_conversation_or_404(request.auth, conversation_id), request))
+
+    @extend_schema(
+        operation_id="conversations_update",
+        summary="Extend, annotate or close a conversation",
+        description="`ttl` sets expires_at that many seconds from now; `metadata` replaces the metadata; "
+        '`status: "closed"` closes it. An ended conversation is final (409 `conversation_ended`).',
+        request=ConversationUpdateInputSerializer,
+        responses={
+            200: ConversationOutputSerializer,
+            400: schema.BAD_REQUEST,
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            409: schema.ENDED,
+            413: schema.TOO_LARGE,
+            429: schema.THROTTLED,
+        },
+    )
+    def patch(self, request: Request, conversation_id: str) -> Response:
+        conversation = _conversation_or_404(request.auth, conversation_id)
+        serializer = ConversationUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.conversation_update(
+            conversation=conversation,
+            ttl=data.get("ttl"),
+            metadata=data.get("metadata"),
+            close=data.get("status") == Conversation.Status.CLOSED,
+        )
+        return Response(_output(_conversation_or_404(request.auth, conversation_id), request))
+
+    @extend_schema(
+        operation_id="conversations_close",
+        summary="Close a conversation",
+        description="Idempotent: an ended conversation stays as it is.",
+        responses={
+            204: OpenApiResponse(description="Closed (or had already ended)."),
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            429: schema.THROTTLED,
+        },
+    )
+    def delete(self, request: Request, conversation_id: str) -> Response:
+        conversation = _conversation_or_404(request.auth, conversation_id)
+        services.conversation_close(conversation=conversation)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConversationCallsApi(APIView):
+    @extend_schema(
+        operation_id="conversations_calls_list",
+        summary="List a conversation's calls, newest first",
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={
+            200: _page_of(CallOutputSerializer, "CallPage"),
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            429: schema.THROTTLED,
+        },
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = _conversation_or_404(request.auth, conversation_id)
+        calls = selectors.calls_for_conversation(conversation=conversation).prefetch_related("recordings")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(calls, request, view=self)
+        data = CallOutputSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
