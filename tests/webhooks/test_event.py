@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from proxy.models import Call, CallEvent, Recording
+from proxy.ncco import ncco_validate
+from tests.webhooks.conftest import fixture_names, load_fixture, post_json
+
+INBOUND = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+OUTBOUND = "bbbbbbbb-bbbb-cccc-dddd-0123456789ab"
+
+
+def send(client, payload, method="POST"):
+    if method == "GET":
+        response = client.get("/webhooks/event", payload)
+    else:
+        response = post_json(client, "/webhooks/event", payload)
+    assert 200 <= response.status_code <= 205
+    return response
+
+
+@pytest.fixture
+def answered(client, conversation):
+    """The inbound leg as the answer webhook left it."""
+    response = client.get("/webhooks/answer", load_fixture("answer_get.json")["payload"])
+    assert response.json()[-1]["action"] == "connect"
+    return Call.objects.get(uuid=INBOUND)
+
+
+@pytest.mark.parametrize("name", fixture_names("event_"))
+def test_every_recorded_event_is_kept_once(client, answered, name):
+    payload = load_fixture(name)
+    send(client, payload)
+    send(client, payload)
+    events = CallEvent.objects.all()
+    assert events.count() == 1
+    event = events.get()
+    assert event.payload == payload
+    assert event.kind in {"status", "record", "input", "machine", "transfer"}
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("event_busy.json", "busy"),
+        ("event_unanswered.json", "unanswered"),
+        ("event_rejected.json", "rejected"),
+        ("event_failed.json", "failed"),
+        ("event_timeout.json", "timeout"),
+    ],
+)
+def test_failed_outbound_leg_tells_the_caller(client, answered, conversation, name, status):
+    response = send(client, load_fixture(name))
+    ncco = response.json()
+    ncco_validate(ncco)
+    assert ncco == [{"action": "talk", "text": conversation.service.unavailable_text, "language": "en-US"}]
+    leg = Call.objects.get(uuid=OUTBOUND)
+    assert leg.status == status
+    assert leg.direction == "outbound"
+    # The outbound leg joins the conversation through the shared conversation_uuid.
+    assert leg.conversation == conversation
+    assert leg.from_participant == answered.from_participant
+
+
+def test_ordinary_status_events_get_no_body(client, answered):
+    assert send(client, load_fixture("event_ringing.json")).status_code == 204
+
+
+def test_completed_fills_duration_price_and_times(client, answered):
+    for name in ("event_started.json", "event_ringing.json", "event_answered.json", "event_completed.json"):
+        send(client, load_fixture(name))
+    call = Call.objects.get(uuid=INBOUND)
+    assert call.status == "completed"
+    assert call.duration == 48
+    assert call.price == Decimal("0.01016000")
+    assert call.started_at.isoformat().startswith("2026-11-27T10:00:02")
+    assert call.ended_at.isoformat().startswith("2026-11-27T10:00:50")
+    assert call.answered_at.isoformat().startswith("2026-11-27T10:00:02")
+
+
+def test_out_of_order_arrival_ends_in_the_same_state(client, answered):
+    names = ["event_completed.json", "event_answered.json", "event_ringing.json", "event_started.json"]
+    for name in names:
+        send(client, load_fixture(name))
+    call = Call.objects.get(uuid=INBOUND)
+    assert (call.status, call.duration) == ("completed", 48)
+
+
+def test_later_timestamp_wins_before_a_terminal_status(client, answered):
+    send(client, load_fixture("event_answered.json"))  # 10:00:02
+    send(client, load_fixture("event_ringing.json"))  # 10:00:01, arrives late
+    assert Call.objects.get(uuid=INBOUND).status == "answered"
+
+
+def test_tie_goes_to_the_further_status(client, answered):
+    stamp = "2026-11-27T10:00:05.000Z"
+    for status in ("answered", "ringing", "started"):
+        send(client, {**load_fixture("event_ringing.json"), "status": status, "timestamp": stamp})
+    assert Call.objects.get(uuid=INBOUND).status == "answered"
+
+
+def test_terminal_status_is_final_but_completed_still_fills_figures(client, answered):
+    busy = {**load_fixture("event_busy.json"), "uuid": INBOUND, "direction": "inbound"}
+    send(client, busy)
+    send(client, load_fixture("event_answered.json"))
+    send(client, load_fixture("event_completed.json"))
+    call = Call.objects.get(uuid=INBOUND)
+    assert call.status == "busy"
+    assert call.duration == 48 and call.price == Decimal("0.01016000")
+
+
+def test_events_without_call_status_change_nothing(client, answered):
+    send(client, load_fixture("event_ringing.json"))
+    for name in ("event_human.json", "event_machine.json", "event_input_dtmf.json", "event_transfer.json"):
+        send(client, {**load_fixture(name), "uuid": INBOUND} if "uuid" in load_fixture(name) else load_fixture(name))
+    assert Call.objects.get(uuid=INBOUND).status == "ringing"
+
+
+def test_unknown_calls_events_are_kept_for_audit(client, db):
+    payload = {**load_fixture("event_started.json"), "uuid": "never-seen", "conversation_uuid": "CON-x"}
+    send(client, payload)
+    call = Call.objects.get(uuid="never-seen")
+    assert call.conversation is None and call.status == "started"
+    assert CallEvent.objects.filter(call=call).count() == 1
+
+
+def test_get_events_are_accepted_too(client, answered):
+    send(client, load_fixture("event_ringing.json"), method="GET")
+    assert Call.objects.get(uuid=INBOUND).status == "ringing"
+
+
+@pytest.mark.parametrize(
+    "body", [b"{broken", b"[]", b"null", b'{"status": {"nested": true}}', b'{"uuid": ["x"], "timestamp": 5}']
+)
+def test_garbage_events_are_kept_and_acknowledged(client, db, body):
+    response = client.post("/webhooks/event", body, content_type="application/json")
+    assert response.status_code in (200, 204)
+    assert CallEvent.objects.count() == 1
+
+
+def test_numbers_as_numbers_and_strings_are_both_accepted(client, answered):
+    completed = {**load_fixture("event_completed.json"), "duration": 48, "price": 0.01016}
+    send(client, completed)
+    call = Call.objects.get(uuid=INBOUND)
+    assert call.duration == 48 and call.price == Decimal("0.01016")
+
+
+def test_recording_webhook_keeps_the_recording_once(client, answered, conversation):
+    payload = load_fixture("event_record.json")
+    for _ in range(2):
+        response = post_json(client, "/webhooks/recording", payload)
+        assert response.status_code == 204
+    recording = Recording.objects.get()
+    assert recording.recording_uuid == payload["recording_uuid"]
+    assert recording.conversation == conversation
+    assert recording.call == answered
+    assert CallEvent.objects.filter(kind="record").count() == 1
+
+
+def test_recording_with_a_non_https_url_is_kept_as_an_event_only(client, answered):
+    payload = {**load_fixture("event_record.json"), "recording_url": "http://169.254.169.254/latest"}
+    post_json(client, "/webhooks/recording", payload)
+    assert Recording.objects.count() == 0
+    assert CallEvent.objects.filter(kind="record").count() == 1

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+
+from proxy.models import CallEvent
+from tests.webhooks.conftest import load_fixture
+from webhooks.signatures import SignatureError, sign_voice_webhook, verify_token
+
+SECRET = "s3cret-signature-key-of-enough-length"
+VOICE_URLS = ["/webhooks/answer", "/webhooks/event", "/webhooks/fallback", "/webhooks/recording"]
+
+
+@pytest.fixture
+def signed(settings):
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+
+
+def post(client, url, body: bytes, token: str | None):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    return client.post(url, body, content_type="application/json", **headers)
+
+
+@pytest.mark.parametrize("url", VOICE_URLS)
+def test_signed_requests_pass(client, db, signed, url):
+    body = json.dumps(load_fixture("event_started.json")).encode()
+    assert post(client, url, body, sign_voice_webhook(body=body, secret=SECRET)).status_code in (200, 204)
+
+
+@pytest.mark.parametrize("url", VOICE_URLS)
+def test_unsigned_requests_get_401(client, db, signed, url):
+    assert post(client, url, b"{}", None).status_code == 401
+
+
+@pytest.mark.parametrize("url", VOICE_URLS)
+def test_wrong_secret_gets_401(client, db, signed, url):
+    body = b'{"status": "started"}'
+    assert (
+        post(
+            client, url, body, sign_voice_webhook(body=body, secret="another-secret-entirely-of-32-bytes!")
+        ).status_code
+        == 401
+    )
+
+
+def test_tampered_body_gets_401_and_nothing_is_kept(client, db, signed):
+    body = json.dumps(load_fixture("event_started.json")).encode()
+    token = sign_voice_webhook(body=body, secret=SECRET)
+    tampered = body.replace(b"started", b"answered")
+    assert post(client, "/webhooks/event", tampered, token).status_code == 401
+    assert CallEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_iat_more_than_five_minutes_away_gets_401(client, db, signed, skew):
+    body = b"{}"
+    token = sign_voice_webhook(body=body, secret=SECRET, iat=int(time.time()) + skew)
+    assert post(client, "/webhooks/event", body, token).status_code == 401
+
+
+def test_get_answer_is_signed_without_payload_hash(client, db, signed):
+    token = sign_voice_webhook(body=b"", secret=SECRET)
+    assert "payload_hash" not in jwt.decode(token, SECRET, algorithms=["HS256"])
+    response = client.get("/webhooks/answer", {"from": "1", "to": "2"}, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "Bearer a.b.c", "bearer  "])
+def test_malformed_authorization_gets_401(client, db, signed, header):
+    assert client.get("/webhooks/answer", HTTP_AUTHORIZATION=header).status_code == 401
+
+
+def test_none_algorithm_is_refused():
+    token = jwt.encode({"iat": int(time.time())}, key=None, algorithm="none")
+    with pytest.raises(SignatureError):
+        verify_token(token=token, body=b"", secret=SECRET)
+
+
+def test_without_a_secret_requests_are_accepted(client, db, settings):
+    settings.VONAGE_SIGNATURE_SECRET = ""
+    assert client.post("/webhooks/event", b"{}", content_type="application/json").status_code in (200, 204)
