@@ -38,8 +38,6 @@ from vonage_numbers import (
 from vonage_numbers.errors import NumbersError
 from vonage_sms import SmsMessage
 from vonage_sms.errors import SmsError
-from vonage_utils.errors import VonageError
-from vonage_voice import models as voice_models
 from vonage_voice.models import AudioStreamOptions, TtsStreamOptions
 
 from telephony.failures import http_failure, insight_failure, sms_failure, transport_failure
@@ -303,7 +301,12 @@ class VonageProvider(Provider):
         self._call("Hang up", self._client.voice.hangup, uuid)
 
     def transfer_call(self, uuid: str, *, ncco: list[dict[str, Any]]) -> None:
-        actions = ncco_validate(ncco)
+        from proxy.ncco import InvalidNcco, ncco_validate
+
+        try:
+            actions = ncco_validate(ncco)
+        except InvalidNcco as error:
+            raise ProviderError(f"Transfer: {error}", permanent=True) from error
         self._call("Transfer", self._client.voice.transfer_call_ncco, uuid, actions)
 
     def talk_into_call(self, uuid: str, *, text: str, language: str = "en-US") -> None:
@@ -331,53 +334,3 @@ class VonageProvider(Provider):
         if response.status_code != 200:
             raise http_failure(response.status_code, response.reason or "", what="Download recording")
         return response.content
-
-
-# --- NCCO validation ----------------------------------------------------------------------------
-
-_ACTIONS: dict[str, type] = {
-    "talk": voice_models.Talk,
-    "stream": voice_models.Stream,
-    "record": voice_models.Record,
-    "connect": voice_models.Connect,
-    "input": voice_models.Input,
-    "notify": voice_models.Notify,
-    "conversation": voice_models.Conversation,
-    "wait": voice_models.Wait,
-    "transfer": voice_models.Transfer,
-}
-
-
-class InvalidNcco(ValueError):
-    """An NCCO the SDK's models reject; the message says which action and why."""
-
-
-def ncco_validate(ncco: Any) -> list[Any]:
-    """Validate an NCCO (a list of action dicts) with the SDK's models; raise InvalidNcco.
-
-    Here, not in the call player, so that the SDK stays imported in one module. Keys the
-    models name differently on input than on output (``from``) are mapped first.
-    """
-    if not isinstance(ncco, list) or not ncco:
-        raise InvalidNcco("an NCCO must be a non-empty JSON array of actions")
-    actions = []
-    for position, action in enumerate(ncco):
-        if not isinstance(action, dict) or action.get("action") not in _ACTIONS:
-            kind = action.get("action") if isinstance(action, dict) else type(action).__name__
-            raise InvalidNcco(f"action {position}: unknown action {kind!r}")
-        data = dict(action)
-        if "from" in data:
-            data["from_"] = data.pop("from")
-        endpoints = data.get("endpoint")
-        if isinstance(endpoints, list):
-            data["endpoint"] = [
-                {("contentType" if k == "content-type" else k): v for k, v in e.items()} if isinstance(e, dict) else e
-                for e in endpoints
-            ]
-        try:
-            actions.append(_ACTIONS[action["action"]].model_validate(data))
-        except (ValidationError, VonageError) as error:
-            raise InvalidNcco(f"action {position} ({action['action']}): {error}") from error
-        if action["action"] == "connect" and len(data.get("endpoint") or []) != 1:
-            raise InvalidNcco(f"action {position} (connect): exactly one endpoint is allowed")
-    return actions

@@ -174,7 +174,7 @@ class SandboxProvider(Provider):
         self._send("Hang up", "PUT", f"/v1/calls/{uuid}", json={"action": "hangup"})
 
     def transfer_call(self, uuid: str, *, ncco: list[dict[str, Any]]) -> None:
-        from telephony.vonage_provider import InvalidNcco, ncco_validate
+        from proxy.ncco import InvalidNcco, ncco_validate
 
         try:
             ncco_validate(ncco)

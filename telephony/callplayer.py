@@ -1,0 +1,473 @@
+"""The call player: Vonage's side of one inbound call, played against a running server.
+
+It sends the signed answer webhook (GET with query parameters, Vonage's default),
+validates the NCCO it gets with the SDK's models (``proxy.ncco.ncco_validate``) and runs
+it: ``talk``/``stream``/``wait``/``conversation`` are narrated, ``record`` starts a
+recording whose record event is posted when the call ends, ``input`` and ``notify`` post
+to their ``eventUrl`` and follow a returned NCCO, ``connect`` "rings" the other party and
+plays the requested outcome. Along the way it posts the event webhooks Vonage would
+(started, ringing, answered, then completed with duration and price, or busy /
+unanswered / failed for the connected leg; a synchronous connect may get an NCCO back).
+
+Time is simulated: nothing sleeps. Events carry timestamps on a virtual clock that starts
+now and advances by ringing time, speech and ``duration``.
+
+Transports: ``HttpTransport`` (requests, for ``manage.py simulate_call`` and the
+end-to-end test) and ``ClientTransport`` (django.test.Client, in-process, for the
+try-it page, so that a single-worker server does not wait on itself). URLs in NCCOs
+are followed by path on the player's own server: the player plays against ``base``.
+
+Every leg is also written to the sandbox's call table (``on_leg``), so call control and
+the try-it page see the calls the player made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
+
+import requests
+
+OUTCOMES = ("answered", "busy", "unanswered", "failed")
+RATE_PER_MINUTE = Decimal("0.01270000")
+RING_SECONDS = 4
+MAX_ACTIONS = 50
+APPLICATION_ID = "sandbox-application"
+
+
+class PlayerError(Exception):
+    """The call could not be played: ``code`` 2 = server unreachable, 3 = invalid NCCO."""
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+class Transport(Protocol):
+    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
+        """Send one request to the server; raise PlayerError(code=2) when it cannot be reached."""
+        ...
+
+
+class HttpTransport:
+    """Real HTTP to ``base`` (a URL such as http://127.0.0.1:8000)."""
+
+    def __init__(self, base: str, *, timeout: float = 10.0) -> None:
+        self.base = base.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
+        url = f"{self.base}{path}" + (f"?{query}" if query else "")
+        try:
+            response = self.session.request(method, url, data=body or None, headers=headers, timeout=self.timeout)
+        except requests.RequestException as error:
+            raise PlayerError(f"cannot reach {self.base}: {type(error).__name__}", code=2) from error
+        return Answer(response.status_code, response.content)
+
+
+class ClientTransport:
+    """In-process requests through Django's test client, as host ``host``."""
+
+    def __init__(self, *, host: str = "localhost", secure: bool = False) -> None:
+        from django.test import Client
+
+        self.client = Client(HTTP_HOST=host, secure=secure)
+
+    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
+        extra = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"}
+        if method == "GET":
+            response = self.client.get(f"{path}?{query}" if query else path, **extra)
+        else:
+            response = self.client.generic(method, path, body, content_type="application/json", **extra)
+        return Answer(response.status_code, response.content)
+
+
+@dataclass
+class Leg:
+    uuid: str
+    conversation_uuid: str
+    direction: str
+    from_number: str
+    to_number: str
+    status: str = "started"
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration: int | None = None
+    price: str = ""
+
+
+@dataclass
+class Step:
+    """One webhook the player sent, for the timeline."""
+
+    at: str
+    method: str
+    path: str
+    payload: dict[str, Any]
+    status: int
+    response: Any = None
+
+
+@dataclass
+class PlayResult:
+    transcript: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    nccos: list[Any] = field(default_factory=list)
+    legs: list[Leg] = field(default_factory=list)
+    rejected: list[Step] = field(default_factory=list)
+    error: str = ""
+    exit_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def connected(self) -> Leg | None:
+        """The first leg the NCCO connected (its ``to`` is who was rung, ``from`` the caller ID shown)."""
+        return next((leg for leg in self.legs if leg.direction == "outbound"), None)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def _price(seconds: int) -> str:
+    return f"{RATE_PER_MINUTE * math.ceil(seconds / 60):.8f}"
+
+
+def _speech_seconds(text: str) -> int:
+    return max(1, math.ceil(len(text) / 15))
+
+
+class CallPlayer:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        secret: str = "",
+        recording_host: str = "api.nexmo.com",
+        on_leg: Callable[[Leg], None] | None = None,
+        new_recording: Callable[[str], str] | None = None,
+        clock: datetime | None = None,
+    ) -> None:
+        self.transport = transport
+        self.secret = secret
+        self.recording_host = recording_host
+        self.on_leg = on_leg or (lambda leg: None)
+        # Returns the id of the file a record action made, given the call's uuid.
+        self.new_recording = new_recording or (lambda call_uuid: str(uuidlib.uuid4()))
+        self.now = clock or datetime.now(UTC)
+        self.result = PlayResult()
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _say(self, line: str) -> None:
+        self.result.transcript.append(line)
+
+    def _headers(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"} if body else {}
+        if self.secret:
+            from webhooks.signatures import sign_voice_webhook
+
+            token = sign_voice_webhook(body=body, secret=self.secret, application_id=APPLICATION_ID)
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _post(self, url: str, payload: dict[str, Any]) -> Answer:
+        path = urlsplit(url).path or "/"
+        body = json.dumps(payload).encode()
+        answer = self.transport.send("POST", path, body=body, headers=self._headers(body))
+        response = _json_or_none(answer.body)
+        step = Step(_iso(self.now), "POST", path, payload, answer.status, response)
+        self.result.steps.append(step)
+        if not 200 <= answer.status < 300:
+            self.result.rejected.append(step)
+            self._say(f"    ! {path} answered HTTP {answer.status}")
+        return answer
+
+    def _advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def _leg_event(self, leg: Leg, status: str, url: str, **extra: Any) -> Answer:
+        leg.status = status
+        payload = {
+            "from": leg.from_number,
+            "to": leg.to_number,
+            "uuid": leg.uuid,
+            "conversation_uuid": leg.conversation_uuid,
+            "status": status,
+            "direction": leg.direction,
+            "timestamp": _iso(self.now),
+            **extra,
+        }
+        self.on_leg(leg)
+        answer = self._post(url, payload)
+        self._say(f"    event {status} ({leg.direction} leg) -> HTTP {answer.status}")
+        return answer
+
+    def _complete(self, leg: Leg, url: str) -> None:
+        start = leg.answered_at or self.now
+        leg.duration = max(0, int((self.now - start).total_seconds()))
+        leg.price = _price(leg.duration)
+        leg.ended_at = self.now
+        self._leg_event(
+            leg,
+            "completed",
+            url,
+            start_time=_iso(start),
+            end_time=_iso(self.now),
+            duration=str(leg.duration),
+            rate=f"{RATE_PER_MINUTE:.8f}",
+            price=leg.price,
+            network="12345",
+            disconnected_by="user",
+        )
+
+    def _validated(self, ncco: Any, source: str) -> list[dict[str, Any]]:
+        from proxy.ncco import InvalidNcco, ncco_validate
+
+        try:
+            ncco_validate(ncco)
+        except InvalidNcco as error:
+            raise PlayerError(f"invalid NCCO from {source}: {error}", code=3) from error
+        self.result.nccos.append(ncco)
+        return list(ncco)
+
+    # --- the call ---------------------------------------------------------------------------
+    def play(self, *, caller: str, proxy_number: str, outcome: str = "answered", duration: int = 30) -> PlayResult:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        try:
+            self._play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)
+        except PlayerError as error:
+            self.result.error = str(error)
+            self.result.exit_code = error.code
+            self._say(f"!! {error}")
+        else:
+            if self.result.rejected:
+                self.result.exit_code = 1
+                self.result.error = f"{len(self.result.rejected)} webhook(s) were not accepted"
+        return self.result
+
+    def _play(self, *, caller: str, proxy_number: str, outcome: str, duration: int) -> None:
+        inbound = Leg(str(uuidlib.uuid4()), f"CON-{uuidlib.uuid4()}", "inbound", caller, proxy_number)
+        self.result.legs.append(inbound)
+        self._say(f"Call from {caller} to {proxy_number} (leg {inbound.uuid})")
+        query = {
+            "to": proxy_number,
+            "from": caller,
+            "uuid": inbound.uuid,
+            "conversation_uuid": inbound.conversation_uuid,
+            "region_url": "https://api-us-3.vonage.com",
+            "endpoint_type": "phone",
+        }
+        answer = self.transport.send("GET", "/webhooks/answer", query=urlencode(query), headers=self._headers(b""))
+        body = _json_or_none(answer.body)
+        self.result.steps.append(Step(_iso(self.now), "GET", "/webhooks/answer", query, answer.status, body))
+        self._say(f"  answer webhook -> HTTP {answer.status}")
+        if answer.status != 200:
+            raise PlayerError(f"the answer webhook answered HTTP {answer.status}", code=1)
+        ncco = self._validated(body, "the answer webhook")
+        self._say(f"  NCCO: {', '.join(a['action'] for a in ncco)}")
+        event_url = "/webhooks/event"
+        self._leg_event(inbound, "started", event_url)
+        self._leg_event(inbound, "ringing", event_url)
+        inbound.answered_at = self.now
+        self._leg_event(inbound, "answered", event_url)
+        records: list[tuple[dict[str, Any], datetime]] = []
+        self._run(ncco, inbound, records, outcome=outcome, duration=duration)
+        self._say("  caller hangs up")
+        self._complete(inbound, event_url)
+        for action, started in records:
+            self._record_event(action, inbound, started)
+
+    def _run(
+        self,
+        ncco: list[dict[str, Any]],
+        inbound: Leg,
+        records: list[tuple[dict[str, Any], datetime]],
+        *,
+        outcome: str,
+        duration: int,
+    ) -> None:
+        queue = list(ncco)
+        played = 0
+        while queue:
+            played += 1
+            if played > MAX_ACTIONS:
+                raise PlayerError(f"more than {MAX_ACTIONS} NCCO actions: a loop?", code=3)
+            action = queue.pop(0)
+            kind = action["action"]
+            replacement: Any = None
+            if kind == "talk":
+                self._say(f'  caller hears: "{action["text"]}"')
+                self._advance(_speech_seconds(action["text"]))
+            elif kind == "stream":
+                self._say(f"  caller hears audio from {action['streamUrl'][0]}")
+                self._advance(5)
+            elif kind == "wait":
+                self._say(f"  caller waits {action.get('timeout', 10)} s")
+                self._advance(float(action.get("timeout", 10)))
+            elif kind == "conversation":
+                self._say(f"  caller joins conversation {action['name']!r} for {duration} s")
+                self._advance(duration)
+            elif kind == "record":
+                self._say("  recording starts")
+                records.append((action, self.now))
+            elif kind == "input":
+                replacement = self._input(action, inbound)
+            elif kind == "notify":
+                replacement = self._notify(action)
+            elif kind == "connect":
+                replacement = self._connect(action, inbound, outcome=outcome, duration=duration)
+                outcome = "answered"  # the outcome asked for applies to the first connect only
+            else:
+                self._say(f"  ({kind}: nothing to play)")
+            if replacement is not None:
+                queue = replacement
+
+    def _replacement(self, answer: Answer, source: str) -> list[dict[str, Any]] | None:
+        body = _json_or_none(answer.body)
+        if isinstance(body, list) and body:
+            self._say(f"  {source} returned a new NCCO")
+            return self._validated(body, source)
+        return None
+
+    def _input(self, action: dict[str, Any], inbound: Leg) -> list[dict[str, Any]] | None:
+        self._say("  caller is asked for input and presses nothing")
+        self._advance(5)
+        payload = {
+            "from": inbound.from_number,
+            "to": inbound.to_number,
+            "uuid": inbound.uuid,
+            "conversation_uuid": inbound.conversation_uuid,
+            "dtmf": {"digits": "", "timed_out": True},
+            "speech": {"results": []},
+            "timestamp": _iso(self.now),
+        }
+        url = (action.get("eventUrl") or ["/webhooks/event"])[0]
+        return self._replacement(self._post(url, payload), "the input event")
+
+    def _notify(self, action: dict[str, Any]) -> list[dict[str, Any]] | None:
+        answer = self._post(action["eventUrl"][0], dict(action["payload"]))
+        self._say(f"  notify -> HTTP {answer.status}")
+        return self._replacement(answer, "the notify event")
+
+    def _connect(
+        self, action: dict[str, Any], inbound: Leg, *, outcome: str, duration: int
+    ) -> list[dict[str, Any]] | None:
+        endpoint = action["endpoint"][0]
+        target = endpoint.get("number") or endpoint.get("uri") or endpoint.get("user") or "?"
+        caller_id = str(action.get("from") or "a random number of the application")
+        leg = Leg(str(uuidlib.uuid4()), inbound.conversation_uuid, "outbound", caller_id, str(target))
+        self.result.legs.append(leg)
+        url = (action.get("eventUrl") or ["/webhooks/event"])[0]
+        self._say(f"  connect: ringing {endpoint.get('type', 'phone')} {target}, showing caller ID {caller_id}")
+        self._leg_event(leg, "started", url)
+        self._leg_event(leg, "ringing", url)
+        if outcome == "answered":
+            self._advance(RING_SECONDS)
+            leg.answered_at = self.now
+            self._leg_event(leg, "answered", url)
+            self._say(f"  {target} answers; they talk for {duration} s")
+            self._advance(duration)
+            self._say(f"  {target} hangs up")
+            self._complete(leg, url)
+            return None
+        timeout = int(action.get("timeout") or 60)
+        detail = {"busy": "", "unanswered": "timeout", "failed": "cannot_route"}[outcome]
+        self._advance(timeout if outcome == "unanswered" else 2)
+        extra = {"detail": detail} if detail else {}
+        self._say(f"  {target} does not take the call: {outcome}")
+        answer = self._leg_event(leg, outcome, url, **extra)
+        if action.get("eventType") == "synchronous":
+            return self._replacement(answer, f"the {outcome} event")
+        return None
+
+    def _record_event(self, action: dict[str, Any], inbound: Leg, started: datetime) -> None:
+        recording_id = self.new_recording(inbound.uuid)
+        payload = {
+            "start_time": _iso(started),
+            "end_time": _iso(self.now),
+            "recording_url": f"https://{self.recording_host}/v1/files/{recording_id}",
+            "size": "12222",
+            "recording_uuid": str(uuidlib.uuid4()),
+            "conversation_uuid": inbound.conversation_uuid,
+            "timestamp": _iso(self.now),
+        }
+        url = (action.get("eventUrl") or ["/webhooks/event"])[0]
+        answer = self._post(url, payload)
+        self._say(f"  record event (recording {recording_id}) -> HTTP {answer.status}")
+
+
+def _json_or_none(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def sandbox_leg_recorder(leg: Leg) -> None:
+    """Write a leg's state to the sandbox's call table (``on_leg`` for the player)."""
+    from telephony.sandbox.engine import call_record
+
+    call_record(
+        uuid=leg.uuid,
+        conversation_uuid=leg.conversation_uuid,
+        direction=leg.direction,
+        from_number=leg.from_number,
+        to_number=leg.to_number,
+        status=leg.status,
+        start_time=leg.answered_at,
+        end_time=leg.ended_at,
+        duration=leg.duration,
+        price=leg.price,
+        rate=f"{RATE_PER_MINUTE:.8f}" if leg.price else "",
+    )
+
+
+def sandbox_recording(call_uuid: str) -> str:
+    """Store a (silent) recording in the sandbox, served at /v1/files/<id>; return its id."""
+    from telephony.sandbox.engine import recording_create
+
+    return str(recording_create(call_uuid=call_uuid).id)
+
+
+def call_play(
+    *,
+    transport: Transport,
+    caller: str,
+    proxy_number: str,
+    outcome: str = "answered",
+    duration: int = 30,
+    secret: str = "",
+    recording_host: str = "",
+    record_legs: bool = True,
+) -> PlayResult:
+    """Play one call; the settings-aware entry point for the command, the page and tests."""
+    from django.conf import settings
+
+    player = CallPlayer(
+        transport,
+        secret=secret,
+        recording_host=recording_host or settings.VONAGE_API_HOST or "api.nexmo.com",
+        on_leg=sandbox_leg_recorder if record_legs else None,
+        new_recording=sandbox_recording if record_legs else None,
+    )
+    return player.play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)

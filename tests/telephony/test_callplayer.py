@@ -1,0 +1,91 @@
+"""The call player in-process (django.test.Client) against the real webhooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.models import Call, Recording
+from proxy.services import conversation_create
+from telephony.callplayer import ClientTransport, call_play
+from telephony.models import SandboxCall, SandboxRecording
+from tests.conftest import ALICE, BOB, CAROL
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "player-test-signature-secret-32-bytes-long"
+
+
+@pytest.fixture
+def conversation(service, pool, settings):
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    return conversation_create(service=service, participants=[{"number": ALICE}, {"number": BOB}], notify=False)
+
+
+def _proxy_of(conversation, number):
+    return conversation.participants.get(real_number=number).proxy_number_id
+
+
+def test_answered_call_connects_the_other_party_with_their_proxy_number_as_caller_id(conversation):
+    alice_dials = _proxy_of(conversation, ALICE)
+    result = call_play(transport=ClientTransport(), caller=ALICE, proxy_number=alice_dials, duration=42, secret=SECRET)
+    assert result.ok, result.transcript
+    leg = result.connected
+    assert leg is not None
+    assert leg.to_number == BOB
+    assert leg.from_number == _proxy_of(conversation, BOB)
+    completed = Call.objects.get(uuid=leg.uuid)
+    assert completed.status == "completed"
+    assert completed.duration == 42
+    assert completed.conversation_id == conversation.id
+    assert SandboxCall.objects.get(uuid=leg.uuid).duration == 42
+    assert any("caller hears" in line or "connect" in line for line in result.transcript)
+
+
+@pytest.mark.parametrize("outcome", ["busy", "unanswered", "failed"])
+def test_unsuccessful_outcomes_are_reported_and_the_caller_hears_a_message(conversation, outcome):
+    result = call_play(
+        transport=ClientTransport(),
+        caller=ALICE,
+        proxy_number=_proxy_of(conversation, ALICE),
+        outcome=outcome,
+        secret=SECRET,
+    )
+    assert result.ok, result.transcript
+    assert Call.objects.get(uuid=result.connected.uuid).status == outcome
+    # The synchronous connect's event answered with an NCCO that the player then ran.
+    assert len(result.nccos) == 2
+    assert result.nccos[1][0]["action"] == "talk"
+
+
+def test_unknown_caller_hears_a_message_and_nobody_is_rung(conversation):
+    result = call_play(
+        transport=ClientTransport(), caller=CAROL, proxy_number=_proxy_of(conversation, ALICE), secret=SECRET
+    )
+    assert result.ok
+    assert result.connected is None
+    assert [a["action"] for a in result.nccos[0]] == ["talk"]
+
+
+def test_wrong_signature_secret_is_rejected_and_the_player_fails(conversation):
+    result = call_play(
+        transport=ClientTransport(),
+        caller=ALICE,
+        proxy_number=_proxy_of(conversation, ALICE),
+        secret="a-wrong-signature-secret-also-32-bytes-long",
+    )
+    assert not result.ok
+    assert result.exit_code != 0
+
+
+def test_recorded_conversation_posts_a_record_event_with_a_sandbox_file(service, pool, settings):
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    conversation = conversation_create(
+        service=service, participants=[{"number": ALICE}, {"number": BOB}], notify=False, record=True
+    )
+    result = call_play(
+        transport=ClientTransport(), caller=ALICE, proxy_number=_proxy_of(conversation, ALICE), secret=SECRET
+    )
+    assert result.ok, result.transcript
+    recording = Recording.objects.get()
+    file_id = recording.recording_url.rsplit("/", 1)[1]
+    assert SandboxRecording.objects.filter(pk=file_id).exists()
