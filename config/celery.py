@@ -1,11 +1,65 @@
-"""The Celery app: JSON only, settings under the CELERY_ namespace, tasks autodiscovered."""
+"""The Celery app: JSON only, settings under the CELERY_ namespace, tasks autodiscovered.
+
+Without ``REDIS_URL`` the settings make tasks run in-process (eagerly, after commit),
+so the product works on a bare machine; periodic work then needs
+``manage.py run_periodic`` (see docs/operations.md).
+"""
+
+from __future__ import annotations
 
 import os
+import random
 
-from celery import Celery
+from celery import Celery, Task
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("masked_calling")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# django-celery-beat's DatabaseScheduler copies these entries into its tables when beat
+# starts, so staff can see and pause them in the admin.
+app.conf.beat_schedule = {
+    "expire-conversations": {
+        "task": "proxy.tasks.conversations_expire",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
+    "outbox-redrive": {
+        "task": "proxy.tasks.outbox_redrive",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "worker-heartbeat": {
+        "task": "proxy.tasks.worker_heartbeat",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
+    "number-checks-prune": {
+        "task": "virtual_numbers.tasks.number_checks_prune_task",
+        "schedule": crontab(minute=17, hour=3),
+    },
+}
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, full jitter.
+
+    Full jitter spreads retries of many rows that failed together (a throttling burst)
+    instead of sending them back in lockstep.
+    """
+    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return max(1.0, random.uniform(ceiling / 2, ceiling))
+
+
+def retry_later(task: Task, countdown: float) -> None:
+    """Ask Celery to run ``task`` again in ``countdown`` seconds.
+
+    Run eagerly (no broker), a retry would run at once, inside the web request, without
+    any wait; the row stays queued instead and the outbox redrive picks it up.
+    """
+    if task.request.is_eager:
+        return
+    raise task.retry(countdown=countdown, max_retries=None)

@@ -111,7 +111,8 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 # Without a broker the product still works: tasks run in-process, after commit.
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+# Tests run tasks eagerly even with REDIS_URL set; tests/test_worker_redis.py turns a real worker on.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL or TESTING)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -193,6 +194,8 @@ PROXY_DEFAULT_COOLDOWN = env.int("PROXY_DEFAULT_COOLDOWN", default=3600)
 PROXY_DEFAULT_RATE_LIMIT = env.int("PROXY_DEFAULT_RATE_LIMIT", default=50)
 PROXY_DEFAULT_COUNTRY = env.str("PROXY_DEFAULT_COUNTRY", default="US")
 IDEMPOTENCY_TTL = 24 * 3600
+# Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
+CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 
 # --- Vonage -------------------------------------------------------------------
 # With no credentials the built-in sandbox plays Vonage's part.

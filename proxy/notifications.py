@@ -1,0 +1,288 @@
+"""The SMS outbox: tell each participant which number to call, and track what became of it.
+
+A row is written in the same transaction as the conversation, with its final text, and
+is the truth about the message: a worker sends exactly that text, at most once per
+claim, and every attempt ends in a recorded state (queued with an error and a retry,
+sent, delivered or failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from proxy.models import Conversation, Notification, Participant, Service
+from proxy.outbox import Outcome, truncate
+from proxy.phone import mask, pretty
+from telephony.provider import ProviderError, get_provider
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+RETRY_BASE_SECONDS = 10.0
+RETRY_CAP_SECONDS = 600.0
+CLIENT_REF_PREFIX = "notification-"
+
+_MODEL_DEFAULT_TEMPLATE = Service._meta.get_field("sms_template").default
+
+# The service's language picks the text when the service kept the default template.
+_DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
+    "en": ("{service}: to reach {counterpart}, call {proxy_number}.", "the other party"),
+    "fr": ("{service} : pour joindre {counterpart}, appelez le {proxy_number}.", "votre interlocuteur"),
+    "de": ("{service}: Um {counterpart} zu erreichen, rufen Sie {proxy_number} an.", "Ihr Gegenüber"),
+    "es": ("{service}: para contactar con {counterpart}, llame al {proxy_number}.", "la otra persona"),
+    "it": ("{service}: per contattare {counterpart}, chiama il {proxy_number}.", "l'altra persona"),
+    "pt": ("{service}: para falar com {counterpart}, ligue para {proxy_number}.", "a outra pessoa"),
+    "nl": ("{service}: bel {proxy_number} om {counterpart} te bereiken.", "de andere partij"),
+}
+
+# A run of digits that could be a phone number, with the separators people type.
+_NUMBER_LIKE = re.compile(r"\+?\d[\d\s().\-/]{4,}\d")
+
+
+class _Placeholders(dict[str, str]):
+    """Unknown placeholders in a staff-written template stay as written instead of failing."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _language(service: Service) -> str:
+    code = (service.language or "en").split("-")[0].lower()
+    return code if code in _DEFAULT_TEMPLATES else "en"
+
+
+def _scrub_numbers(text: str, *, forbidden: set[str]) -> str:
+    """Replace anything in ``text`` that reads as one of the ``forbidden`` real numbers.
+
+    Names are free text: a marketplace may well send a phone number as a name.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        for number in forbidden:
+            # Compare on the last nine digits: covers national and international forms.
+            tail = number[-9:]
+            if len(digits) >= 6 and (tail.endswith(digits[-9:]) or digits.endswith(tail)):
+                return "…"
+        return match.group(0)
+
+    return _NUMBER_LIKE.sub(replace, text)
+
+
+def notification_text_render(*, service: Service, recipient: Participant, counterpart: Participant) -> str:
+    """The SMS for ``recipient``: the number to call (their proxy number) to reach ``counterpart``.
+
+    Uses the service's template, or the default one in the service's language. Never
+    contains a real number.
+    """
+    language = _language(service)
+    default_template, anonymous = _DEFAULT_TEMPLATES[language]
+    template = service.sms_template or default_template
+    if template == _MODEL_DEFAULT_TEMPLATE:
+        template = default_template
+    values = _Placeholders(
+        service=service.name,
+        name=recipient.name or "",
+        counterpart=counterpart.name or anonymous,
+        proxy_number=pretty(recipient.proxy_number_id),
+    )
+    try:
+        text = string.Formatter().vformat(template, (), values)
+    except (ValueError, IndexError):
+        logger.warning("service %s has a malformed SMS template; using the default", service.pk)
+        text = default_template.format_map(values)
+    text = _scrub_numbers(text, forbidden={recipient.real_number, counterpart.real_number})
+    return text.strip()[:1600]
+
+
+def notifications_create_for_conversation(
+    *, conversation: Conversation, participants: list[Participant]
+) -> list[Notification]:
+    """One queued SMS per participant (of a two-party conversation), in the caller's transaction."""
+    service = conversation.service
+    rows = []
+    for participant in participants:
+        others = [p for p in participants if p.pk != participant.pk]
+        if not others:
+            continue
+        rows.append(
+            Notification(
+                participant=participant,
+                service=service,
+                to_number=participant.real_number,
+                from_number=participant.proxy_number_id,
+                text=notification_text_render(service=service, recipient=participant, counterpart=others[0]),
+            )
+        )
+    return Notification.objects.bulk_create(rows)
+
+
+def notification_for_participant(*, participant: Participant) -> Notification | None:
+    """The latest SMS telling ``participant`` their number (None when none was asked)."""
+    return participant.notifications.order_by("-created_at", "-pk").first()
+
+
+def client_ref_for(notification: Notification) -> str:
+    return f"{CLIENT_REF_PREFIX}{notification.pk}"
+
+
+def _fail(notification: Notification, error: str, *, now: datetime) -> Outcome:
+    Notification.objects.filter(pk=notification.pk, status=Notification.Status.QUEUED).update(
+        status=Notification.Status.FAILED, last_error=truncate(error), updated_at=now
+    )
+    logger.info("SMS %s to %s failed: %s", notification.pk, mask(notification.to_number), error)
+    return Outcome.failed(error)
+
+
+def notification_send(*, notification_id: int, now: datetime | None = None) -> Outcome:
+    """Make one attempt at sending a queued SMS and record how it went.
+
+    Temporary provider errors leave the row queued with ``last_error`` and ask for a
+    retry (bounded by MAX_ATTEMPTS); permanent ones fail it. A row another worker is
+    already sending, or that is no longer queued, is left alone.
+    """
+    from config.celery import backoff_delay
+    from virtual_numbers.insight import conversation_numbers_validate
+
+    now = now or timezone.now()
+    notification = Notification.objects.select_related("participant__conversation").filter(pk=notification_id).first()
+    if notification is None or notification.status != Notification.Status.QUEUED:
+        return Outcome.skipped("not queued")
+    participant = notification.participant
+    if participant.validation == Participant.Validation.PENDING:
+        # Validation normally runs first; when its task was lost, do it here.
+        conversation_numbers_validate(conversation_id=participant.conversation_id, give_up=True)
+        participant.refresh_from_db()
+        notification.refresh_from_db()
+        if notification.status != Notification.Status.QUEUED:
+            return Outcome.skipped("not queued")
+    if participant.validation == Participant.Validation.INVALID:
+        return _fail(notification, "Not sent: the number is not valid.", now=now)
+    conversation = Conversation.objects.get(pk=participant.conversation_id)
+    if not conversation.is_live:
+        return _fail(notification, "Not sent: the conversation ended first.", now=now)
+    if notification.attempts >= MAX_ATTEMPTS:
+        return _fail(
+            notification, f"Gave up after {notification.attempts} attempts: {notification.last_error}", now=now
+        )
+
+    # Claim the attempt: of two workers holding the same row, only one moves attempts on.
+    claimed = Notification.objects.filter(
+        pk=notification.pk, status=Notification.Status.QUEUED, attempts=notification.attempts
+    ).update(attempts=F("attempts") + 1, updated_at=now)
+    if not claimed:
+        return Outcome.skipped("claimed by another worker")
+    attempt = notification.attempts + 1
+
+    try:
+        result = get_provider().send_sms(
+            from_number=notification.from_number,
+            to_number=notification.to_number,
+            text=notification.text,
+            client_ref=client_ref_for(notification),
+            callback_url=f"{settings.PUBLIC_URL}/webhooks/sms/status",
+        )
+    except ProviderError as exc:
+        error, permanent = str(exc), exc.permanent
+    except Exception as exc:
+        # An unexpected error must still leave the row in a known, retryable state.
+        logger.exception("SMS %s: unexpected error from the provider", notification.pk)
+        error, permanent = f"{type(exc).__name__}: {exc}", False
+    else:
+        updated = Notification.objects.filter(pk=notification.pk, status=Notification.Status.QUEUED).update(
+            status=Notification.Status.SENT,
+            message_id=result.message_id,
+            price=result.price,
+            last_error="",
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            # A delivery receipt (matched by client-ref) got here first; keep its status.
+            Notification.objects.filter(pk=notification.pk, message_id="").update(message_id=result.message_id)
+        logger.info("SMS %s sent to %s as %s", notification.pk, mask(notification.to_number), result.message_id)
+        return Outcome.done(result.message_id)
+
+    if permanent:
+        return _fail(notification, error, now=timezone.now())
+    if attempt >= MAX_ATTEMPTS:
+        return _fail(notification, f"Gave up after {attempt} attempts: {error}", now=timezone.now())
+    Notification.objects.filter(pk=notification.pk, status=Notification.Status.QUEUED).update(
+        last_error=truncate(error), updated_at=timezone.now()
+    )
+    delay = backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+    logger.info("SMS %s attempt %s failed (%s); retrying in %.0fs", notification.pk, attempt, error, delay)
+    return Outcome.retry(delay, error)
+
+
+# --- Delivery receipts ------------------------------------------------------------------------
+
+_RECEIPT_STATUS = {
+    "delivered": Notification.Status.DELIVERED,
+    "failed": Notification.Status.FAILED,
+    "rejected": Notification.Status.FAILED,
+    "expired": Notification.Status.FAILED,
+    "accepted": Notification.Status.SENT,
+    "buffered": Notification.Status.SENT,
+}
+_FINAL = (Notification.Status.DELIVERED, Notification.Status.FAILED)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value not in (None, "") else None
+    except InvalidOperation:
+        return None
+
+
+def _receipt_target(params: dict[str, str]) -> Notification | None:
+    message_id = params.get("messageId") or params.get("message-id") or ""
+    candidate = None
+    if message_id:
+        candidate = Notification.objects.filter(message_id=message_id).order_by("-pk").first()
+    ref = params.get("client-ref") or ""
+    if candidate is None and ref.startswith(CLIENT_REF_PREFIX) and ref[len(CLIENT_REF_PREFIX) :].isdigit():
+        candidate = Notification.objects.filter(pk=int(ref[len(CLIENT_REF_PREFIX) :])).first()
+        if candidate is not None and message_id and candidate.message_id not in ("", message_id):
+            candidate = None
+    msisdn = re.sub(r"\D", "", params.get("msisdn") or params.get("to") or "")
+    if candidate is not None and msisdn and msisdn != candidate.to_number:
+        return None
+    return candidate
+
+
+def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None:
+    """Apply a Vonage delivery receipt to its outbox row; None when it matches no row.
+
+    Status only moves forward (queued → sent → delivered | failed), so a repeated or
+    late receipt changes nothing.
+    """
+    notification = _receipt_target(params)
+    if notification is None:
+        return None
+    receipt = (params.get("status") or "").lower()
+    new_status = _RECEIPT_STATUS.get(receipt)
+    if new_status is None or notification.status in _FINAL:
+        return notification
+    if new_status == Notification.Status.SENT and notification.status == Notification.Status.SENT:
+        return notification
+    changes: dict[str, Any] = {"status": new_status, "updated_at": timezone.now()}
+    message_id = params.get("messageId") or params.get("message-id") or ""
+    if message_id and not notification.message_id:
+        changes["message_id"] = message_id
+    price = _decimal(params.get("price"))
+    if price is not None:
+        changes["price"] = price
+    if new_status == Notification.Status.FAILED:
+        changes["last_error"] = truncate(f"Delivery receipt: {receipt} (err-code {params.get('err-code', '?')})")
+    Notification.objects.filter(pk=notification.pk, status=notification.status).update(**changes)
+    notification.refresh_from_db()
+    return notification

@@ -1,0 +1,63 @@
+"""Recording download: fetch a file a record event announced and keep it with the recording."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.core.files.base import ContentFile
+from django.db.models import F
+from django.utils import timezone
+
+from proxy.models import Recording
+from proxy.outbox import Outcome, truncate
+from telephony.provider import ProviderError, get_provider
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 10
+RETRY_BASE_SECONDS = 30.0
+RETRY_CAP_SECONDS = 1800.0
+# Vonage deletes recordings after 30 days; trying later is pointless.
+AVAILABLE_FOR = timedelta(days=30)
+
+
+def recording_download(*, recording_id: int, now: datetime | None = None) -> Outcome:
+    """Make one attempt at downloading a pending recording into ``Recording.file``."""
+    from config.celery import backoff_delay
+
+    now = now or timezone.now()
+    recording = Recording.objects.filter(pk=recording_id).first()
+    if recording is None or recording.status != Recording.Status.PENDING:
+        return Outcome.skipped("not pending")
+    if recording.attempts >= MAX_ATTEMPTS or recording.created_at < now - AVAILABLE_FOR:
+        return _fail(recording, f"Gave up after {recording.attempts} attempts: {recording.last_error}")
+    claimed = Recording.objects.filter(
+        pk=recording.pk, status=Recording.Status.PENDING, attempts=recording.attempts
+    ).update(attempts=F("attempts") + 1)
+    if not claimed:
+        return Outcome.skipped("claimed by another worker")
+    attempt = recording.attempts + 1
+    try:
+        content = get_provider().download_recording(recording.recording_url)
+    except ProviderError as exc:
+        if exc.permanent or attempt >= MAX_ATTEMPTS:
+            return _fail(recording, str(exc))
+        Recording.objects.filter(pk=recording.pk).update(last_error=truncate(str(exc)))
+        return Outcome.retry(backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS), str(exc))
+    recording.refresh_from_db()
+    recording.file.save(f"{recording.recording_uuid}.mp3", ContentFile(content), save=False)
+    recording.status = Recording.Status.DOWNLOADED
+    recording.size = recording.size or len(content)
+    recording.last_error = ""
+    recording.save(update_fields=["file", "status", "size", "last_error"])
+    logger.info("recording %s downloaded (%s bytes)", recording.recording_uuid, len(content))
+    return Outcome.done()
+
+
+def _fail(recording: Recording, error: str) -> Outcome:
+    Recording.objects.filter(pk=recording.pk, status=Recording.Status.PENDING).update(
+        status=Recording.Status.FAILED, last_error=truncate(error)
+    )
+    logger.warning("recording %s download failed: %s", recording.recording_uuid, error)
+    return Outcome.failed(error)
