@@ -129,7 +129,7 @@ def _call_for_event(event: Event) -> Call:
         ],
         ignore_conflicts=True,
     )
-    call = Call.objects.select_for_update().select_related("conversation__service").get(uuid=event.uuid)
+    call = Call.objects.select_for_update(of=("self",)).select_related("conversation__service").get(uuid=event.uuid)
     if call.conversation_id is None and call.conversation_uuid:
         _link_to_conversation(call)
     return call
