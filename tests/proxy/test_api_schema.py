@@ -1,0 +1,61 @@
+"""The OpenAPI 3 schema documents the public contract; the docs page serves."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def openapi(db) -> dict:
+    response = APIClient().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_schema_lists_every_endpoint_and_method(openapi):
+    assert openapi["openapi"].startswith("3.")
+    paths = {path: set(ops) for path, ops in openapi["paths"].items()}
+    assert paths == {
+        "/api/v1/conversations": {"get", "post"},
+        "/api/v1/conversations/{conversation_id}": {"get", "patch", "delete"},
+        "/api/v1/conversations/{conversation_id}/calls": {"get"},
+    }
+
+
+def test_schema_documents_bodies_and_error_codes(openapi):
+    conversations = openapi["paths"]["/api/v1/conversations"]
+    create = conversations["post"]
+    assert set(create["responses"]) >= {"201", "400", "401", "409", "413", "422", "429"}
+    assert "Idempotency-Key" in {p["name"] for p in create["parameters"]}
+    body_ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = openapi["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
+    assert body["required"] == ["participants"]
+    assert set(body["properties"]) == {"participants", "ttl", "external_id", "record", "notify", "metadata"}
+    assert body["properties"]["ttl"]["maximum"] == 31536000
+
+    listing = conversations["get"]
+    assert {"status", "external_id", "page"} <= {p["name"] for p in listing["parameters"]}
+
+    detail = openapi["paths"]["/api/v1/conversations/{conversation_id}"]
+    assert "409" in detail["patch"]["responses"]
+    assert "204" in detail["delete"]["responses"]
+    assert "404" in detail["get"]["responses"]
+
+    schemas = openapi["components"]["schemas"]
+    participant = schemas["ParticipantOutput"]["properties"]
+    assert set(participant) == {"id", "number", "name", "country", "proxy_number", "notification"}
+    assert set(schemas["CallOutput"]["properties"]) >= {"uuid", "price", "recording_url", "duration"}
+
+
+def test_schema_declares_bearer_auth(openapi):
+    scheme = openapi["components"]["securitySchemes"]["serviceKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert openapi["paths"]["/api/v1/conversations"]["get"]["security"] == [{"serviceKey": []}]
+
+
+def test_interactive_docs_page_serves(db):
+    response = APIClient().get("/api/docs/")
+
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
