@@ -34,6 +34,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
+    "unfold",  # admin theme: must come before django.contrib.admin
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -196,6 +197,14 @@ PROXY_DEFAULT_COUNTRY = env.str("PROXY_DEFAULT_COUNTRY", default="US")
 IDEMPOTENCY_TTL = 24 * 3600
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
+
+# Admin console (django-unfold); the sidebar is built in virtual_numbers.admin.
+UNFOLD = {
+    "SITE_TITLE": "Masked calling",
+    "SITE_HEADER": "Masked calling",
+    "SIDEBAR": {"show_search": True, "navigation": "virtual_numbers.admin.sidebar_navigation"},
+}
+POOL_HEADROOM_WARNING = env.int("POOL_HEADROOM_WARNING", default=2)
 
 # --- Vonage -------------------------------------------------------------------
 # With no credentials the built-in sandbox plays Vonage's part.

@@ -1,0 +1,281 @@
+"""Staff console: calls (event timeline, recordings), SMS and callback outboxes, staff and the admin log.
+
+Registered from proxy/admin.py. Real numbers are shown masked everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group, User
+from django.db.models import Count, Q, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.decorators import display
+from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+
+from proxy.admin_support import STATUS_LABELS, ReadOnlyMixin, numbers_from_search
+from proxy.models import (
+    Call,
+    CallbackDelivery,
+    CallEvent,
+    Notification,
+    Recording,
+)
+from proxy.phone import from_webhook, mask
+
+
+# --- Calls and recordings ----------------------------------------------------------------------
+def _masked_payload(payload: Any) -> Any:
+    """An event payload with the people's numbers masked, for display."""
+    if isinstance(payload, dict):
+        return {
+            k: (
+                mask(from_webhook(v) or str(v))
+                if k in {"from", "to", "number"} and isinstance(v, str | int)
+                else _masked_payload(v)
+            )
+            for k, v in payload.items()
+        }
+    if isinstance(payload, list):
+        return [_masked_payload(v) for v in payload]
+    return payload
+
+
+@admin.register(Call)
+class CallAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = (
+        "created_at",
+        "short_uuid",
+        "conversation_link",
+        "service",
+        "direction",
+        "masked_from",
+        "masked_to",
+        "status_label",
+        "duration",
+        "price",
+        "has_recording",
+    )
+    list_filter = ("status", "direction", "service", "created_at")
+    search_fields = ("uuid",)
+    search_help_text = "Call uuid, Vonage conversation uuid, conversation id, or a number typed in full."
+    list_select_related = ("service", "conversation")
+    date_hierarchy = "created_at"
+    change_form_after_template = "admin/console/call_detail.html"
+    fields = (
+        "uuid",
+        "conversation_uuid",
+        "conversation_link",
+        "service",
+        "direction",
+        "masked_from",
+        "masked_to",
+        "status_label",
+        "detail",
+        "started_at",
+        "answered_at",
+        "ended_at",
+        "duration",
+        "price",
+        "rate",
+        "network",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
+        return super().get_queryset(request).annotate(n_recordings=Count("recordings"))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
+    ) -> tuple[QuerySet[Call], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(uuid=term) | Q(conversation_uuid=term)
+        with contextlib.suppress(ValueError):
+            condition |= Q(conversation_id=uuid.UUID(term))
+        digits = numbers_from_search(term)
+        if digits:
+            condition |= (
+                Q(from_number__in=digits)
+                | Q(to_number__in=digits)
+                | Q(from_participant__real_number__in=digits)
+                | Q(to_participant__real_number__in=digits)
+            )
+        return queryset.filter(condition), False
+
+    @display(description="Call")
+    def short_uuid(self, obj: Call) -> str:
+        return obj.uuid[:8]
+
+    @display(description="Conversation")
+    def conversation_link(self, obj: Call) -> str:
+        if obj.conversation_id is None:
+            return "—"
+        url = reverse("admin:proxy_conversation_change", args=[obj.conversation_id])
+        return format_html('<a class="underline" href="{}">{}</a>', url, str(obj.conversation_id)[:8])
+
+    @display(description="From")
+    def masked_from(self, obj: Call) -> str:
+        return mask(from_webhook(obj.from_number) or obj.from_number)
+
+    @display(description="To")
+    def masked_to(self, obj: Call) -> str:
+        return mask(from_webhook(obj.to_number) or obj.to_number)
+
+    @display(description="Status", label=STATUS_LABELS)
+    def status_label(self, obj: Call) -> str:
+        return obj.status or "—"
+
+    @display(description="Recording", boolean=True)
+    def has_recording(self, obj: Call) -> bool:
+        return bool(obj.n_recordings)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        call = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if call is not None:
+            events: QuerySet[CallEvent] = CallEvent.objects.filter(Q(call=call) | Q(call_uuid=call.uuid)).order_by(
+                "timestamp", "received_at"
+            )
+            extra_context["timeline"] = [(event, _masked_payload(event.payload)) for event in events]
+            extra_context["recordings"] = list(call.recordings.all())
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Recording)
+class RecordingAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ("created_at", "call_link", "status_label", "size", "attempts", "last_error")
+    list_filter = ("status",)
+    search_fields = ("recording_uuid", "call__uuid", "conversation_uuid")
+    list_select_related = ("call",)
+    change_form_after_template = "admin/console/recording_player.html"
+    exclude = ("recording_url",)
+    readonly_fields = (
+        "recording_uuid",
+        "call",
+        "conversation",
+        "status",
+        "size",
+        "started_at",
+        "ended_at",
+        "attempts",
+        "last_error",
+        "created_at",
+    )
+
+    def get_urls(self) -> list[URLPattern]:
+        audio = path("<int:pk>/audio/", self.admin_site.admin_view(self.audio_view), name="proxy_recording_audio")
+        return [audio, *super().get_urls()]
+
+    def audio_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        """Streams the downloaded file to staff only; recordings are never served as public media."""
+        if not self.has_view_permission(request):
+            raise Http404
+        recording = get_object_or_404(Recording, pk=pk)
+        if not recording.file:
+            raise Http404("This recording has not been downloaded.")
+        response = FileResponse(recording.file.open("rb"), content_type="audio/mpeg")
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    @display(description="Call")
+    def call_link(self, obj: Recording) -> str:
+        if obj.call_id is None:
+            return "—"
+        return format_html(
+            '<a class="underline" href="{}">{}</a>',
+            reverse("admin:proxy_call_change", args=[obj.call_id]),
+            obj.call.uuid[:8],
+        )
+
+    @display(description="Status", label=STATUS_LABELS)
+    def status_label(self, obj: Recording) -> str:
+        return obj.status
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ("created_at", "service", "masked_to", "from_number", "status_label", "attempts", "last_error")
+    list_filter = ("status", "service")
+    search_fields = ("message_id",)
+    list_select_related = ("service",)
+    exclude = ("to_number", "participant")
+    readonly_fields = (
+        "service",
+        "masked_to",
+        "from_number",
+        "text",
+        "status",
+        "message_id",
+        "attempts",
+        "last_error",
+        "price",
+        "created_at",
+        "updated_at",
+    )
+
+    @display(description="To")
+    def masked_to(self, obj: Notification) -> str:
+        return mask(obj.to_number)
+
+    @display(description="Status", label=STATUS_LABELS)
+    def status_label(self, obj: Notification) -> str:
+        return obj.status
+
+
+@admin.register(CallbackDelivery)
+class CallbackDeliveryAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ("created_at", "service", "event", "status_label", "attempts", "last_status_code", "last_error")
+    list_filter = ("status", "event", "service")
+    list_select_related = ("service",)
+
+    @display(description="Status", label=STATUS_LABELS)
+    def status_label(self, obj: CallbackDelivery) -> str:
+        return obj.status
+
+
+# --- Staff accounts, roles and the admin log, in the console's look --------------------------
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin, ModelAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin, ModelAdmin):
+    pass
+
+
+@admin.register(LogEntry)
+class LogEntryAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ("action_time", "user", "content_type", "object_repr", "action_label", "change")
+    list_filter = ("action_flag", "content_type", "user")
+    search_fields = ("object_repr", "change_message")
+    date_hierarchy = "action_time"
+    list_select_related = ("user", "content_type")
+
+    @display(description="Action", label={"Added": "success", "Changed": "info", "Deleted": "danger"})
+    def action_label(self, obj: LogEntry) -> str:
+        return {1: "Added", 2: "Changed", 3: "Deleted"}.get(obj.action_flag, "?")
+
+    @display(description="Change")
+    def change(self, obj: LogEntry) -> str:
+        return obj.get_change_message()

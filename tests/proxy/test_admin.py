@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.urls import reverse
+
+from proxy.authentication import hash_key
+from proxy.models import ApiKey, Call, CallEvent, Conversation, Recording
+from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
+from tests.virtual_numbers.fake_provider import FakeProvider, offer
+from virtual_numbers.models import PoolExhaustion, VirtualNumber
+
+pytestmark = pytest.mark.django_db
+
+ALICE, BOB = "12015550101", "12015550102"
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeProvider:
+    provider = FakeProvider(for_sale=[offer("12015550300"), offer("12015550301")])
+    monkeypatch.setattr("telephony.provider._provider", provider)
+    return provider
+
+
+@pytest.fixture
+def conversation(service) -> Conversation:
+    conversation = ConversationFactory(service=service, external_id="order-42")
+    number = VirtualNumberFactory(service=service, number="12015550200")
+    ParticipantFactory(conversation=conversation, real_number=ALICE, proxy_number=number, position=0)
+    ParticipantFactory(conversation=conversation, real_number=BOB, proxy_number=number, position=1)
+    return conversation
+
+
+def _staff(role: str) -> User:
+    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    user = User.objects.create_user(username=role.lower(), password="pw", is_staff=True)
+    user.groups.add(*__import__("django.contrib.auth.models").contrib.auth.models.Group.objects.filter(name=role))
+    return user
+
+
+def test_every_console_page_renders(admin_client, conversation, fake, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    call = Call.objects.create(
+        uuid="call-1",
+        conversation=conversation,
+        service=conversation.service,
+        from_number=ALICE,
+        to_number="12015550200",
+        status="completed",
+    )
+    CallEvent.objects.create(
+        call=call,
+        call_uuid="call-1",
+        kind="status",
+        status="answered",
+        dedup_key="e1",
+        payload={"from": ALICE, "to": "12015550200", "status": "answered"},
+    )
+    PoolExhaustion.objects.create(service=conversation.service, country="US")
+    urls = [
+        reverse("admin:index"),
+        reverse("pool-health"),
+        reverse("admin:numbers_virtualnumber_changelist"),
+        reverse("admin:numbers_virtualnumber_buy"),
+        reverse("admin:numbers_virtualnumber_import_owned"),
+        reverse("admin:numbers_poolexhaustion_changelist"),
+        reverse("admin:numbers_numbercheck_changelist"),
+        reverse("admin:proxy_service_changelist"),
+        reverse("admin:proxy_service_change", args=[conversation.service_id]),
+        reverse("admin:proxy_service_issue_key", args=[conversation.service_id]),
+        reverse("admin:proxy_apikey_changelist"),
+        reverse("admin:proxy_conversation_changelist"),
+        reverse("admin:proxy_conversation_change", args=[conversation.pk]),
+        reverse("admin:proxy_conversation_extend", args=[conversation.pk]),
+        reverse("admin:proxy_call_changelist"),
+        reverse("admin:proxy_call_change", args=[call.pk]),
+        reverse("admin:proxy_recording_changelist"),
+        reverse("admin:proxy_notification_changelist"),
+        reverse("admin:proxy_callbackdelivery_changelist"),
+        reverse("admin:admin_logentry_changelist"),
+        reverse("admin:auth_user_changelist"),
+        reverse("admin:auth_group_changelist"),
+    ]
+    for url in urls:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert ALICE not in response.content.decode(), f"{url} shows a real number whole"
+
+
+def test_pool_health_requires_staff(client):
+    response = client.get(reverse("pool-health"))
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+
+
+def test_pool_health_shows_figures_and_warning(admin_client, conversation):
+    PoolExhaustion.objects.create(service=conversation.service, country="US")
+    page = admin_client.get(reverse("pool-health")).content.decode()
+    assert 'data-figure="open-conversations">1<' in page
+    assert 'data-col="busiest">1<' in page
+    assert 'id="pool-warnings"' in page
+    assert "<svg" in page and "Calls per day" in page
+
+
+def test_conversation_search_by_typed_real_number_shows_it_masked(admin_client, conversation):
+    other = ConversationFactory(service=conversation.service, external_id="order-43")
+    ParticipantFactory(conversation=other, real_number="12015550103", position=0)
+    url = reverse("admin:proxy_conversation_changelist")
+
+    page = admin_client.get(url, {"q": "+1 (201) 555-0101"}).content.decode()
+
+    assert "order-42" in page and "order-43" not in page
+    assert "1201****101" in page and ALICE not in page
+    assert "order-43" in admin_client.get(url, {"q": "order-43"}).content.decode()
+    assert "order-42" in admin_client.get(url, {"q": "2015550102"}).content.decode()  # national, default country
+
+
+def test_call_search_by_number_and_timeline_masks_payload(admin_client, conversation):
+    call = Call.objects.create(
+        uuid="abcdef12-call", conversation=conversation, from_number=ALICE, to_number="12015550200"
+    )
+    CallEvent.objects.create(
+        call=call,
+        call_uuid=call.uuid,
+        kind="status",
+        status="ringing",
+        dedup_key="x",
+        payload={"from": ALICE, "status": "ringing"},
+    )
+    listing = admin_client.get(reverse("admin:proxy_call_changelist"), {"q": "+12015550101"}).content.decode()
+    assert "abcdef12" in listing
+    detail = admin_client.get(reverse("admin:proxy_call_change", args=[call.pk])).content.decode()
+    assert 'id="timeline"' in detail and "ringing" in detail
+    assert ALICE not in detail and "1201****101" in detail
+
+
+def test_call_page_plays_the_recording(admin_client, conversation, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    call = Call.objects.create(uuid="rec-call", conversation=conversation)
+    recording = Recording.objects.create(
+        recording_uuid="r1", call=call, recording_url="https://example.invalid/r1", status="downloaded"
+    )
+    recording.file.save("r1.mp3", ContentFile(b"ID3fake-audio"))
+
+    detail = admin_client.get(reverse("admin:proxy_call_change", args=[call.pk])).content.decode()
+    audio_url = reverse("admin:proxy_recording_audio", args=[recording.pk])
+    assert f'<audio controls preload="none" src="{audio_url}"' in detail
+    response = admin_client.get(audio_url)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"ID3fake-audio"
+
+
+def test_close_from_the_conversation_page_is_logged(admin_client, conversation):
+    url = reverse("admin:proxy_conversation_close_one", args=[conversation.pk])
+    assert "Close conversation" in admin_client.get(url).content.decode()
+    assert Conversation.objects.get(pk=conversation.pk).status == "open"  # GET only asks
+
+    response = admin_client.post(url)
+
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+    assert not conversation.participants.filter(active=True).exists()
+    entry = LogEntry.objects.get(object_id=str(conversation.pk))
+    assert entry.action_flag == CHANGE and "Closed" in entry.change_message
+
+
+def test_bulk_close_and_extend(admin_client, conversation):
+    old_expiry = conversation.expires_at
+    extend = reverse("admin:proxy_conversation_extend", args=[conversation.pk])
+    admin_client.post(extend, {"hours": "168"})
+    conversation.refresh_from_db()
+    assert conversation.expires_at > old_expiry
+    assert LogEntry.objects.filter(change_message__startswith="Extended").count() == 1
+
+    admin_client.post(
+        reverse("admin:proxy_conversation_changelist"),
+        {"action": "close", "_selected_action": [str(conversation.pk)]},
+    )
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+    response = admin_client.post(extend, {"hours": "1"}, follow=True)
+    assert "cannot be extended" in response.content.decode()
+
+
+def test_buy_numbers_from_the_console(admin_client, service, fake):
+    url = reverse("admin:numbers_virtualnumber_buy")
+    page = admin_client.get(url, {"country": "us", "features": ["VOICE"], "size": 10, "search": 1}).content.decode()
+    assert "+12015550300" in page and "+12015550301" in page
+
+    values = [v for v in page.split('name="number" value="')[1:3]]
+    chosen = [v.split('"')[0] for v in values]
+    response = admin_client.post(url, {"number": chosen, "service": service.pk})
+
+    assert response.status_code == 302
+    bought = VirtualNumber.objects.filter(service=service).order_by("number")
+    assert [n.number for n in bought] == ["12015550300", "12015550301"]
+    assert all(n.linked_app_id for n in bought)
+    assert LogEntry.objects.filter(action_flag=ADDITION, content_type__model="virtualnumber").count() == 2
+
+
+def test_import_owned_numbers(admin_client, service, fake):
+    fake.buy_number(country="US", number="12015550300")
+    admin_client.post(reverse("admin:numbers_virtualnumber_import_owned"), {"service": service.pk})
+    assert VirtualNumber.objects.get(number="12015550300").service == service
+
+
+def test_release_refused_while_in_use_with_a_clear_message(admin_client, conversation, fake):
+    number = VirtualNumber.objects.get(number="12015550200")
+    idle = VirtualNumberFactory(service=conversation.service, number="12015550209")
+    response = admin_client.post(
+        reverse("admin:numbers_virtualnumber_changelist"),
+        {"action": "release", "_selected_action": [number.pk, idle.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "still used by 1 open conversation" in page
+    assert VirtualNumber.objects.get(pk=number.pk).state == "active"
+    assert VirtualNumber.objects.get(pk=idle.pk).state == "released"
+    assert LogEntry.objects.filter(object_id=str(idle.pk), change_message="Released").exists()
+
+
+def test_move_numbers_between_pools(admin_client, service):
+    other = ServiceFactory(name="Other")
+    number = VirtualNumberFactory(service=service)
+    changelist = reverse("admin:numbers_virtualnumber_changelist")
+    form = admin_client.post(changelist, {"action": "move_to_pool", "_selected_action": [number.pk]})
+    assert "Move numbers to another pool" in form.content.decode()
+    admin_client.post(
+        changelist, {"action": "move_to_pool", "_selected_action": [number.pk], "apply": "1", "service": other.pk}
+    )
+    assert VirtualNumber.objects.get(pk=number.pk).service == other
+
+
+def test_issue_key_shows_it_once_and_stores_its_hash(admin_client, service):
+    url = reverse("admin:proxy_service_issue_key", args=[service.pk])
+    response = admin_client.post(url, {"name": "production"})
+    page = response.content.decode()
+    key = page.split('id="api-key">')[1].split("<")[0]
+    row = ApiKey.objects.get(service=service, name="production")
+    assert row.key_hash == hash_key(key) and key not in row.key_hash
+    assert "no-store" in response["Cache-Control"]
+    assert LogEntry.objects.filter(object_id=str(row.pk), action_flag=ADDITION).exists()
+
+    admin_client.post(reverse("admin:proxy_apikey_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.revoked_at is not None
+
+
+def test_service_settings_can_be_edited(admin_client, service):
+    url = reverse("admin:proxy_service_change", args=[service.pk])
+    data = {
+        "name": "Acme Rides",
+        "slug": "acme",
+        "is_active": "on",
+        "default_country": "GB",
+        "rate_limit": 50,
+        "default_ttl": 600,
+        "cooldown": 0,
+        "recording_policy": "always",
+        "connect_timeout": 30,
+        "call_time_limit": 3600,
+        "language": "en-GB",
+        "voice_style": 0,
+        "greeting_text": "Hello",
+        "recording_notice_text": "Recorded.",
+        "unknown_caller_text": "Unknown.",
+        "ended_text": "Ended.",
+        "unavailable_text": "Unavailable.",
+        "sms_template": "Call {proxy_number}",
+        "callback_url": "",
+        "callback_secret": "",
+        "api_keys-TOTAL_FORMS": 0,
+        "api_keys-INITIAL_FORMS": 0,
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    service.refresh_from_db()
+    assert (service.default_ttl, service.language, service.recording_policy) == (600, "en-GB", "always")
+
+
+def test_roles(client, conversation, fake):
+    operator = _staff("Operators")
+    client.force_login(operator)
+    assert client.get(reverse("admin:proxy_conversation_changelist")).status_code == 200
+    assert client.get(reverse("pool-health")).status_code == 200
+    assert client.get(reverse("admin:numbers_virtualnumber_buy")).status_code == 403
+    assert client.get(reverse("admin:proxy_service_issue_key", args=[conversation.service_id])).status_code == 403
+    numbers = client.get(reverse("admin:numbers_virtualnumber_changelist")).content.decode()
+    assert 'value="release"' not in numbers
+    client.post(reverse("admin:proxy_conversation_close_one", args=[conversation.pk]))
+    assert Conversation.objects.get(pk=conversation.pk).status == "closed"
+
+    administrator = _staff("Administrators")
+    client.force_login(administrator)
+    assert client.get(reverse("admin:numbers_virtualnumber_buy")).status_code == 200
+    numbers = client.get(reverse("admin:numbers_virtualnumber_changelist")).content.decode()
+    assert 'value="release"' in numbers

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from proxy.models import Call, Conversation
+from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
+from virtual_numbers.models import PoolExhaustion, VirtualNumber
+from virtual_numbers.selectors import calls_per_day, number_open_conversations, pool_health
+
+pytestmark = pytest.mark.django_db
+
+ALICE, BOB, CAROL, DAN = "12015550101", "12015550102", "12015550103", "12015550104"
+
+
+def _conversation(service, pairs, **kwargs):
+    conversation = ConversationFactory(service=service, **kwargs)
+    for position, (real, number) in enumerate(pairs):
+        ParticipantFactory(conversation=conversation, real_number=real, proxy_number=number, position=position)
+    return conversation
+
+
+@pytest.fixture
+def service():
+    return ServiceFactory(name="Acme")
+
+
+@pytest.fixture
+def numbers(service):
+    return [VirtualNumberFactory(service=service, number=f"1201555{n:04d}") for n in (200, 201, 202, 203)]
+
+
+def test_busiest_real_number_sets_the_needed_pool(service, numbers):
+    v0, v1, v2, _ = numbers
+    # Alice is in three conversations: the pool needs three numbers whatever the conversation count.
+    _conversation(service, [(ALICE, v0), (BOB, v0)])
+    _conversation(service, [(ALICE, v1), (CAROL, v0)])
+    _conversation(service, [(ALICE, v2), (DAN, v0)])
+
+    [row] = pool_health(service=service, threshold=2)
+
+    assert (row.numbers, row.usable, row.open_conversations, row.busiest_concurrency) == (4, 4, 3, 3)
+    assert row.headroom == 1
+    assert row.warning  # 1 < 2
+    assert row.utilisation == 75
+
+
+def test_ended_expired_draining_and_released_do_not_count(service, numbers):
+    v0, v1, v2, v3 = numbers
+    v2.state = VirtualNumber.State.DRAINING
+    v2.save()
+    v3.state = VirtualNumber.State.RELEASED
+    v3.save()
+    VirtualNumberFactory(service=service, number="12015550210", voice=False)
+    _conversation(service, [(ALICE, v0), (BOB, v0)])
+    closed = _conversation(service, [(ALICE, v1), (CAROL, v1)], status=Conversation.Status.CLOSED)
+    closed.participants.update(active=False)
+    _conversation(service, [(ALICE, v1), (DAN, v1)], expires_at=timezone.now() - timedelta(minutes=1))
+
+    [row] = pool_health(service=service, threshold=1)
+
+    assert (row.numbers, row.usable, row.draining) == (4, 2, 1)  # v0, v1, v2 and the SMS-only one
+    assert (row.open_conversations, row.busiest_concurrency, row.headroom) == (1, 1, 1)
+    assert not row.warning
+
+
+def test_rows_per_country_and_exhaustions_of_the_last_day(service, numbers):
+    VirtualNumberFactory(service=service, number="447700900200", country="GB")
+    PoolExhaustion.objects.create(service=service, country="GB")
+    PoolExhaustion.objects.create(service=service, country="FR")
+    old = PoolExhaustion.objects.create(service=service, country="GB")
+    PoolExhaustion.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+
+    rows = {row.country: row for row in pool_health(service=service, threshold=0)}
+
+    assert set(rows) == {"FR", "GB", "US"}
+    assert (rows["GB"].numbers, rows["GB"].exhaustions_24h, rows["GB"].warning) == (1, 1, True)
+    assert (rows["FR"].numbers, rows["FR"].usable, rows["FR"].headroom) == (0, 0, 0)
+    assert (rows["US"].exhaustions_24h, rows["US"].warning) == (0, False)
+
+
+def test_services_are_kept_apart(service, numbers):
+    other = ServiceFactory(name="Other")
+    VirtualNumberFactory(service=other, number="12015550299")
+    _conversation(service, [(ALICE, numbers[0]), (BOB, numbers[0])])
+
+    rows = {row.service_name: row for row in pool_health()}
+
+    assert rows["Acme"].open_conversations == 1
+    assert (rows["Other"].numbers, rows["Other"].open_conversations) == (1, 0)
+    assert [r.service_name for r in pool_health(service=other)] == ["Other"]
+
+
+def test_open_conversations_per_number(service, numbers):
+    _conversation(service, [(ALICE, numbers[0]), (BOB, numbers[0])])
+    _conversation(service, [(ALICE, numbers[1]), (CAROL, numbers[0])])
+    counts = number_open_conversations(numbers=[n.number for n in numbers])
+    assert counts == {numbers[0].number: 2, numbers[1].number: 1}
+
+
+def test_calls_per_day_counts_calls_answers_and_minutes(service):
+    now = timezone.now().replace(hour=12)
+    yesterday = now - timedelta(days=1)
+
+    def leg(direction, created_at, answered=False, duration=None):
+        Call.objects.create(
+            uuid=f"leg-{Call.objects.count()}",
+            service=service,
+            direction=direction,
+            created_at=created_at,
+            answered_at=created_at if answered else None,
+            duration=duration,
+        )
+
+    leg("inbound", yesterday, answered=True, duration=70)
+    leg("outbound", yesterday, answered=True, duration=60)
+    leg("inbound", now, answered=True)
+    leg("outbound", now, answered=False)
+    leg("inbound", now, answered=True)
+    leg("outbound", now, answered=True, duration=120)
+
+    stats = calls_per_day(service=service, days=3, now=now)
+
+    assert [s.day for s in stats] == [(now - timedelta(days=d)).date() for d in (2, 1, 0)]
+    assert [(s.calls, s.answered, s.seconds) for s in stats] == [(0, 0, 0), (1, 1, 60), (2, 1, 120)]
+    assert stats[0].answer_rate is None
+    assert stats[2].answer_rate == 0.5
+    assert stats[2].minutes == 2.0
+    assert calls_per_day(service=ServiceFactory(), days=3, now=now)[2].calls == 0

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from telephony.provider import OwnedNumber, ProviderError
+from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
+from tests.virtual_numbers.fake_provider import FakeProvider, offer
+from virtual_numbers import services
+from virtual_numbers.models import VirtualNumber
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider(for_sale=[offer("12015550300"), offer("12015550301", features=("VOICE",))])
+
+
+def _busy(number: VirtualNumber, *, expires_in: timedelta = timedelta(hours=1)) -> None:
+    conversation = ConversationFactory(service=number.service, expires_at=timezone.now() + expires_in)
+    ParticipantFactory(conversation=conversation, proxy_number=number, real_number="12015550101")
+
+
+def test_buy_stores_links_and_pools_the_number(provider, settings):
+    settings.VONAGE_APPLICATION_ID = "app-123"
+    service = ServiceFactory()
+
+    row = services.number_buy(
+        number="12015550301",
+        country="us",
+        service=service,
+        features=("VOICE",),
+        monthly_cost=Decimal("0.9"),
+        provider=provider,
+    )
+
+    row.refresh_from_db()
+    assert (row.service, row.country, row.state, row.voice, row.sms) == (service, "US", "active", True, False)
+    assert row.linked_app_id == "app-123"
+    assert row.monthly_cost == Decimal("0.9")
+    assert [name for name, _ in provider.calls] == ["buy", "link"]
+    assert provider.calls[1][1]["app_id"] == "app-123"
+
+
+def test_buy_refused_by_vonage_stores_nothing(provider):
+    with pytest.raises(ProviderError):
+        services.number_buy(number="12015550999", country="US", service=None, provider=provider)
+    assert not VirtualNumber.objects.exists()
+
+
+def test_buy_keeps_the_number_when_linking_fails(provider):
+    provider.fail_link = True
+    with pytest.raises(services.NumberError, match="could not be linked"):
+        services.number_buy(number="12015550300", country="US", service=None, provider=provider)
+    row = VirtualNumber.objects.get(number="12015550300")
+    assert row.linked_app_id == ""
+    provider.fail_link = False
+    services.number_link(number=row, provider=provider)
+    assert row.linked_app_id
+
+
+def test_buy_refuses_a_number_already_in_the_pool(provider):
+    VirtualNumberFactory(number="12015550300")
+    with pytest.raises(services.NumberError, match="already in the pool"):
+        services.number_buy(number="12015550300", country="US", service=None, provider=provider)
+    assert provider.calls == []
+
+
+def test_import_adds_unknown_numbers_and_revives_released_ones(provider):
+    service = ServiceFactory()
+    kept = VirtualNumberFactory(number="12015550400", service=None)
+    released = VirtualNumberFactory(number="12015550401", state=VirtualNumber.State.RELEASED, service=None)
+    provider.owned = {
+        n: OwnedNumber(n, "US", "mobile-lvn", ("VOICE", "SMS"), "app")
+        for n in ("12015550400", "12015550401", "12015550402")
+    }
+
+    imported = services.number_import_owned(service=service, provider=provider)
+
+    assert sorted(row.number for row in imported) == ["12015550401", "12015550402"]
+    released.refresh_from_db()
+    kept.refresh_from_db()
+    assert (released.state, released.service, released.released_at) == ("active", service, None)
+    assert kept.service is None  # numbers already tracked keep their pool
+    assert VirtualNumber.objects.get(number="12015550402").linked_app_id == "app"
+
+
+def test_move_an_idle_number():
+    number = VirtualNumberFactory()
+    other = ServiceFactory()
+    services.number_move(number=number, service=other)
+    number.refresh_from_db()
+    assert number.service == other
+
+
+def test_move_is_refused_while_in_use_but_not_for_expired_conversations():
+    number = VirtualNumberFactory()
+    _busy(number)
+    with pytest.raises(services.NumberInUse, match="1 open conversation; drain it"):
+        services.number_move(number=number, service=ServiceFactory())
+
+    stale = VirtualNumberFactory()
+    _busy(stale, expires_in=timedelta(seconds=-1))
+    services.number_move(number=stale, service=None)
+    stale.refresh_from_db()
+    assert stale.service is None
+
+
+def test_drain_and_reactivate():
+    number = VirtualNumberFactory()
+    services.number_drain(number=number)
+    assert VirtualNumber.objects.get(pk=number.pk).state == "draining"
+    services.number_activate(number=number)
+    assert VirtualNumber.objects.get(pk=number.pk).state == "active"
+
+
+def test_release_cancels_an_unused_number(provider):
+    number = VirtualNumberFactory(state=VirtualNumber.State.DRAINING)
+    services.number_release(number=number, provider=provider)
+    number.refresh_from_db()
+    assert number.state == "released" and number.released_at is not None
+    assert provider.calls == [("cancel", {"country": "US", "number": number.number})]
+    with pytest.raises(services.NumberError, match="released"):
+        services.number_drain(number=number)
+
+
+def test_release_is_refused_while_in_use(provider):
+    number = VirtualNumberFactory(state=VirtualNumber.State.DRAINING)
+    _busy(number)
+    with pytest.raises(services.NumberInUse, match="still used by 1 open conversation"):
+        services.number_release(number=number, provider=provider)
+    number.refresh_from_db()
+    assert number.state == "draining"
+    assert provider.calls == []
+
+
+def test_release_keeps_the_number_when_vonage_refuses(provider):
+    provider.fail_cancel = True
+    number = VirtualNumberFactory()
+    with pytest.raises(services.NumberError, match="refused to cancel"):
+        services.number_release(number=number, provider=provider)
+    assert VirtualNumber.objects.get(pk=number.pk).state == "active"

@@ -1,0 +1,487 @@
+"""Staff console for the pool: buy, import, move, drain and release numbers.
+
+The admin stays thin: every change goes through ``virtual_numbers.services`` and is
+written to the admin log (LogEntry), custom actions included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
+
+from proxy.models import Service
+from proxy.phone import mask, pretty
+from telephony.provider import AvailableNumber, ProviderError, get_provider
+from virtual_numbers import services
+from virtual_numbers.models import NumberCheck, PoolExhaustion, VirtualNumber
+
+
+def _perm(codename: str) -> Callable[[HttpRequest], bool]:
+    return lambda request: request.user.has_perm(codename)
+
+
+def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
+    """The console's sidebar, in the order staff work: watch, provision, look up, configure."""
+
+    def item(title: str, icon: str, url: str, perm: str | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {"title": title, "icon": icon, "link": reverse_lazy(url)}
+        if perm:
+            entry["permission"] = _perm(perm)
+        return entry
+
+    return [
+        {
+            "title": "Console",
+            "items": [
+                item("Pool health", "monitor_heart", "pool-health"),
+                item("Home", "home", "admin:index"),
+            ],
+        },
+        {
+            "title": "Conversations",
+            "separator": True,
+            "items": [
+                item("Conversations", "forum", "admin:proxy_conversation_changelist", "proxy.view_conversation"),
+                item("Calls", "call", "admin:proxy_call_changelist", "proxy.view_call"),
+                item("Recordings", "mic", "admin:proxy_recording_changelist", "proxy.view_recording"),
+                item("SMS notifications", "sms", "admin:proxy_notification_changelist", "proxy.view_notification"),
+                item(
+                    "Marketplace callbacks",
+                    "webhook",
+                    "admin:proxy_callbackdelivery_changelist",
+                    "proxy.view_callbackdelivery",
+                ),
+            ],
+        },
+        {
+            "title": "Numbers",
+            "separator": True,
+            "items": [
+                item("Pool numbers", "dialpad", "admin:numbers_virtualnumber_changelist", "numbers.view_virtualnumber"),
+                item(
+                    "Buy numbers", "add_shopping_cart", "admin:numbers_virtualnumber_buy", "numbers.add_virtualnumber"
+                ),
+                item(
+                    "Pool exhaustions (409)",
+                    "warning",
+                    "admin:numbers_poolexhaustion_changelist",
+                    "numbers.view_poolexhaustion",
+                ),
+                item("Number checks", "fact_check", "admin:numbers_numbercheck_changelist", "numbers.view_numbercheck"),
+            ],
+        },
+        {
+            "title": "Services",
+            "separator": True,
+            "items": [
+                item("Services", "storefront", "admin:proxy_service_changelist", "proxy.view_service"),
+                item("API keys", "key", "admin:proxy_apikey_changelist", "proxy.view_apikey"),
+            ],
+        },
+        {
+            "title": "Staff",
+            "separator": True,
+            "items": [
+                item("Users", "person", "admin:auth_user_changelist", "auth.view_user"),
+                item("Roles", "group", "admin:auth_group_changelist", "auth.view_group"),
+                item("Admin log", "history", "admin:admin_logentry_changelist", "admin.view_logentry"),
+            ],
+        },
+    ]
+
+
+class StateFilter(admin.SimpleListFilter):
+    """Released numbers are history: hidden unless asked for."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("all", "All, released too"), *[(c.value, c.label) for c in VirtualNumber.State]]
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            if choice["display"] == "All":
+                choice["display"] = "Rented (active or draining)"
+            yield choice
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "all":
+            return queryset
+        if value:
+            return queryset.filter(state=value)
+        return queryset.exclude(state=VirtualNumber.State.RELEASED)
+
+
+class MoveForm(forms.Form):
+    service = forms.ModelChoiceField(
+        queryset=Service.objects.all(), required=False, empty_label="No pool (unassigned)", label="Move to pool"
+    )
+
+
+class SearchForm(forms.Form):
+    country = forms.CharField(max_length=2, min_length=2, initial="US", help_text="ISO code, e.g. US, GB")
+    number_type = forms.ChoiceField(
+        choices=[("", "Any type"), *VirtualNumber.Type.choices], required=False, label="Type"
+    )
+    features = forms.MultipleChoiceField(
+        choices=[("VOICE", "Voice"), ("SMS", "SMS")],
+        initial=["VOICE", "SMS"],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    pattern = forms.CharField(max_length=15, required=False, help_text="Digits the number should contain")
+    size = forms.IntegerField(min_value=1, max_value=100, initial=10, label="Results")
+
+    def clean_country(self) -> str:
+        return self.cleaned_data["country"].upper()
+
+    def clean_pattern(self) -> str:
+        pattern = self.cleaned_data["pattern"].strip()
+        if pattern and not pattern.isdigit():
+            raise forms.ValidationError("Digits only.")
+        return pattern
+
+
+def _encode(found: AvailableNumber) -> str:
+    cost = "" if found.monthly_cost is None else str(found.monthly_cost)
+    return ";".join([found.number, found.country, found.number_type, "+".join(found.features), cost])
+
+
+def _decode(value: str) -> AvailableNumber | None:
+    parts = value.split(";")
+    if len(parts) != 5 or not parts[0].isdigit():
+        return None
+    number, country, number_type, features, cost = parts
+    try:
+        monthly_cost = Decimal(cost) if cost else None
+    except InvalidOperation:
+        monthly_cost = None
+    return AvailableNumber(
+        number=number,
+        country=country,
+        number_type=number_type,
+        features=tuple(f for f in features.split("+") if f),
+        monthly_cost=monthly_cost,
+    )
+
+
+@admin.register(VirtualNumber)
+class VirtualNumberAdmin(ModelAdmin):
+    list_display = (
+        "number_display",
+        "country",
+        "number_type",
+        "capabilities",
+        "service",
+        "state_display",
+        "open_conversations",
+        "monthly_cost",
+        "linked",
+    )
+    list_filter = (StateFilter, "service", "country", "number_type", "voice", "sms")
+    search_fields = ("number",)
+    list_select_related = ("service",)
+    ordering = ("service__name", "country", "number")
+    actions = ("drain", "activate", "move_to_pool", "release", "link")
+    actions_list = ("buy", "import_owned")
+    show_add_link = False
+    list_per_page = 50
+    readonly_fields = (
+        "number",
+        "country",
+        "number_type",
+        "voice",
+        "sms",
+        "service",
+        "state",
+        "monthly_cost",
+        "linked_app_id",
+        "created_at",
+        "updated_at",
+        "released_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("number", "country", "number_type", ("voice", "sms"))}),
+        ("Pool", {"fields": ("service", "state", "linked_app_id", "monthly_cost")}),
+        ("History", {"fields": ("created_at", "updated_at", "released_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[VirtualNumber]:
+        live = Q(
+            participants__active=True,
+            participants__conversation__status="open",
+            participants__conversation__expires_at__gt=timezone.now(),
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(open_count=Count("participants__conversation", filter=live, distinct=True))
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Numbers come in by buying or importing (they must exist at Vonage), never typed in.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: VirtualNumber | None = None) -> bool:
+        return False  # release instead: past participants still point at the row
+
+    def _can_provision(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("numbers.add_virtualnumber")
+
+    def has_provision_permission(self, request: HttpRequest) -> bool:
+        return self._can_provision(request)
+
+    @display(description="Number", ordering="number")
+    def number_display(self, obj: VirtualNumber) -> str:
+        return pretty(obj.number)
+
+    @display(description="Capabilities")
+    def capabilities(self, obj: VirtualNumber) -> str:
+        return " · ".join(name for name, on in (("Voice", obj.voice), ("SMS", obj.sms)) if on) or "—"
+
+    @display(
+        description="State",
+        ordering="state",
+        label={
+            VirtualNumber.State.ACTIVE.label: "success",
+            VirtualNumber.State.DRAINING.label: "warning",
+            VirtualNumber.State.RELEASED.label: "danger",
+        },
+    )
+    def state_display(self, obj: VirtualNumber) -> str:
+        return obj.get_state_display()
+
+    @display(description="Open conversations", ordering="open_count")
+    def open_conversations(self, obj: VirtualNumber) -> int:
+        return obj.open_count
+
+    @display(description="Linked", boolean=True)
+    def linked(self, obj: VirtualNumber) -> bool:
+        return bool(obj.linked_app_id)
+
+    # --- bulk actions ------------------------------------------------------------------------
+    def _each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[VirtualNumber],
+        change: Callable[[VirtualNumber], Any],
+        done: str,
+    ) -> None:
+        changed = 0
+        for number in queryset:
+            try:
+                change(number)
+            except (services.NumberError, ProviderError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.log_change(request, number, done)
+            changed += 1
+        if changed:
+            self.message_user(request, f"{done}: {changed} number{'s' if changed != 1 else ''}.", messages.SUCCESS)
+
+    @action(description="Drain (no new conversations)", permissions=["change"])
+    def drain(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        self._each(request, queryset, lambda n: services.number_drain(number=n), "Drained")
+
+    @action(description="Reactivate (take new conversations)", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        self._each(request, queryset, lambda n: services.number_activate(number=n), "Reactivated")
+
+    @action(description="Release (stop renting; refused while in use)", permissions=["provision"])
+    def release(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        self._each(request, queryset, lambda n: services.number_release(number=n), "Released")
+
+    @action(description="Link to the Vonage application", permissions=["provision"])
+    def link(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        self._each(request, queryset, lambda n: services.number_link(number=n), "Linked to the application")
+
+    @action(description="Move to another pool…", permissions=["change"])
+    def move_to_pool(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> HttpResponse | None:
+        if "apply" in request.POST:
+            form = MoveForm(request.POST)
+            if form.is_valid():
+                target = form.cleaned_data["service"]
+                self._each(
+                    request,
+                    queryset,
+                    lambda n: services.number_move(number=n, service=target),
+                    f"Moved to {target or 'no pool'}",
+                )
+                return None
+        else:
+            form = MoveForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Move numbers to another pool",
+            "opts": self.model._meta,
+            "numbers": queryset,
+            "form": form,
+            "action_name": "move_to_pool",
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/console/move_numbers.html", context)
+
+    # --- provisioning pages (buttons above the list) -------------------------------------------
+    @action(description="Buy numbers", url_path="buy", permissions=["provision"], icon="add_shopping_cart")
+    def buy(self, request: HttpRequest) -> HttpResponse:
+        services_qs = Service.objects.order_by("name")
+        if request.method == "POST":
+            return self._buy_selected(request)
+        form = SearchForm(request.GET if "country" in request.GET else None)
+        results: list[tuple[AvailableNumber, str]] = []
+        error = ""
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                found = get_provider().search_numbers(
+                    country=data["country"],
+                    number_type=data["number_type"],
+                    features=tuple(data["features"]),
+                    pattern=data["pattern"],
+                    size=data["size"],
+                )
+            except ProviderError as exc:
+                error = f"Vonage did not answer the search: {exc}"
+                found = []
+            known = set(
+                VirtualNumber.objects.filter(number__in=[f.number for f in found]).values_list("number", flat=True)
+            )
+            results = [(f, _encode(f)) for f in found if f.number not in known]
+        selected_service = request.GET.get("service", "")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Buy numbers",
+            "opts": self.model._meta,
+            "form": form,
+            "results": results,
+            "error": error,
+            "services": services_qs,
+            "selected_service": selected_service,
+        }
+        return TemplateResponse(request, "admin/console/buy_numbers.html", context)
+
+    def _buy_selected(self, request: HttpRequest) -> HttpResponse:
+        chosen = [found for value in request.POST.getlist("number") if (found := _decode(value))]
+        service_id = request.POST.get("service") or None
+        service = Service.objects.filter(pk=service_id).first() if service_id else None
+        if not chosen:
+            self.message_user(request, "Tick at least one number to buy.", messages.WARNING)
+            return HttpResponseRedirect(request.get_full_path())
+        bought = 0
+        for found in chosen:
+            try:
+                row = services.number_buy(
+                    number=found.number,
+                    country=found.country,
+                    service=service,
+                    number_type=found.number_type,
+                    features=found.features,
+                    monthly_cost=found.monthly_cost,
+                )
+            except services.NumberError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                row = VirtualNumber.objects.filter(number=found.number).first()
+                if row is None:
+                    continue
+            except ProviderError as exc:
+                self.message_user(request, f"Vonage refused +{found.number}: {exc}", messages.ERROR)
+                continue
+            self.log_addition(request, row, f"Bought from Vonage into {service or 'no pool'}")
+            bought += 1
+        if bought:
+            self.message_user(
+                request,
+                f"Bought {bought} number{'s' if bought != 1 else ''} into {service or 'no pool'}.",
+                messages.SUCCESS,
+            )
+        url = reverse("admin:numbers_virtualnumber_changelist")
+        return HttpResponseRedirect(f"{url}?service__id__exact={service.pk}" if service else url)
+
+    @action(description="Import owned numbers", url_path="import", permissions=["provision"], icon="download")
+    def import_owned(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            service_id = request.POST.get("service") or None
+            service = Service.objects.filter(pk=service_id).first() if service_id else None
+            try:
+                imported = services.number_import_owned(service=service)
+            except ProviderError as exc:
+                self.message_user(request, f"Vonage did not list the account's numbers: {exc}", messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
+            for row in imported:
+                self.log_addition(request, row, f"Imported from the Vonage account into {service or 'no pool'}")
+            self.message_user(
+                request,
+                f"Imported {len(imported)} number{'s' if len(imported) != 1 else ''} into {service or 'no pool'}."
+                if imported
+                else "Every number the account owns is already in the console.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse("admin:numbers_virtualnumber_changelist"))
+        error = ""
+        try:
+            owned = get_provider().list_owned_numbers()
+        except ProviderError as exc:
+            owned, error = [], f"Vonage did not list the account's numbers: {exc}"
+        known = set(VirtualNumber.objects.exclude(state=VirtualNumber.State.RELEASED).values_list("number", flat=True))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import numbers the account owns",
+            "opts": self.model._meta,
+            "new": [n for n in owned if n.number not in known],
+            "known_count": sum(1 for n in owned if n.number in known),
+            "error": error,
+            "services": Service.objects.order_by("name"),
+        }
+        return TemplateResponse(request, "admin/console/import_numbers.html", context)
+
+
+class ReadOnlyAdmin(ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PoolExhaustion)
+class PoolExhaustionAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "service", "country", "buy_link")
+    list_filter = ("service", "country")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+
+    @display(description="")
+    def buy_link(self, obj: PoolExhaustion) -> str:
+        url = reverse("admin:numbers_virtualnumber_buy")
+        return format_html(
+            '<a class="underline" href="{}?country={}&service={}">Buy numbers</a>', url, obj.country, obj.service_id
+        )
+
+
+@admin.register(NumberCheck)
+class NumberCheckAdmin(ReadOnlyAdmin):
+    list_display = ("masked_number", "valid", "country", "number_type", "carrier", "ported", "checked_at")
+    list_filter = ("valid", "country", "number_type")
+    exclude = ("number", "raw")
+    readonly_fields = ("masked_number", "valid", "country", "number_type", "carrier", "ported", "checked_at")
+
+    @display(description="Number")
+    def masked_number(self, obj: NumberCheck) -> str:
+        return mask(obj.number)

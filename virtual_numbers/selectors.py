@@ -1,0 +1,179 @@
+"""Pool health and call figures for the staff dashboard.
+
+The pool a service needs in a country is set by its busiest real number: a person in
+N open conversations needs N distinct proxy numbers (see DESIGN.md, Allocation), so
+headroom is the usable numbers minus that concurrency, not minus the conversation count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from proxy.models import Call, Participant, Service
+from virtual_numbers.models import PoolExhaustion, VirtualNumber
+
+
+@dataclass(frozen=True)
+class PoolHealth:
+    service_id: int
+    service_name: str
+    country: str
+    numbers: int  # rented numbers in the pool (not released)
+    usable: int  # active and voice-capable: what allocation may hand out
+    draining: int
+    open_conversations: int
+    busiest_concurrency: int  # the pool size needed
+    exhaustions_24h: int
+    warning_threshold: int
+
+    @property
+    def headroom(self) -> int:
+        return self.usable - self.busiest_concurrency
+
+    @property
+    def warning(self) -> bool:
+        return self.headroom < self.warning_threshold or self.exhaustions_24h > 0
+
+    @property
+    def utilisation(self) -> int:
+        """Busiest concurrency as a percentage of usable numbers (100 when there are none)."""
+        if self.usable <= 0:
+            return 100
+        return min(100, round(100 * self.busiest_concurrency / self.usable))
+
+
+@dataclass(frozen=True)
+class DayStats:
+    day: date
+    calls: int
+    answered: int
+    seconds: int
+
+    @property
+    def answer_rate(self) -> float | None:
+        return self.answered / self.calls if self.calls else None
+
+    @property
+    def minutes(self) -> float:
+        return round(self.seconds / 60, 1)
+
+
+def _live_participants(*, now: datetime) -> QuerySet[Participant]:
+    # An open conversation past expires_at reads as expired and no longer holds its numbers.
+    return Participant.objects.filter(active=True, conversation__status="open", conversation__expires_at__gt=now)
+
+
+def pool_health(
+    *, service: Service | None = None, now: datetime | None = None, threshold: int | None = None
+) -> list[PoolHealth]:
+    """One row per (service, country) that has numbers, live conversations or recent 409s."""
+    now = now or timezone.now()
+    threshold = settings.POOL_HEADROOM_WARNING if threshold is None else threshold
+    numbers = VirtualNumber.objects.filter(service__isnull=False).exclude(state=VirtualNumber.State.RELEASED)
+    participants = _live_participants(now=now)
+    exhaustions = PoolExhaustion.objects.filter(created_at__gte=now - timedelta(days=1))
+    if service is not None:
+        numbers = numbers.filter(service=service)
+        participants = participants.filter(service=service)
+        exhaustions = exhaustions.filter(service=service)
+
+    counts: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in numbers.values("service_id", "country").annotate(
+        total=Count("id"),
+        usable=Count("id", filter=Q(state=VirtualNumber.State.ACTIVE, voice=True)),
+        draining=Count("id", filter=Q(state=VirtualNumber.State.DRAINING)),
+    ):
+        key = (row["service_id"], row["country"])
+        counts[key]["numbers"] = row["total"]
+        counts[key]["usable"] = row["usable"]
+        counts[key]["draining"] = row["draining"]
+
+    # Grouped by the proxy number's country: that is the pool a participant drew from.
+    pool_country = "proxy_number__country"
+    for row in participants.values("service_id", pool_country).annotate(
+        conversations=Count("conversation_id", distinct=True)
+    ):
+        counts[(row["service_id"], row[pool_country])]["open_conversations"] = row["conversations"]
+    for row in participants.values("service_id", pool_country, "real_number").annotate(
+        held=Count("conversation_id", distinct=True)
+    ):
+        bucket = counts[(row["service_id"], row[pool_country])]
+        bucket["busiest"] = max(bucket["busiest"], row["held"])
+
+    for row in exhaustions.values("service_id", "country").annotate(n=Count("id")):
+        counts[(row["service_id"], row["country"])]["exhaustions"] = row["n"]
+
+    names = dict(Service.objects.filter(pk__in={key[0] for key in counts}).values_list("pk", "name"))
+    rows = [
+        PoolHealth(
+            service_id=service_id,
+            service_name=names.get(service_id, "?"),
+            country=country,
+            numbers=bucket["numbers"],
+            usable=bucket["usable"],
+            draining=bucket["draining"],
+            open_conversations=bucket["open_conversations"],
+            busiest_concurrency=bucket["busiest"],
+            exhaustions_24h=bucket["exhaustions"],
+            warning_threshold=threshold,
+        )
+        for (service_id, country), bucket in counts.items()
+    ]
+    return sorted(rows, key=lambda row: (row.service_name.lower(), row.country))
+
+
+def calls_per_day(*, service: Service | None = None, days: int = 14, now: datetime | None = None) -> list[DayStats]:
+    """Calls, answered calls and talk time per UTC day, oldest first, with empty days as zeros.
+
+    A masked call is two legs: the caller's inbound leg and the outbound leg to the
+    other party. A call is counted once, by its inbound leg; it was answered when the
+    outbound leg was, and its talk time is the outbound leg's duration.
+    """
+    now = now or timezone.now()
+    first_day = (now - timedelta(days=days - 1)).date()
+    calls = Call.objects.filter(created_at__date__gte=first_day)
+    if service is not None:
+        calls = calls.filter(service=service)
+    outbound = Q(direction=Call.Direction.OUTBOUND)
+    by_day = {
+        row["day"]: row
+        for row in calls.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            calls=Count("id", filter=~outbound),
+            answered=Count("id", filter=outbound & Q(answered_at__isnull=False)),
+            seconds=Sum("duration", filter=outbound),
+        )
+    }
+    result = []
+    for offset in range(days):
+        day = first_day + timedelta(days=offset)
+        row = by_day.get(day, {})
+        result.append(
+            DayStats(
+                day=day,
+                calls=row.get("calls", 0),
+                answered=row.get("answered", 0),
+                seconds=row.get("seconds") or 0,
+            )
+        )
+    return result
+
+
+def number_open_conversations(*, numbers: list[str], now: datetime | None = None) -> dict[str, int]:
+    """Open conversations per proxy number, for the numbers list."""
+    now = now or timezone.now()
+    rows = (
+        _live_participants(now=now)
+        .filter(proxy_number__in=numbers)
+        .values("proxy_number")
+        .annotate(n=Count("conversation_id", distinct=True))
+    )
+    return {row["proxy_number"]: row["n"] for row in rows}
