@@ -42,7 +42,7 @@ class RequestSizeLimitMiddleware:
             body = self._read_chunked(request, limit)
             if body is None:
                 return _too_large()
-            request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[attr-defined]
+            request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[attr-defined,assignment]
             request.META["CONTENT_LENGTH"] = str(len(body))
         return self.get_response(request)
 

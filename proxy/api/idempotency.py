@@ -61,9 +61,10 @@ def idempotency_claim(*, service: Service, key: str, fingerprint: str, now: date
                 return Claim(record=record, replay=False)
             except IntegrityError:
                 pass
-            record = IdempotencyRecord.objects.select_for_update().filter(service=service, key=key).first()
-            if record is None:
+            found = IdempotencyRecord.objects.select_for_update().filter(service=service, key=key).first()
+            if found is None:
                 continue
+            record = found
             expired = record.created_at <= now - _ttl()
             abandoned = record.response_status is None and record.created_at <= now - ABANDONED_AFTER
             if expired or abandoned:

@@ -110,6 +110,7 @@ class ParticipantPairSerializer(serializers.ListSerializer):
             )
         if len(data) != 2:
             raise serializers.ValidationError(f"Give exactly two participants ({len(data)} given).")
+        assert self.child is not None
         results: list[dict[str, Any]] = []
         errors: list[Any] = []
         for item in data:

@@ -57,6 +57,13 @@ def _conversations(service: Service) -> QuerySet[Conversation]:
     )
 
 
+def _service(request: Request) -> Service:
+    # ServiceKeyAuthentication puts the service in request.auth; IsService guarantees it.
+    service = request.auth
+    assert isinstance(service, Service)
+    return service
+
+
 def _conversation_or_404(service: Service, conversation_id: str) -> Conversation:
     # The path takes any string so that a malformed id is a JSON 404 like a foreign one.
     try:
@@ -96,12 +103,14 @@ class ConversationListCreateApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        filterset = ConversationFilter(request.query_params, queryset=_conversations(request.auth), request=request)
+        filterset = ConversationFilter(
+            request.query_params, queryset=_conversations(_service(request)), request=request
+        )
         if not filterset.is_valid():
             raise translate_validation(filterset.errors)
         queryset = filterset.qs.order_by("-created_at", "-id")
         paginator = Pagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
+        page: list[Conversation] | None = paginator.paginate_queryset(queryset, request, view=self)
         data = ConversationOutputSerializer(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
 
@@ -123,7 +132,7 @@ class ConversationListCreateApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        service: Service = request.auth
+        service = _service(request)
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return self._create(request, service)
@@ -186,7 +195,7 @@ class ConversationDetailApi(APIView):
         },
     )
     def get(self, request: Request, conversation_id: str) -> Response:
-        return Response(_output(_conversation_or_404(request.auth, conversation_id), request))
+        return Response(_output(_conversation_or_404(_service(request), conversation_id), request))
 
     @extend_schema(
         operation_id="conversations_update",
@@ -205,7 +214,7 @@ class ConversationDetailApi(APIView):
         },
     )
     def patch(self, request: Request, conversation_id: str) -> Response:
-        conversation = _conversation_or_404(request.auth, conversation_id)
+        conversation = _conversation_or_404(_service(request), conversation_id)
         serializer = ConversationUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -215,7 +224,7 @@ class ConversationDetailApi(APIView):
             metadata=data.get("metadata"),
             close=data.get("status") == Conversation.Status.CLOSED,
         )
-        return Response(_output(_conversation_or_404(request.auth, conversation_id), request))
+        return Response(_output(_conversation_or_404(_service(request), conversation_id), request))
 
     @extend_schema(
         operation_id="conversations_close",
@@ -229,7 +238,7 @@ class ConversationDetailApi(APIView):
         },
     )
     def delete(self, request: Request, conversation_id: str) -> Response:
-        conversation = _conversation_or_404(request.auth, conversation_id)
+        conversation = _conversation_or_404(_service(request), conversation_id)
         services.conversation_close(conversation=conversation)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -247,7 +256,7 @@ class ConversationCallsApi(APIView):
         },
     )
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = _conversation_or_404(request.auth, conversation_id)
+        conversation = _conversation_or_404(_service(request), conversation_id)
         calls = selectors.calls_for_conversation(conversation=conversation).prefetch_related("recordings")
         paginator = Pagination()
         page = paginator.paginate_queryset(calls, request, view=self)

@@ -97,6 +97,14 @@ def test_create_defaults_ttl_to_the_service_default(api, service, pool):
     assert abs((conversation.expires_at - conversation.created_at).total_seconds() - 7200) < 5
 
 
+def test_notify_by_default_reports_each_participants_sms(api, pool):
+    body = create(api).json()
+
+    notifications = [p["notification"] for p in body["participants"]]
+    assert all(n is not None and n["status"] == "queued" and n["error"] is None for n in notifications)
+    assert Notification.objects.count() == 2
+
+
 def test_notification_is_null_when_not_notified(api, pool):
     body = create(api, notify=False).json()
 
