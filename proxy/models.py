@@ -181,6 +181,8 @@ class Participant(models.Model):
         db_column="proxy_number",
         related_name="participants",
     )
+    # The foreign key points at VirtualNumber.number, so the column holds the digits.
+    proxy_number_id: str
     active = models.BooleanField(default=True)
     cooldown_until = models.DateTimeField(null=True, blank=True)
     validation = models.CharField(max_length=10, choices=Validation.choices, default=Validation.PENDING)
@@ -188,7 +190,7 @@ class Participant(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["conversation", "position"]
+        ordering = ["conversation_id", "position"]
         constraints = [
             models.UniqueConstraint(
                 fields=["real_number", "proxy_number"],

@@ -52,7 +52,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
             Participant.objects.filter(
                 active=True,
                 conversation__participants__real_number=caller,
-                conversation__participants__proxy_number_id=proxy_number,
+                conversation__participants__proxy_number__number=proxy_number,
                 conversation__participants__active=True,
             )
             .exclude(real_number=caller)
@@ -73,7 +73,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
             )
         cooling = (
             Participant.objects.filter(
-                real_number=caller, proxy_number_id=proxy_number, active=False, cooldown_until__gt=now
+                real_number=caller, proxy_number__number=proxy_number, active=False, cooldown_until__gt=now
             )
             .select_related("service")
             .order_by("-created_at")

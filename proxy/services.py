@@ -200,7 +200,7 @@ def _holdings_for(*, reals: list[str], now: datetime) -> dict[str, Holdings]:
     rows = list(
         Participant.objects.filter(real_number__in=reals)
         .filter(Q(active=True) | Q(cooldown_until__gt=now))
-        .values_list("real_number", "proxy_number_id", "active", "conversation_id", "conversation__expires_at")
+        .values_list("real_number", "proxy_number__number", "active", "conversation_id", "conversation__expires_at")
     )
     expired = {conv for _, _, active, conv, expires in rows if active and expires <= now}
     if expired:
@@ -208,7 +208,7 @@ def _holdings_for(*, reals: list[str], now: datetime) -> dict[str, Holdings]:
         rows = list(
             Participant.objects.filter(real_number__in=reals)
             .filter(Q(active=True) | Q(cooldown_until__gt=now))
-            .values_list("real_number", "proxy_number_id", "active", "conversation_id", "conversation__expires_at")
+            .values_list("real_number", "proxy_number__number", "active", "conversation_id", "conversation__expires_at")
         )
     cooling_convs = {conv for _, _, active, conv, _ in rows if not active}
     counterpart: dict[tuple[UUID, str], str] = {}
@@ -241,7 +241,9 @@ def _sticky_numbers(*, service: Service, reals: list[str]) -> dict[str, str]:
         .order_by("-created_at")
         .values("conversation_id")[:1]
     )
-    return dict(Participant.objects.filter(conversation_id__in=latest).values_list("real_number", "proxy_number_id"))
+    return dict(
+        Participant.objects.filter(conversation_id__in=latest).values_list("real_number", "proxy_number__number")
+    )
 
 
 def conversation_update(

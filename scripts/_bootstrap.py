@@ -41,3 +41,7 @@ def ensure_venv(requirements: str = "requirements-dev.txt") -> Path:
 
 def manage(*args: str, env: dict[str, str] | None = None) -> None:
     subprocess.run([PYTHON, ROOT / "manage.py", *args], check=True, cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    ensure_venv()

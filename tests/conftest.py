@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -44,3 +46,14 @@ def api(api_key) -> APIClient:
 def pool(service) -> list[VirtualNumber]:
     """Three US voice numbers in the service's pool."""
     return [VirtualNumberFactory(service=service, number=f"1201555{n:04d}") for n in (200, 201, 202)]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With TEST_FORBID_SKIPS=1 (CI on PostgreSQL + Redis + Chromium) a skipped test fails the run."""
+    if os.environ.get("TEST_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(f"TEST_FORBID_SKIPS: {len(skipped)} test(s) skipped; every test must run here.", red=True)
+        session.exitstatus = 1
