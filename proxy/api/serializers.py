@@ -7,6 +7,7 @@ from typing import Any
 
 import phonenumbers
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -226,9 +227,10 @@ class CallOutputSerializer(serializers.Serializer):
         recordings: list[Recording] = sorted(call.recordings.all(), key=lambda r: (r.created_at, r.pk), reverse=True)
         for recording in recordings:
             if recording.file:
+                # Served by the API to the owning service: recordings are personal data.
+                path = reverse("api:recording-file", kwargs={"recording_uuid": recording.recording_uuid})
                 request = self.context.get("request")
-                url = recording.file.url
-                return request.build_absolute_uri(url) if request is not None else settings.PUBLIC_URL + url
+                return request.build_absolute_uri(path) if request is not None else settings.PUBLIC_URL + path
         return next((r.recording_url for r in recordings if r.recording_url), None)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
+from django.http import FileResponse
 from django.urls import reverse
 from django_filters.utils import translate_validation
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -31,7 +33,7 @@ from proxy.api.serializers import (
     ConversationOutputSerializer,
     ConversationUpdateInputSerializer,
 )
-from proxy.models import Conversation, Notification, Participant, Service
+from proxy.models import Conversation, Notification, Participant, Recording, Service
 from proxy.pagination import Pagination
 
 
@@ -262,3 +264,35 @@ class ConversationCallsApi(APIView):
         page = paginator.paginate_queryset(calls, request, view=self)
         data = CallOutputSerializer(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
+
+
+class RecordingFileApi(APIView):
+    """A downloaded call recording, to the service whose conversation it is (never a public URL)."""
+
+    @extend_schema(
+        operation_id="recordings_download",
+        summary="Download a call recording",
+        description="The URL a call's `recording_url` gives once the recording is downloaded.",
+        responses={
+            (200, "audio/mpeg"): OpenApiTypes.BINARY,
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            429: schema.THROTTLED,
+        },
+    )
+    def get(self, request: Request, recording_uuid: str) -> FileResponse:
+        service = _service(request)
+        recording = (
+            Recording.objects.filter(recording_uuid=recording_uuid)
+            .filter(Q(conversation__service=service) | Q(call__service=service))
+            .first()
+        )
+        if recording is None or not recording.file:
+            raise NotFound("No such recording.")
+        return FileResponse(
+            recording.file.open("rb"), content_type="audio/mpeg", filename=f"{recording.recording_uuid}.mp3"
+        )
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # A client asking for audio/mpeg must not get 406: errors still go out as JSON.
+        return super().perform_content_negotiation(request, force=True)

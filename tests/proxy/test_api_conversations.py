@@ -448,7 +448,7 @@ def test_calls_newest_first_with_contract_shape(api, service, settings, tmp_path
     assert body["count"] == 2 and body["next"] is None
     first, second = body["results"]
     assert first["uuid"] == "call-2"
-    assert first["recording_url"].startswith("http://testserver/media/recordings/")
+    assert first["recording_url"] == "http://testserver/api/v1/recordings/rec-2"
     assert set(second) == {
         "uuid",
         "conversation_uuid",
@@ -492,3 +492,47 @@ def test_other_paths_are_json_404_without_redirects(api, service, path):
         response = method(path, {}, format="json")
         assert response.status_code == 404
         assert response.json() == {"detail": "Not found."}
+
+
+@pytest.fixture
+def downloaded_recording(service, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    conversation = _conversation(service)
+    call = Call.objects.create(uuid="call-r", conversation=conversation, service=service)
+    recording = Recording.objects.create(
+        recording_uuid="rec-9", call=call, conversation=conversation, recording_url="https://x/v1/files/9"
+    )
+    recording.file.save("rec-9.mp3", ContentFile(b"ID3-audio"), save=True)
+    return recording
+
+
+def test_recording_url_downloads_the_file_for_its_service(api, downloaded_recording):
+    url = api.get(f"{URL}/{downloaded_recording.conversation_id}/calls").json()["results"][0]["recording_url"]
+
+    response = api.get(url, HTTP_ACCEPT="audio/mpeg")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/mpeg"
+    assert b"".join(response.streaming_content) == b"ID3-audio"
+
+
+def test_recording_is_404_to_another_service_and_401_without_key(downloaded_recording):
+    from rest_framework.test import APIClient
+
+    from proxy.authentication import api_key_create
+    from tests.factories import ServiceFactory
+
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(service=ServiceFactory(slug='other'))[1]}")
+
+    response = other.get("/api/v1/recordings/rec-9", HTTP_ACCEPT="audio/mpeg")
+
+    assert response.status_code == 404
+    assert response.json()["detail"]
+    assert APIClient().get("/api/v1/recordings/rec-9").status_code == 401
+
+
+def test_recording_not_downloaded_yet_is_404(api, service):
+    Recording.objects.create(recording_uuid="rec-p", conversation=_conversation(service), recording_url="https://x/1")
+
+    assert api.get("/api/v1/recordings/rec-p").status_code == 404
