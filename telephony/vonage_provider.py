@@ -105,6 +105,7 @@ class VonageProvider(Provider):
         if rest_host:
             options["rest_host"] = rest_host
         self.application_id = application_id
+        self.has_api_key = bool(api_key and api_secret)
         self.timeout = timeout
         self._auth = Auth(**auth_kwargs)
         self._client = Vonage(self._auth, HttpClientOptions(**options))
@@ -112,6 +113,9 @@ class VonageProvider(Provider):
 
     # --- helpers ----------------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        if fn.__self__ is not self._client.voice and not self.has_api_key:
+            # The SDK would send "Basic None:None" and let Vonage say 401.
+            raise ProviderError(f"{what}: VONAGE_API_KEY / VONAGE_API_SECRET are not configured", permanent=True)
         try:
             return fn(*args)
         except HttpRequestError as error:

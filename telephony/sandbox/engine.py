@@ -170,7 +170,8 @@ def _check_auth(request: SandboxRequest) -> Reply | None:
         if not claims.get("application_id"):
             return _voice_error(401, "unauthorized", "Unauthorized", "You did not provide correct credentials.")
         return None
-    has_basic = auth.startswith("Basic ") and ":" in _b64(auth.removeprefix("Basic "))
+    key, _, secret = _b64(auth.removeprefix("Basic ")).partition(":") if auth.startswith("Basic ") else ("", "", "")
+    has_basic = key not in ("", "None") and secret not in ("", "None")
     has_params = bool(request.params.get("api_key")) and bool(request.params.get("api_secret"))
     if has_basic or has_params:
         return None

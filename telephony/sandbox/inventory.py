@@ -43,13 +43,14 @@ class ForSale:
         }
 
 
-def _variants(example: phonenumbers.PhoneNumber, count: int) -> list[str]:
+def _variants(example: phonenumbers.PhoneNumber, count: int, taken: set[str]) -> list[str]:
     digits = phonenumbers.format_number(example, PhoneNumberFormat.E164)[1:]
     head = digits[:-3]
     found: list[str] = []
     for tail in range(300, 1000):
         candidate = f"{head}{tail:03d}"
-        if phonenumbers.is_valid_number(phonenumbers.parse("+" + candidate, None)):
+        # Where mobile and landline examples coincide (the NANP), the landlines take the next tails.
+        if candidate not in taken and phonenumbers.is_valid_number(phonenumbers.parse("+" + candidate, None)):
             found.append(candidate)
         if len(found) == count:
             break
@@ -73,7 +74,7 @@ def inventory(country: str) -> tuple[ForSale, ...]:
             continue
         numbers.extend(
             ForSale(msisdn, country, vonage_type, features, _COSTS[vonage_type])
-            for msisdn in _variants(example, per_type)
+            for msisdn in _variants(example, per_type, {n.msisdn for n in numbers})
         )
     return tuple(numbers)
 

@@ -71,15 +71,24 @@ def _read_request(environ: dict[str, Any]) -> SandboxRequest:
     )
 
 
-def make_app(*, stopping: threading.Event | None = None, connection: Any = None) -> Callable:
-    """The sandbox as a WSGI callable. ``connection``: a Django connection to use in every thread."""
+def make_app(
+    *, stopping: threading.Event | None = None, connection: Any = None, seen: list[SandboxRequest] | None = None
+) -> Callable:
+    """The sandbox as a WSGI callable.
+
+    ``connection``: a Django connection to use in every thread; ``seen``: a list that
+    receives every request (tests check what the SDK really sent).
+    """
     stopping = stopping or threading.Event()
 
     def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if connection is not None:
             connections["default"] = connection
+        request = _read_request(environ)
+        if seen is not None:
+            seen.append(request)
         try:
-            reply = sandbox_handle(_read_request(environ))
+            reply = sandbox_handle(request)
         finally:
             if connection is None:
                 close_old_connections()
@@ -109,6 +118,7 @@ class SandboxServer:
     host: str  # "127.0.0.1:<port>", as the SDK's api_host / rest_host want it
     ca_path: str
     ca: trustme.CA
+    requests: list[SandboxRequest]
 
     @property
     def base_url(self) -> str:
@@ -123,6 +133,7 @@ def serve_sandbox(*, port: int = 0, share_connection: bool = False) -> Iterator[
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     stopping = threading.Event()
+    seen: list[SandboxRequest] = []
     connection = None
     if share_connection:
         connection = connections["default"]
@@ -130,7 +141,7 @@ def serve_sandbox(*, port: int = 0, share_connection: bool = False) -> Iterator[
     httpd = make_server(
         "127.0.0.1",
         port,
-        make_app(stopping=stopping, connection=connection),
+        make_app(stopping=stopping, connection=connection, seen=seen),
         server_class=_ThreadingServer,
         handler_class=_Quiet,
     )
@@ -141,7 +152,7 @@ def serve_sandbox(*, port: int = 0, share_connection: bool = False) -> Iterator[
         ca_path = Path(tmp) / "sandbox-ca.pem"
         ca.cert_pem.write_to_path(str(ca_path))
         try:
-            yield SandboxServer(host=f"127.0.0.1:{httpd.server_address[1]}", ca_path=str(ca_path), ca=ca)
+            yield SandboxServer(host=f"127.0.0.1:{httpd.server_address[1]}", ca_path=str(ca_path), ca=ca, requests=seen)
         finally:
             stopping.set()
             httpd.shutdown()

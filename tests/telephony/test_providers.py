@@ -326,3 +326,18 @@ def test_download_retryable_failures(provider, files_host, mode):
     with pytest.raises(ProviderError) as caught:
         provider.download_recording(f"https://{files_host}/v1/files/{recording.id}")
     assert caught.value.permanent is False
+
+
+def test_the_sandbox_refuses_requests_without_credentials(sandbox_server):
+    import requests
+
+    session = requests.Session()
+    session.verify = sandbox_server.ca_path
+    sms = session.post(f"{sandbox_server.base_url}/sms/json", data={"from": "1", "to": ALICE, "text": "x"}).json()
+    assert sms["messages"][0]["status"] == "4"
+    numbers = session.get(f"{sandbox_server.base_url}/account/numbers", auth=("None", "None"))
+    assert numbers.status_code == 401
+    assert numbers.json()["error-code"] == "401"
+    calls = session.get(f"{sandbox_server.base_url}/v1/calls/leg-1")
+    assert calls.status_code == 401
+    assert calls.json()["title"] == "Unauthorized"

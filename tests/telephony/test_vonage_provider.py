@@ -1,0 +1,118 @@
+"""What only the SDK provider does: credentials, auth per API, timeouts, refusing foreign hosts."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from telephony.provider import ProviderError
+from telephony.sandbox.engine import call_record
+from telephony.vonage_provider import VonageProvider, load_private_key
+from tests.conftest import ALICE, BOB
+
+pytestmark = pytest.mark.django_db
+
+
+def _pkcs1(pkcs8: str) -> str:
+    key = serialization.load_pem_private_key(pkcs8.encode(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+
+
+def test_private_key_pkcs1_is_converted_to_pkcs8(private_key_pem):
+    converted = load_private_key(_pkcs1(private_key_pem))
+    assert converted.startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_private_key_from_a_path_without_extension(tmp_path, private_key_pem):
+    path = tmp_path / "vonage_private_key"
+    path.write_text(private_key_pem)
+    assert load_private_key(str(path)) == private_key_pem
+
+
+def test_private_key_with_escaped_newlines_as_env_files_write_them(private_key_pem):
+    assert load_private_key(private_key_pem.strip().replace("\n", "\\n")) == private_key_pem
+
+
+def test_voice_requests_carry_an_rs256_application_jwt(vonage, sandbox_server, private_key_pem):
+    call_record(
+        uuid="leg-1",
+        conversation_uuid="CON-1",
+        direction="outbound",
+        from_number=BOB,
+        to_number=ALICE,
+        status="answered",
+    )
+    vonage.get_call("leg-1")
+    request = sandbox_server.requests[-1]
+    token = request.authorization.removeprefix("Bearer ")
+    public_key = serialization.load_pem_private_key(private_key_pem.encode(), password=None).public_key()
+    claims = jwt.decode(token, public_key, algorithms=["RS256"])
+    assert claims["application_id"] == "app-123"
+
+
+def test_sms_uses_key_and_secret_and_is_never_signed(vonage, sandbox_server):
+    vonage.send_sms(from_number="12015550300", to_number=ALICE, text="hi")
+    request = sandbox_server.requests[-1]
+    assert request.authorization.startswith("Basic ")
+    assert "sig" not in request.params
+    assert request.params["type"] == "text"
+
+
+def test_without_application_credentials_voice_fails_permanently(sandbox_server):
+    provider = VonageProvider(
+        api_key="k", api_secret="s", api_host=sandbox_server.host, rest_host=sandbox_server.host, timeout=1
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.get_call("leg-1")
+    assert caught.value.permanent is True
+    assert sandbox_server.requests == []
+
+
+def test_without_key_and_secret_numbers_fail_permanently(sandbox_server, private_key_pem):
+    provider = VonageProvider(
+        application_id="app", private_key=private_key_pem, api_host=sandbox_server.host, rest_host=sandbox_server.host
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.search_numbers(country="US")
+    assert caught.value.permanent is True
+    assert sandbox_server.requests == []
+
+
+def test_recordings_are_only_fetched_from_vonage_or_the_configured_host(vonage, sandbox_server):
+    with pytest.raises(ProviderError) as caught:
+        vonage.download_recording("https://attacker.example/v1/files/abc")
+    assert caught.value.permanent is True
+    assert sandbox_server.requests == []
+
+
+def test_unreachable_vonage_is_retryable(private_key_pem, unused_port):
+    provider = VonageProvider(
+        api_key="k",
+        api_secret="s",
+        application_id="app",
+        private_key=private_key_pem,
+        api_host=f"127.0.0.1:{unused_port}",
+        rest_host=f"127.0.0.1:{unused_port}",
+        timeout=1,
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.send_sms(from_number="12015550300", to_number=ALICE, text="hi")
+    assert caught.value.permanent is False
+
+
+def test_timeout_always_applies(private_key_pem):
+    provider = VonageProvider(api_key="k", api_secret="s", timeout=2.5)
+    assert provider._client.http_client.http_client_options.timeout == 3
+    assert provider._client.http_client.http_client_options.max_retries == 0
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
