@@ -25,17 +25,17 @@ app.conf.beat_schedule = {
     "expire-conversations": {
         "task": "proxy.tasks.conversations_expire",
         "schedule": 30.0,
-        "options": {"expires": 25},
+        "options": {"expire_seconds": 25},
     },
     "outbox-redrive": {
         "task": "proxy.tasks.outbox_redrive",
         "schedule": 60.0,
-        "options": {"expires": 55},
+        "options": {"expire_seconds": 55},
     },
     "worker-heartbeat": {
         "task": "proxy.tasks.worker_heartbeat",
         "schedule": 30.0,
-        "options": {"expires": 25},
+        "options": {"expire_seconds": 25},
     },
     "number-checks-prune": {
         "task": "virtual_numbers.tasks.number_checks_prune_task",

@@ -98,6 +98,7 @@ def outbox_stale(*, now: datetime | None = None, limit: int = REDRIVE_BATCH) -> 
     )
     validations = (
         Participant.objects.filter(validation=Participant.Validation.PENDING, active=True, created_at__lt=stale)
+        .order_by()
         .values_list("conversation_id", flat=True)
         .distinct()
     )

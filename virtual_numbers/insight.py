@@ -35,6 +35,7 @@ class ValidationOutcome:
     valid: bool
     retry: bool = False
     error: str = ""
+    found: bool = True
 
 
 def number_check_get(*, number: str, now: datetime | None = None) -> NumberCheck:
@@ -78,7 +79,7 @@ def conversation_numbers_validate(*, conversation_id: object, give_up: bool) -> 
 
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is None:
-        return ValidationOutcome(valid=False)
+        return ValidationOutcome(valid=False, found=False)
     pending = list(conversation.participants.filter(validation=Participant.Validation.PENDING))
     errors = []
     invalid = False

@@ -19,6 +19,8 @@ def validate_conversation_numbers(self, conversation_id: str) -> str:
 
     give_up = self.request.is_eager or self.request.retries >= MAX_RETRIES
     outcome = conversation_numbers_validate(conversation_id=conversation_id, give_up=give_up)
+    if not outcome.found:
+        return "skipped"
     if outcome.retry:
         retry_later(self, backoff_delay(self.request.retries + 1, base=5.0, cap=60.0))
     if outcome.valid:

@@ -123,4 +123,4 @@ def test_a_vanished_conversation_is_no_error(db):
     import uuid
 
     outcome = conversation_numbers_validate(conversation_id=uuid.uuid4(), give_up=True)
-    assert not outcome.valid
+    assert not outcome.found
