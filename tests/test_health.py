@@ -1,0 +1,97 @@
+"""/health: database, Redis, workers, outbox backlog."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from proxy.models import Notification
+from tests.factories import ParticipantFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_healthy_without_redis(client: Client, settings):
+    settings.REDIS_URL = ""
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["redis"] == {"ok": True, "configured": False, "ms": body["checks"]["redis"]["ms"]}
+    assert body["checks"]["workers"]["mode"] == "in-process"
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_redis_down_is_503(client: Client, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["checks"]["redis"]["ok"] is False
+    assert "ConnectionError" in body["checks"]["redis"]["error"]
+
+
+def test_database_down_is_503(client: Client, settings, monkeypatch):
+    settings.REDIS_URL = ""
+
+    def broken() -> None:
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr("config.health._database", broken)
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"]["ok"] is False
+
+
+def test_a_stuck_outbox_is_reported_as_degraded(client: Client, settings):
+    settings.REDIS_URL = ""
+    participant = ParticipantFactory()
+    notification = Notification.objects.create(
+        participant=participant,
+        service=participant.service,
+        to_number=participant.real_number,
+        from_number=participant.proxy_number_id,
+        text="hi",
+    )
+    Notification.objects.filter(pk=notification.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["outbox"]["stuck_sms"] == 1
+
+
+def test_post_is_not_allowed(client: Client):
+    assert client.post("/health").status_code == 405
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL")
+def test_with_redis_and_no_worker_reports_workers_missing(client: Client, settings):
+    from config.celery import app
+
+    settings.REDIS_URL = os.environ["REDIS_URL"]
+    app.conf.task_always_eager = False
+    try:
+        response = client.get("/health")
+    finally:
+        app.conf.task_always_eager = True
+    assert response.status_code == 200
+    body = response.json()
+    assert body["checks"]["redis"]["ok"] is True
+    assert body["checks"]["workers"]["mode"] == "broker"
+    assert body["status"] in {"ok", "degraded"}
+    assert body["checks"]["workers"]["ok"] == bool(body["checks"]["workers"]["responding"])
