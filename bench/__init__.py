@@ -1,0 +1,1 @@
+"""Benchmarks of the masked-calling product: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,181 @@
+"""1. Answer webhook: peak throughput against a bare view, and p99 at half the peak rate.
+
+Both views run in the same gunicorn, on the same database, under the same wrk; each
+request is signed like Vonage's (HS256 JWT) and carries a random known caller of
+``answer_conversations`` open conversations, with a fresh call uuid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import db, load
+from bench.context import Context
+from bench.report import Figure
+from bench.server import Server
+
+TITLE = "Answer webhook: throughput and latency against a bare view"
+POOL_SIZE = 10
+SIGNATURE_SECRET = "bench-signature-secret-0123456789abcdef"  # noqa: S105
+
+
+def seed(context: Context, conversations: int) -> list[str]:
+    """Truncate, seed ``conversations`` open conversations, return pool numbers."""
+    db.truncate_all()
+    service = db.service_create(slug="bench-answer")
+    pool = db.pool_seed(service=service, country="US", count=POOL_SIZE, base=db.US_POOL_BASE)
+    db.conversations_seed(service=service, start=0, stop=conversations, pool=pool, expires_in=dt.timedelta(days=1))
+    db.analyze()
+    return pool
+
+
+def callers_file(context: Context, *, pool: list[str], upto: int, count: int, name: str) -> Path:
+    """``count`` random known callers among conversations 0..upto-1, as query strings."""
+    rng = random.Random(context.seed + upto)
+    lines = []
+    for _ in range(count):
+        i = rng.randrange(upto)
+        real, proxy = db.seeded_participant(i, pool=pool, seller=rng.random() < 0.5)
+        lines.append(f"from={real}&to={proxy}")
+    path = context.scratch / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def signed_headers() -> dict[str, str]:
+    from webhooks.signatures import sign_voice_webhook
+
+    # Vonage signs GET requests with no payload_hash; a token stays valid 5 minutes.
+    return {"Authorization": f"Bearer {sign_voice_webhook(body=b'', secret=SIGNATURE_SECRET)}"}
+
+
+def route_check(base_url: str, query: str, headers: dict[str, str]) -> str:
+    """The NCCO's first action for one known caller: the benchmark must measure a connect."""
+    request = urllib.request.Request(f"{base_url}/webhooks/answer?{query}&uuid=bench-check", headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        ncco = json.loads(response.read())
+    return ",".join(step.get("action", "?") for step in ncco)
+
+
+def request_maker(*, path: str, callers: list[str], auth: str, port: int, tag: str) -> Callable[[int], bytes]:
+    """Request i of the Python drivers: like the wrk script's, signed, with a fresh call uuid."""
+
+    def make(i: int) -> bytes:
+        query = callers[i % len(callers)]
+        target = f"{path}?{query}&uuid=bench-{tag}-{i}&conversation_uuid=CON-bench-{tag}-{i}"
+        return load.get_request(target, port).replace(b"\r\n\r\n", f"\r\nAuthorization: {auth}\r\n\r\n".encode(), 1)
+
+    return make
+
+
+def drive(
+    server: Server, *, path: str, callers: Path, auth: str, connections: int, seconds: float, seed: int
+) -> load.LoadResult:
+    """Closed loop at a fixed connection count: wrk when installed, else the Python driver."""
+    if load.wrk_available():
+        return load.wrk_run(
+            url=server.base_url + path,
+            connections=connections,
+            seconds=seconds,
+            script=load.WRK_SCRIPT,
+            script_args=[path, str(callers), str(seed), auth],
+        )
+    lines = callers.read_text().splitlines()
+    random.Random(seed).shuffle(lines)
+    make = request_maker(path=path, callers=lines, auth=auth, port=server.port, tag=f"cl{seed}{path[1:4]}")
+    return load.closed_loop(port=server.port, make=make, clients=connections, seconds=seconds)
+
+
+def run(context: Context) -> None:
+    sizes = context.sizes
+    report = context.report
+    pool = seed(context, sizes.answer_conversations)
+    callers = callers_file(context, pool=pool, upto=sizes.answer_conversations, count=5000, name="answer.txt")
+    context.server_env["VONAGE_SIGNATURE_SECRET"] = SIGNATURE_SECRET
+    try:
+        with context.server() as server:
+            headers = signed_headers()
+            actions = route_check(server.base_url, callers.read_text().splitlines()[0], headers)
+            if "connect" not in actions:
+                report.note("1", f"a known caller got {actions!r}, not a connect: figures measure the wrong path")
+            auth = headers["Authorization"]
+            if not load.wrk_available():
+                report.note("1", "wrk is not installed (apt-get install wrk): the Python driver stands in, slower")
+
+            def peak(path: str) -> load.LoadResult:
+                common = {"path": path, "callers": callers, "auth": auth, "connections": sizes.peak_connections}
+                drive(server, **common, seconds=sizes.warmup_seconds, seed=context.seed + 1)
+                return drive(server, **common, seconds=sizes.peak_seconds, seed=context.seed)
+
+            driver = "wrk" if load.wrk_available() else "python driver"
+            bare = peak("/bench/bare")
+            answer = peak("/webhooks/answer")
+            ratio = answer.rate / bare.rate if bare.rate else 0.0
+            report.add(
+                Figure(
+                    "1",
+                    f"answer webhook peak throughput ({driver}, {sizes.peak_connections} connections)",
+                    round(answer.rate),
+                    "req/s",
+                    "bare view",
+                    round(bare.rate),
+                    f"ratio {ratio:.2f}",
+                    ">= 0.70 of bare",
+                    ratio >= 0.70,
+                )
+            )
+            for q in (50, 99):
+                report.add(
+                    Figure(
+                        "1",
+                        f"answer webhook p{q} at peak",
+                        answer.p(q),
+                        "ms",
+                        "bare view",
+                        bare.p(q),
+                        f"{answer.p(q) / bare.p(q):.2f}x" if bare.p(q) else "",
+                    )
+                )
+            if answer.failures or bare.failures:
+                report.note("1", f"non-2xx or socket errors at peak: answer {answer.failures}, bare {bare.failures}")
+
+            rate = answer.rate / 2
+            lines = callers.read_text().splitlines()
+
+            def make(path: str) -> Callable[[int], bytes]:
+                return request_maker(path=path, callers=lines, auth=auth, port=server.port, tag=f"ol{path[1:4]}")
+
+            steady_bare = load.open_loop(
+                port=server.port, make=make("/bench/bare"), rate=rate, seconds=sizes.steady_seconds
+            )
+            steady = load.open_loop(
+                port=server.port, make=make("/webhooks/answer"), rate=rate, seconds=sizes.steady_seconds
+            )
+            for q in (50, 99):
+                report.add(
+                    Figure(
+                        "1",
+                        f"answer webhook p{q} at half its peak ({rate:.0f} req/s, open loop)",
+                        steady.p(q),
+                        "ms",
+                        "bare view, same rate",
+                        steady_bare.p(q),
+                        f"{steady.p(q) / steady_bare.p(q):.2f}x" if steady_bare.p(q) else "",
+                        "< 30 ms" if q == 99 else "",
+                        steady.p(99) < 30 if q == 99 else None,
+                    )
+                )
+            if steady.failures:
+                report.note("1", f"open loop: {steady.failures} failed requests of {steady.requests + steady.errors}")
+            report.note(
+                "1",
+                f"open loop achieved {steady.rate:.0f} req/s of {rate:.0f} asked "
+                f"(bare: {steady_bare.rate:.0f}); {server.workers} gunicorn sync workers",
+            )
+    finally:
+        context.server_env.pop("VONAGE_SIGNATURE_SECRET", None)

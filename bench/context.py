@@ -1,0 +1,110 @@
+"""What every benchmark gets: sizes, the report, the server's environment, a scratch folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import server
+from bench.report import Report
+
+
+@dataclass(frozen=True)
+class Sizes:
+    # 1. answer webhook
+    answer_conversations: int
+    warmup_seconds: float
+    peak_seconds: float
+    peak_connections: int
+    steady_seconds: float
+    # 2. scale
+    scale_steps: tuple[int, ...]
+    route_samples: int
+    scale_http_seconds: float
+    # 3. pool efficiency
+    sellers: int
+    buyers: int
+    orders: int
+    # 4. creation over the API
+    create_total: int
+    create_clients: int
+    # 5. expiry sweep
+    expiry_conversations: int
+    expiry_naive_sample: int
+
+
+FULL = Sizes(
+    answer_conversations=10_000,
+    warmup_seconds=3,
+    peak_seconds=10,
+    peak_connections=16,
+    steady_seconds=15,
+    scale_steps=(1_000, 100_000, 1_000_000),
+    route_samples=3_000,
+    scale_http_seconds=5,
+    sellers=3_000,
+    buyers=30_000,
+    orders=20_000,
+    create_total=4_000,
+    create_clients=50,
+    expiry_conversations=100_000,
+    expiry_naive_sample=300,
+)
+
+SMOKE = Sizes(
+    answer_conversations=200,
+    warmup_seconds=0.3,
+    peak_seconds=1,
+    peak_connections=4,
+    steady_seconds=1,
+    scale_steps=(100, 1_000, 3_000),
+    route_samples=100,
+    scale_http_seconds=1,
+    sellers=30,
+    buyers=300,
+    orders=200,
+    create_total=100,
+    create_clients=50,
+    expiry_conversations=1_000,
+    expiry_naive_sample=20,
+)
+
+
+@dataclass
+class Context:
+    sizes: Sizes
+    report: Report
+    database_url: str
+    redis_url: str
+    workers: int
+    scratch: Path
+    smoke: bool
+    seed: int = 20261127
+    server_env: dict[str, str] = field(default_factory=dict)
+
+    @contextmanager
+    def server(self) -> Iterator[server.Server]:
+        with server.gunicorn(env=self.server_env, workers=self.workers, log_path=self.scratch / "gunicorn.log") as s:
+            yield s
+
+
+def server_environment(*, database_url: str, redis_url: str) -> dict[str, str]:
+    """The server's environment: production-like settings, nothing inherited that changes them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VONAGE_", "CELERY_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-0123456789",
+            "DJANGO_DEBUG": "false",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            # Tasks are enqueued, never run here: without Redis they wait in memory.
+            "CELERY_TASK_ALWAYS_EAGER": "false",
+        }
+    )
+    return env

@@ -1,0 +1,95 @@
+"""The server under test: gunicorn, the production server, on 127.0.0.1 and a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    port: int
+    workers: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def default_workers() -> int:
+    # Sync workers block on each database round trip, so one more than the cores
+    # keeps both cores busy; more only adds context switches (see RESULTS.md).
+    return (os.cpu_count() or 1) + 1
+
+
+@contextmanager
+def gunicorn(*, env: dict[str, str], workers: int, log_path: Path) -> Iterator[Server]:
+    """Run gunicorn (sync workers) on a socket this process binds, so no port race."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2048)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"fd://{fd}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--log-level",
+        "warning",
+        "--graceful-timeout",
+        "5",
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=[fd], start_new_session=True
+        )
+    listener.close()
+    server = Server(host="127.0.0.1", port=port, workers=workers)
+    try:
+        _wait_ready(server, process, log_path)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(server: Server, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    # Every worker should have loaded Django before measuring: poll until several
+    # consecutive requests succeed.
+    successes = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/bench/bare", timeout=5) as response:  # noqa: S310
+                successes = successes + 1 if response.status == 200 else 0
+        except OSError:
+            successes = 0
+        if successes >= 4 * server.workers:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_path}")

@@ -1,0 +1,35 @@
+"""The product's URLs, plus two baselines that do no work of their own.
+
+- ``/bench/bare``: a plain Django view returning a constant JSON list (an NCCO-sized
+  one), through the same middleware and server as the answer webhook: the ratio of
+  the two throughputs is the cost of the product's own work.
+- ``/bench/bare-api``: a DRF view with the API's own authentication (API key look-up),
+  throttle and JSON parser, answering 201: the ceiling for conversation creation.
+"""
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+_CONSTANT_NCCO = [{"action": "talk", "text": "Sorry, we could not find a conversation for your number. Goodbye."}]
+
+
+def bare(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_CONSTANT_NCCO, safe=False)
+
+
+class BareApi(APIView):
+    def post(self, request: Request) -> Response:
+        body: Any = request.data
+        return Response({"participants": len(body.get("participants", []))}, status=201)
+
+
+urlpatterns = [
+    path("bench/bare", bare, name="bench-bare"),
+    path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
+    path("", include("config.urls")),
+]

@@ -1,0 +1,77 @@
+"""The benchmark harness's smoke mode runs end to end on PostgreSQL and prints every figure.
+
+Benchmarks are not tests: nothing here asserts a timing, only that each figure is measured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.postgres
+
+# One line per figure the full run prints, by benchmark.
+EXPECTED = [
+    r"\[1\] answer webhook peak throughput .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
+    r"\[1\] answer webhook p99 at half its peak .*\| bare view, same rate: ",
+    r"\[2\] route_for_call p50 at [\d,]+ open conversations .*\| at [\d,]+: ",
+    r"\[2\] answer webhook p50 over HTTP at [\d,]+ .*\| at [\d,]+: ",
+    r"\[3\] numbers needed: two numbers per conversation \(Vonage sample\): [\d,]+ numbers \| lower bound",
+    r"\[3\] numbers needed: one shared number per conversation, reused greedily: ",
+    r"\[3\] numbers used: proxy.allocation chooser, pool = lower bound .*: MET",
+    r"\[3\] numbers used: conversation_create on PostgreSQL, pool = lower bound .*: MET",
+    r"\[4\] conversations created per second .*\| bare authenticated API view: ",
+    r"\[4\] creation latency p99 under \d+ clients: ",
+    r"\[4\] invariant violations .*: 0 \| target 0: MET",
+    r"\[5\] expiry sweep of [\d,]+ due conversations .*\| naive per-conversation close ",
+]
+
+
+def _bench_database_url() -> str:
+    """A database of its own beside the one the test settings name (never the test database)."""
+    db = settings.DATABASES["default"]
+    url = os.environ.get("DATABASE_URL", "")
+    parts = urlsplit(url)
+    name = (parts.path.lstrip("/") or db.get("NAME") or "postgres") + "_bench"
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    reason="the benchmarks run on PostgreSQL only (set DATABASE_URL=postgres://...)",
+)
+def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BENCH_DATABASE_URL": _bench_database_url(),
+        # Without a REDIS_URL the server's tasks wait in memory instead of on a broker.
+        "BENCH_REDIS_URL": os.environ.get("REDIS_URL", ""),
+    }
+    markdown = tmp_path / "results.md"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--markdown", str(markdown)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output[-3000:] + completed.stderr[-3000:]
+    for pattern in EXPECTED:
+        assert re.search(pattern, output), f"missing figure {pattern!r} in:\n{output[-3000:]}"
+    assert "FAILED" not in output
+    assert "| 5 | expiry sweep" in markdown.read_text()
+    if shutil.which("wrk") is None:
+        assert "wrk is not installed" in output
