@@ -1,3 +1,11 @@
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from telephony import views
+
+app_name = "sandbox"
+
+urlpatterns = [
+    path("", views.sandbox_home, name="home"),
+    path("failures", views.sandbox_failure, name="failure"),
+    path("reset", views.sandbox_clear, name="reset"),
+]

@@ -1,0 +1,112 @@
+"""The sandbox's try-it page (staff only): place a sandbox call and watch NCCO and events."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from proxy.phone import InvalidNumber, normalize
+from telephony.callplayer import OUTCOMES, ClientTransport, call_play
+from telephony.models import SandboxFailure
+from telephony.sandbox.engine import failure_inject, sandbox_reset
+from telephony.sandbox.selectors import caller_choices, participant_call_numbers, sandbox_state
+
+
+class CallForm(forms.Form):
+    participant = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Caller")
+    caller = forms.CharField(required=False, max_length=32, label="…or any caller number")
+    proxy_number = forms.CharField(required=False, max_length=32, label="Proxy number dialled")
+    outcome = forms.ChoiceField(choices=[(o, o) for o in OUTCOMES], initial="answered")
+    duration = forms.IntegerField(min_value=0, max_value=7200, initial=30, label="Call length (s)")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(c.participant_id, c.label) for c in caller_choices()]
+        self.fields["participant"].choices = [("", "— pick a participant —"), *choices]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        caller, proxy_number = data.get("caller", ""), data.get("proxy_number", "")
+        if data.get("participant"):
+            numbers = participant_call_numbers(participant_id=data["participant"])
+            if numbers is None:
+                raise forms.ValidationError("That participant no longer exists.")
+            caller, proxy_number = caller or numbers[0], proxy_number or numbers[1]
+        if not caller or not proxy_number:
+            raise forms.ValidationError("Pick a participant, or give a caller and a proxy number.")
+        try:
+            data["caller_digits"] = normalize(caller, default_country=settings.PROXY_DEFAULT_COUNTRY)
+            data["proxy_digits"] = normalize(proxy_number, default_country=settings.PROXY_DEFAULT_COUNTRY)
+        except InvalidNumber as error:
+            raise forms.ValidationError(str(error)) from error
+        return data
+
+
+class FailureForm(forms.Form):
+    path = forms.ChoiceField(
+        choices=[(p, p) for p in ("/sms/json", "/ni/", "/number/", "/account/numbers", "/v1/calls", "/v1/files/")]
+    )
+    mode = forms.ChoiceField(choices=SandboxFailure.Mode.choices)
+    count = forms.IntegerField(min_value=1, max_value=100, initial=1)
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def sandbox_home(request: HttpRequest) -> HttpResponse:
+    form = CallForm(request.POST or None)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        # In-process: a single-worker development server would deadlock calling itself over HTTP.
+        result = call_play(
+            transport=ClientTransport(host=request.get_host(), secure=request.is_secure()),
+            caller=form.cleaned_data["caller_digits"],
+            proxy_number=form.cleaned_data["proxy_digits"],
+            outcome=form.cleaned_data["outcome"],
+            duration=form.cleaned_data["duration"],
+            secret=settings.VONAGE_SIGNATURE_SECRET,
+        )
+    context = {
+        "form": form,
+        "failure_form": FailureForm(),
+        "result": result,
+        "nccos_json": json.dumps(result.nccos, indent=2) if result else "",
+        "steps": [
+            {
+                **step.__dict__,
+                "payload_json": json.dumps(step.payload, indent=2),
+                "response_json": _pretty(step.response),
+            }
+            for step in (result.steps if result else [])
+        ],
+        **sandbox_state(),
+    }
+    return render(request, "sandbox/home.html", context)
+
+
+def _pretty(value: object) -> str:
+    return "" if value is None else json.dumps(value, indent=2)
+
+
+@staff_member_required
+@require_POST
+def sandbox_failure(request: HttpRequest) -> HttpResponse:
+    form = FailureForm(request.POST)
+    if form.is_valid():
+        failure_inject(path=form.cleaned_data["path"], mode=form.cleaned_data["mode"], count=form.cleaned_data["count"])
+        messages.success(request, "The sandbox will fail as asked.")
+    return redirect("sandbox:home")
+
+
+@staff_member_required
+@require_POST
+def sandbox_clear(request: HttpRequest) -> HttpResponse:
+    sandbox_reset()
+    messages.success(request, "The sandbox account is empty again.")
+    return redirect("sandbox:home")
