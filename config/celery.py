@@ -18,6 +18,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("masked_calling")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Lets two deployments, or a test run, share one Redis without taking each other's tasks.
+app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
 
 # django-celery-beat's DatabaseScheduler copies these entries into its tables when beat
 # starts, so staff can see and pause them in the admin.

@@ -1,0 +1,151 @@
+"""A real Celery worker process on the Redis broker: what the outbox promises, end to end.
+
+Runs only with ``REDIS_URL`` set and PostgreSQL as the database: the worker is another
+process and must see the same test database, which an in-memory SQLite cannot offer.
+Each run uses its own queue, so stale messages or other workers on the same Redis
+never interfere.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from config.celery import app
+from proxy.models import Notification
+from telephony.models import SandboxMessage
+from telephony.sandbox.engine import failure_inject
+from tests.conftest import ALICE, BOB, CAROL
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.skipif(
+        not REDIS_URL, reason="needs a real Redis broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or "5432"
+    auth = db.get("USER") or "postgres"
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+def _wait_for(condition: Callable[[], bool], *, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+class Worker:
+    """``celery -A config worker -P solo`` on a queue of its own, against the test database."""
+
+    def __init__(self, queue: str, log: Path) -> None:
+        self.queue = queue
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": REDIS_URL,
+            "CELERY_QUEUE": self.queue,
+            "CELERY_TASK_ALWAYS_EAGER": "false",
+            "DJANGO_SECRET_KEY": "worker-test-secret-key",
+            "VONAGE_PROVIDER": "sandbox",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
+        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "info"]
+        command += ["-Q", self.queue, "-n", f"{self.queue}@%h", "--without-gossip", "--without-mingle"]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def broker(tmp_path) -> Iterator[Worker]:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...): the worker process must share the test database")
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    saved = (app.conf.task_always_eager, app.conf.task_default_queue)
+    app.conf.task_always_eager = False
+    app.conf.task_default_queue = queue
+    worker = Worker(queue, tmp_path / "worker.log")
+    yield worker
+    worker.stop()
+    app.conf.task_always_eager, app.conf.task_default_queue = saved
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(queue)
+
+
+def _create(api, *numbers: str) -> str:
+    response = api.post("/api/v1/conversations", {"participants": [{"number": n} for n in numbers]}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def _sent(conversation_id: str) -> bool:
+    notifications = Notification.objects.filter(participant__conversation_id=conversation_id)
+    return notifications.count() == 2 and all(n.status == "sent" for n in notifications)
+
+
+def test_worker_sends_both_sms_including_those_queued_while_it_was_down(api, pool, broker):
+    # The worker is not running yet: the tasks wait in Redis, the rows wait queued.
+    first = _create(api, ALICE, BOB)
+    assert set(Notification.objects.values_list("status", flat=True)) == {"queued"}
+    assert not SandboxMessage.objects.exists()
+
+    broker.start()
+    assert _wait_for(lambda: _sent(first)), broker.output()
+    assert sorted(SandboxMessage.objects.values_list("to_number", flat=True)) == [ALICE, BOB]
+
+    second = _create(api, ALICE, CAROL)
+    assert _wait_for(lambda: _sent(second)), broker.output()
+    # Exactly one SMS per outbox row, with the row's text.
+    assert SandboxMessage.objects.count() == 4
+    for notification in Notification.objects.all():
+        message = SandboxMessage.objects.get(message_id=notification.message_id)
+        assert (message.to_number, message.text) == (notification.to_number, notification.text)
+
+
+def test_worker_retries_a_throttled_sms_with_backoff(api, pool, broker):
+    failure_inject(path="/sms/", mode="throttle", count=1)
+    broker.start()
+    conversation = _create(api, ALICE, BOB)
+    assert _wait_for(lambda: _sent(conversation), timeout=90), broker.output()
+    attempts = sorted(Notification.objects.values_list("attempts", flat=True))
+    assert attempts == [1, 2]
+    assert SandboxMessage.objects.count() == 2
