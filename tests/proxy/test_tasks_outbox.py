@@ -140,11 +140,13 @@ def test_only_one_sweep_runs_at_a_time(service):
 
 def test_beat_schedule_is_synced_into_django_celery_beat():
     from django_celery_beat.models import PeriodicTask
-    from django_celery_beat.schedulers import DatabaseScheduler
+    from django_celery_beat.schedulers import ModelEntry
 
     from config.celery import app
 
-    DatabaseScheduler(app=app)
+    # What DatabaseScheduler.setup_schedule does with each entry when beat starts.
+    for name, entry in app.conf.beat_schedule.items():
+        ModelEntry.from_entry(name, app=app, **entry)
     scheduled = dict(PeriodicTask.objects.values_list("name", "task"))
     assert scheduled["expire-conversations"] == "proxy.tasks.conversations_expire"
     assert scheduled["outbox-redrive"] == "proxy.tasks.outbox_redrive"
@@ -200,3 +202,15 @@ def test_tasks_for_vanished_rows_do_nothing():
     assert tasks.download_recording.apply(args=[999999]).get() == "skipped"
     missing = "00000000-0000-0000-0000-000000000000"
     assert number_tasks.validate_conversation_numbers.apply(args=[missing]).get() == "skipped"
+
+
+def test_run_periodic_command_sweeps_and_redrives(service):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    ConversationFactory(service=service, expires_at=timezone.now() - timedelta(seconds=5))
+    out = StringIO()
+    call_command("run_periodic", stdout=out)
+    assert out.getvalue().startswith("expired 1; redrive {")
+    assert Conversation.objects.get().status == "expired"
