@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -13,6 +14,7 @@ from rest_framework.request import Request
 from proxy.models import ApiKey, Service
 
 KEY_PREFIX = "mk_"
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def hash_key(key: str) -> str:
@@ -52,6 +54,10 @@ class ServiceKeyAuthentication(authentication.BaseAuthentication):
         )
         if row is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        now = timezone.now()
+        if row.last_used_at is None or row.last_used_at < now - LAST_USED_PRECISION:
+            # At most one write a minute per key: staff see which keys are alive, requests stay reads.
+            ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
         return (None, row.service)
 
     def authenticate_header(self, request: Request) -> str:

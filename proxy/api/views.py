@@ -138,6 +138,9 @@ class ConversationListCreateApi(APIView):
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return self._create(request, service)
+        # The draft makes the value a structured-field string: "abc" and abc are one key.
+        if len(key) >= 2 and key[0] == key[-1] == '"':
+            key = key[1:-1]
         if not key or len(key) > MAX_KEY_LENGTH:
             raise ValidationError({"Idempotency-Key": [f"Give 1 to {MAX_KEY_LENGTH} characters."]})
 

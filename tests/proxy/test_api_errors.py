@@ -68,6 +68,15 @@ def test_inactive_service_key_is_401(service, api_key):
     _assert_401(client_for(api_key).get(URL))
 
 
+def test_a_used_key_records_when(service):
+    row, key = api_key_create(service=service)
+
+    assert client_for(key).get(URL).status_code == 200
+
+    row.refresh_from_db()
+    assert row.last_used_at is not None
+
+
 @pytest.mark.parametrize("suffix", ["", "/00000000-0000-0000-0000-000000000000", "/x/calls"])
 def test_every_endpoint_needs_a_key(db, suffix):
     _assert_401(APIClient().get(URL + suffix))

@@ -59,6 +59,14 @@ def test_replay_returns_the_original_body_even_after_changes(api, pool):
     assert replay.json()["status"] == "open"
 
 
+def test_quoted_key_is_the_same_key(api, pool):
+    post(api, BODY, key="abc")
+
+    replay = post(api, BODY, key='"abc"')
+
+    assert replay["Idempotent-Replayed"] == "true"
+
+
 def test_same_key_other_body_is_422(api, pool):
     post(api, BODY)
 
