@@ -146,6 +146,18 @@ def test_body_over_64_kib_is_413(api, pool):
     assert not Conversation.objects.exists()
 
 
+def test_body_of_exactly_64_kib_is_read(api, pool):
+    padding = 64 * 1024 - len(json.dumps({**BODY, "metadata": {"blob": ""}}).encode())
+    raw = json.dumps({**BODY, "metadata": {"blob": "x" * padding}}).encode()
+    assert len(raw) == 64 * 1024
+
+    response = api.generic("POST", URL, raw, content_type="application/json")
+
+    # Read and validated (metadata is over 8 KiB), not refused for size.
+    assert response.status_code == 400
+    assert "metadata" in response.json()
+
+
 def _chunked(api_key: str, payload: bytes):
     # The test client always sets Content-Length; a chunked request (as gunicorn passes it on)
     # has none, and its de-chunked body in wsgi.input.
