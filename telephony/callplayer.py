@@ -88,7 +88,9 @@ class ClientTransport:
         self.client = Client(HTTP_HOST=host, secure=secure)
 
     def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
-        extra = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"}
+        extra: dict[str, Any] = {
+            "HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"
+        }
         if method == "GET":
             response = self.client.get(f"{path}?{query}" if query else path, **extra)
         else:

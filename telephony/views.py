@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -26,13 +27,15 @@ class CallForm(forms.Form):
     outcome = forms.ChoiceField(choices=[(o, o) for o in OUTCOMES], initial="answered")
     duration = forms.IntegerField(min_value=0, max_value=7200, initial=30, label="Call length (s)")
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         choices = [(c.participant_id, c.label) for c in caller_choices()]
-        self.fields["participant"].choices = [("", "— pick a participant —"), *choices]
+        field = self.fields["participant"]
+        assert isinstance(field, forms.TypedChoiceField)
+        field.choices = [("", "— pick a participant —"), *choices]
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         caller, proxy_number = data.get("caller", ""), data.get("proxy_number", "")
         if data.get("participant"):
             numbers = participant_call_numbers(participant_id=data["participant"])

@@ -164,7 +164,7 @@ class VonageProvider(Provider):
             failed = next((m for m in messages if m.get("status") != "0"), messages[0])
             raise sms_failure(str(failed.get("status", "")), str(failed.get("error-text", ""))) from error
         first = response.messages[0]
-        total = sum((_decimal(m.message_price) or Decimal(0)) for m in response.messages)
+        total = sum((_decimal(m.message_price) or Decimal(0) for m in response.messages), Decimal(0))
         return SmsResult(
             message_id=first.message_id or "",
             to=first.to or to_number,

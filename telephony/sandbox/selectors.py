@@ -40,7 +40,7 @@ def caller_choices(*, limit: int = 100) -> list[CallerChoice]:
 def participant_call_numbers(*, participant_id: int) -> tuple[str, str] | None:
     """(caller, proxy number) for a participant picked on the page."""
     row = Participant.objects.filter(pk=participant_id).values_list("real_number", "proxy_number").first()
-    return (row[0], row[1]) if row else None
+    return (row[0], str(row[1])) if row else None
 
 
 def sandbox_state(*, limit: int = 20) -> dict[str, Any]:

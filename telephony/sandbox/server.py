@@ -126,8 +126,11 @@ class SandboxServer:
 
 
 @contextmanager
-def serve_sandbox(*, port: int = 0, share_connection: bool = False) -> Iterator[SandboxServer]:
-    """Serve the sandbox over TLS on 127.0.0.1 in a background thread until the block ends."""
+def serve_sandbox(*, port: int = 0, share_connection: bool = False, ca_file: str = "") -> Iterator[SandboxServer]:
+    """Serve the sandbox over TLS on 127.0.0.1 in a background thread until the block ends.
+
+    The test CA's certificate is written to ``ca_file`` (default: a temporary file).
+    """
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -149,7 +152,8 @@ def serve_sandbox(*, port: int = 0, share_connection: bool = False) -> Iterator[
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     with tempfile.TemporaryDirectory() as tmp:
-        ca_path = Path(tmp) / "sandbox-ca.pem"
+        ca_path = Path(ca_file) if ca_file else Path(tmp) / "sandbox-ca.pem"
+        ca_path.parent.mkdir(parents=True, exist_ok=True)
         ca.cert_pem.write_to_path(str(ca_path))
         try:
             yield SandboxServer(host=f"127.0.0.1:{httpd.server_address[1]}", ca_path=str(ca_path), ca=ca, requests=seen)

@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from telephony.sandbox.engine import call_record, failure_inject
+from telephony.sandbox.server import serve_sandbox
 from tests.conftest import ALICE, BOB
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +112,12 @@ def test_throttled_voice_request_is_429(http):
     headers = {"Authorization": BEARER}
     assert http("GET", "/v1/calls/leg-1", headers=headers).status_code == 429
     assert http("GET", "/v1/calls/leg-1", headers=headers).status_code == 200
+
+
+def test_the_ca_can_be_written_where_asked(tmp_path):
+    ca_file = tmp_path / "ca" / "sandbox.pem"
+    with serve_sandbox(ca_file=str(ca_file)) as server:
+        assert server.ca_path == str(ca_file)
+        assert ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+        response = requests.get(f"{server.base_url}/v1/calls", verify=str(ca_file), timeout=5)
+        assert response.status_code == 401
