@@ -78,8 +78,8 @@ def outbox_redrive() -> dict[str, int]:
     from virtual_numbers.tasks import validate_conversation_numbers
 
     stale = outbox_stale()
-    for pk in stale.validations:
-        validate_conversation_numbers.delay(pk)
+    for conversation_id in stale.validations:
+        validate_conversation_numbers.delay(conversation_id)
     for pk in stale.notifications:
         send_notification.delay(pk)
     for pk in stale.callbacks:

@@ -122,7 +122,8 @@ def _sent(conversation_id: str) -> bool:
     return notifications.count() == 2 and all(n.status == "sent" for n in notifications)
 
 
-def test_worker_sends_both_sms_including_those_queued_while_it_was_down(api, pool, broker):
+def test_worker_sends_both_sms_including_those_queued_while_it_was_down(api, client, pool, broker, settings):
+    settings.REDIS_URL = REDIS_URL
     # The worker is not running yet: the tasks wait in Redis, the rows wait queued.
     first = _create(api, ALICE, BOB)
     assert set(Notification.objects.values_list("status", flat=True)) == {"queued"}
@@ -131,6 +132,10 @@ def test_worker_sends_both_sms_including_those_queued_while_it_was_down(api, poo
     broker.start()
     assert _wait_for(lambda: _sent(first)), broker.output()
     assert sorted(SandboxMessage.objects.values_list("to_number", flat=True)) == [ALICE, BOB]
+
+    health = client.get("/health").json()
+    assert health["checks"]["redis"]["ok"] is True
+    assert health["checks"]["workers"]["ok"] is True, health
 
     second = _create(api, ALICE, CAROL)
     assert _wait_for(lambda: _sent(second)), broker.output()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -68,7 +69,7 @@ def number_check_get(*, number: str, now: datetime | None = None) -> NumberCheck
     return check
 
 
-def conversation_numbers_validate(*, conversation_id: object, give_up: bool) -> ValidationOutcome:
+def conversation_numbers_validate(*, conversation_id: UUID | str, give_up: bool) -> ValidationOutcome:
     """Check every pending participant number of a conversation.
 
     An invalid number closes the conversation and fails its queued SMS. With ``give_up``,
