@@ -46,18 +46,23 @@ def normalize(raw: str, *, country: str | None = None, default_country: str | No
             return digits
         raise InvalidNumber(f"{_shown(text)} is not a valid international phone number.")
     hint = (country or "").upper() or None
+    region = hint or (default_country or "").upper() or None
     if compact.isdigit():
-        # An explicit hint wins over an accidental international reading of bare
-        # digits: "2015550123" with country US is New Jersey, not Egypt.
-        if hint and not compact.startswith("00"):
-            digits = _valid_digits(compact, hint)
+        if compact.startswith("00"):
+            digits = _valid_digits("+" + compact[2:], None)
             if digits:
                 return digits
-        international = compact[2:] if compact.startswith("00") else compact
-        digits = _valid_digits("+" + international, None)
+        # An explicit hint wins over an accidental international reading of bare
+        # digits ("2015550123" with country US is New Jersey, not Egypt), and so does
+        # the national reading of what a person formatted ("(201) 555-0123").
+        national_first = hint if compact == text else region
+        if national_first:
+            digits = _valid_digits(compact, national_first)
+            if digits:
+                return digits
+        digits = _valid_digits("+" + compact, None)
         if digits:
             return digits
-    region = hint or (default_country or "").upper() or None
     if region:
         digits = _valid_digits(text, region)
         if digits:

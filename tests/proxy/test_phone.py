@@ -19,6 +19,13 @@ def test_normalize_accepts_what_people_type(raw, country, expected):
     assert normalize(raw, country=country) == expected
 
 
+def test_formatted_national_number_reads_in_the_default_country_first():
+    assert normalize("(201) 555-0123", default_country="US") == "12015550123"
+    assert normalize("201 555 0123", default_country="US") == "12015550123"
+    # bare digits are read as Vonage writes them: internationally first
+    assert normalize("442079460000", default_country="US") == "442079460000"
+
+
 def test_national_number_falls_back_to_default_country():
     assert normalize("020 7946 0000", default_country="GB") == "442079460000"
 
