@@ -147,15 +147,15 @@ class ServiceAdmin(ModelAdmin):
     @display(description="Pool (active numbers)", ordering="n_numbers")
     def pool_size(self, obj: Service) -> str:
         url = reverse("admin:numbers_virtualnumber_changelist")
-        return format_html('<a class="underline" href="{}?service__id__exact={}">{}</a>', url, obj.pk, obj.n_numbers)
+        return format_html('<a class="underline" href="{}?service__id__exact={}">{}</a>', url, obj.pk, obj.n_numbers)  # type: ignore[attr-defined]
 
     @display(description="Open conversations", ordering="n_open")
     def open_conversations(self, obj: Service) -> int:
-        return obj.n_open
+        return obj.n_open  # type: ignore[attr-defined]
 
     @display(description="Active keys", ordering="n_keys")
     def keys(self, obj: Service) -> int:
-        return obj.n_keys
+        return obj.n_keys  # type: ignore[attr-defined]
 
     def has_issue_key_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
         return request.user.has_perm("proxy.add_apikey")
@@ -380,7 +380,7 @@ class ConversationAdmin(ModelAdmin):
 
     @display(description="Calls", ordering="call_count")
     def n_calls(self, obj: Conversation) -> int:
-        return obj.call_count
+        return obj.call_count  # type: ignore[attr-defined]
 
     def _close(self, request: HttpRequest, conversation: Conversation) -> bool:
         from proxy.services import conversation_close

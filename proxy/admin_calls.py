@@ -63,7 +63,6 @@ class CallAdmin(ReadOnlyMixin, ModelAdmin):
         "masked_to",
         "status_label",
         "duration",
-        "price",
         "has_recording",
     )
     list_filter = ("status", "direction", "service", "created_at")
@@ -137,9 +136,9 @@ class CallAdmin(ReadOnlyMixin, ModelAdmin):
     def status_label(self, obj: Call) -> str:
         return obj.status or "—"
 
-    @display(description="Recording", boolean=True)
-    def has_recording(self, obj: Call) -> bool:
-        return bool(obj.n_recordings)
+    @display(description="Recording")
+    def has_recording(self, obj: Call) -> str:
+        return "▶ yes" if obj.n_recordings else ""  # type: ignore[attr-defined]
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
@@ -198,7 +197,7 @@ class RecordingAdmin(ReadOnlyMixin, ModelAdmin):
         return format_html(
             '<a class="underline" href="{}">{}</a>',
             reverse("admin:proxy_call_change", args=[obj.call_id]),
-            obj.call.uuid[:8],
+            obj.call.uuid[:8] if obj.call else "",
         )
 
     @display(description="Status", label=STATUS_LABELS)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -267,7 +268,7 @@ class VirtualNumberAdmin(ModelAdmin):
 
     @display(description="Open conversations", ordering="open_count")
     def open_conversations(self, obj: VirtualNumber) -> int:
-        return obj.open_count
+        return obj.open_count  # type: ignore[attr-defined]
 
     @display(description="Linked", boolean=True)
     def linked(self, obj: VirtualNumber) -> bool:
@@ -331,7 +332,7 @@ class VirtualNumberAdmin(ModelAdmin):
             "numbers": queryset,
             "form": form,
             "action_name": "move_to_pool",
-            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         }
         return TemplateResponse(request, "admin/console/move_numbers.html", context)
 
@@ -383,6 +384,7 @@ class VirtualNumberAdmin(ModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
         bought = 0
         for found in chosen:
+            row: VirtualNumber | None
             try:
                 row = services.number_buy(
                     number=found.number,

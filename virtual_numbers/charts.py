@@ -5,15 +5,16 @@ Pure functions: data in, SVG markup out. Every text that reaches the markup is e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH = 560
-HEIGHT = 200
-PAD_LEFT = 44
+WIDTH = 420
+HEIGHT = 190
+PAD_LEFT = 40
 PAD_RIGHT = 12
 PAD_TOP = 14
 PAD_BOTTOM = 30
@@ -64,9 +65,9 @@ def _frame(title: str, body: list[str], y_max: float, unit: str, labels: Sequenc
             f"{escape(_format(value, unit))}</text>"
         )
     count = max(len(labels), 1)
-    step = max(1, count // 7)  # at most ~7 labels so they never overlap
+    step = max(1, math.ceil(count / 6))  # at most ~6 labels so they never overlap
     for i, label in enumerate(labels):
-        if i % step and i != count - 1:
+        if (count - 1 - i) % step:  # counted back from the newest day, which is always labelled
             continue
         x = PAD_LEFT + plot_w * (i + 0.5) / count
         parts.append(
@@ -77,10 +78,15 @@ def _frame(title: str, body: list[str], y_max: float, unit: str, labels: Sequenc
     return mark_safe("".join(parts))  # noqa: S308 -- every interpolated text above is escaped
 
 
-def bar_chart(points: Sequence[Point], *, title: str, unit: str = "") -> SafeString:
-    """Vertical bars, one per point; each bar has a tooltip with its exact value."""
+def bar_chart(points: Sequence[Point], *, title: str, unit: str = "", whole: bool = False) -> SafeString:
+    """Vertical bars, one per point; each bar has a tooltip with its exact value.
+
+    ``whole``: the values are counts, so the axis never shows fractions.
+    """
     values = [p.value or 0 for p in points]
     y_max = _nice_max(max(values, default=0))
+    if whole:
+        y_max = max(4.0, float(math.ceil(y_max / 4) * 4))
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     slot = plot_w / max(len(points), 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
@@ -97,18 +98,18 @@ def pool_health(
 
     # Grouped by the proxy number's country: that is the pool a participant drew from.
     pool_country = "proxy_number__country"
-    for row in participants.values("service_id", pool_country).annotate(
+    for live in participants.values("service_id", pool_country).annotate(
         conversations=Count("conversation_id", distinct=True)
     ):
-        counts[(row["service_id"], row[pool_country])]["open_conversations"] = row["conversations"]
-    for row in participants.values("service_id", pool_country, "real_number").annotate(
+        counts[(live["service_id"], live[pool_country])]["open_conversations"] = live["conversations"]
+    for person in participants.values("service_id", pool_country, "real_number").annotate(
         held=Count("conversation_id", distinct=True)
     ):
-        bucket = counts[(row["service_id"], row[pool_country])]
-        bucket["busiest"] = max(bucket["busiest"], row["held"])
+        bucket = counts[(person["service_id"], person[pool_country])]
+        bucket["busiest"] = max(bucket["busiest"], person["held"])
 
-    for row in exhaustions.values("service_id", "country").annotate(n=Count("id")):
-        counts[(row["service_id"], row["country"])]["exhaustions"] = row["n"]
+    for refused in exhaustions.values("service_id", "country").annotate(n=Count("id")):
+        counts[(refused["service_id"], refused["country"])]["exhaustions"] = refused["n"]
 
     names = dict(Service.objects.filter(pk__in={key[0] for key in counts}).values_list("pk", "name"))
     rows = [
@@ -142,8 +143,8 @@ def calls_per_day(*, service: Service | None = None, days: int = 14, now: dateti
     if service is not None:
         calls = calls.filter(service=service)
     outbound = Q(direction=Call.Direction.OUTBOUND)
-    by_day = {
-        row["day"]: row
+    by_day: dict[date, dict[str, Any]] = {
+        row["day"]: dict(row)
         for row in calls.annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(
@@ -155,7 +156,7 @@ def calls_per_day(*, service: Service | None = None, days: int = 14, now: dateti
     result = []
     for offset in range(days):
         day = first_day + timedelta(days=offset)
-        row = by_day.get(day, {})
+        row: dict[str, Any] = by_day.get(day, {})
         result.append(
             DayStats(
                 day=day,
@@ -172,8 +173,8 @@ def number_open_conversations(*, numbers: list[str], now: datetime | None = None
     now = now or timezone.now()
     rows = (
         _live_participants(now=now)
-        .filter(proxy_number__in=numbers)
+        .filter(proxy_number__number__in=numbers)
         .values("proxy_number")
         .annotate(n=Count("conversation_id", distinct=True))
     )
-    return {row["proxy_number"]: row["n"] for row in rows}
+    return {str(row["proxy_number"]): row["n"] for row in rows}

@@ -56,7 +56,7 @@ def pool_health_view(request: HttpRequest) -> HttpResponse:
             "minutes": round(sum(s.seconds for s in stats) / 60),
         },
         "calls_chart": bar_chart(
-            [Point(label, s.calls) for label, s in zip(labels, stats, strict=True)], title="Calls per day"
+            [Point(label, s.calls) for label, s in zip(labels, stats, strict=True)], title="Calls per day", whole=True
         ),
         "answer_chart": line_chart(
             [Point(label, rate) for label, rate in zip(labels, answer_rates, strict=True)],

@@ -33,3 +33,14 @@ def test_empty_data_still_draws():
 
 def test_nice_max():
     assert [_nice_max(v) for v in (0, 0.3, 1, 7, 12, 99, 101)] == [1, 0.5, 1, 10, 20, 100, 200]
+
+
+def test_counts_never_get_fractional_ticks():
+    svg = bar_chart([Point("a", 1)], title="Calls", whole=True)
+    assert ">0.5<" not in svg and ">4<" in svg and ">1<" in svg
+
+
+def test_newest_label_always_shown_without_overlap():
+    svg = bar_chart([Point(f"d{i}", i) for i in range(14)], title="Calls")
+    labels = [t for t in svg.split('class="chart-axis">')[1:] if t.startswith("d")]
+    assert labels[-1].startswith("d13<") and len(labels) <= 7
