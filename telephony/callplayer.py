@@ -427,7 +427,7 @@ def _json_or_none(raw: bytes) -> Any:
 
 def sandbox_leg_recorder(leg: Leg) -> None:
     """Write a leg's state to the sandbox's call table (``on_leg`` for the player)."""
-    from telephony.sandbox.engine import call_record
+    from telephony.sandbox.voice import call_record
 
     call_record(
         uuid=leg.uuid,
@@ -446,7 +446,7 @@ def sandbox_leg_recorder(leg: Leg) -> None:
 
 def sandbox_recording(call_uuid: str) -> str:
     """Store a (silent) recording in the sandbox, served at /v1/files/<id>; return its id."""
-    from telephony.sandbox.engine import recording_create
+    from telephony.sandbox.voice import recording_create
 
     return str(recording_create(call_uuid=call_uuid).id)
 

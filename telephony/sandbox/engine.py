@@ -20,49 +20,26 @@ account. The functions here take keyword arguments and are safe to call from tes
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 import uuid as uuidlib
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import jwt
 import phonenumbers
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from telephony.models import SandboxCall, SandboxFailure, SandboxMessage, SandboxNumber, SandboxRecording
 from telephony.sandbox.inventory import for_sale_lookup, inventory
+from telephony.sandbox.voice import call_create_from_api, call_route, calls_list, recording_file
+
+# Re-exported: callers (the call player, tests) reach the sandbox through this module.
+from telephony.sandbox.voice import call_record as call_record
+from telephony.sandbox.voice import recording_create as recording_create
+from telephony.sandbox.wire import Reply, SandboxRequest, int_param, voice_error
 from telephony.text import needs_unicode
-
-ERRORS_BASE = "https://developer.nexmo.com/api-errors"
-FAKE_AUDIO = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 64  # a few silent MP3 frame headers
-
-
-@dataclass
-class SandboxRequest:
-    method: str
-    path: str
-    params: dict[str, str] = field(default_factory=dict)
-    json: Any = None
-    authorization: str = ""
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None  # dict/list as JSON, bytes as a file, None for no content
-    content_type: str = "application/json"
-    hold_seconds: float = 0.0  # > 0: a timeout was injected; the server answers nothing that long
-
-    @property
-    def is_timeout(self) -> bool:
-        return self.hold_seconds > 0
-
 
 # --- Failure injection ---------------------------------------------------------------------
 
@@ -96,7 +73,7 @@ def _failure_reply(path: str, failure: SandboxFailure) -> Reply:
         return Reply(504, {"title": "Gateway Timeout"}, hold_seconds=max(failure.hold_seconds, 0.1))
     if mode == SandboxFailure.Mode.SERVER_ERROR:
         if path.startswith("/v1/"):
-            return _voice_error(500, "internal-error", "Internal Error", "An internal error occurred.")
+            return voice_error(500, "internal-error", "Internal Error", "An internal error occurred.")
         return Reply(500, {"error-code": "500", "error-code-label": "internal error"})
     if path.startswith("/sms/"):
         if mode == SandboxFailure.Mode.THROTTLE:
@@ -108,10 +85,10 @@ def _failure_reply(path: str, failure: SandboxFailure) -> Reply:
         return Reply(200, {"status": 4, "status_message": "Invalid credentials"})
     if mode == SandboxFailure.Mode.THROTTLE:
         if path.startswith("/v1/"):
-            return _voice_error(429, "throttled", "Throttled", "You have exceeded your rate limit.")
+            return voice_error(429, "throttled", "Throttled", "You have exceeded your rate limit.")
         return Reply(429, {"error-code": "429", "error-code-label": "too many requests"})
     if path.startswith("/v1/"):
-        return _voice_error(400, "bad-request", "Bad Request", "The request was refused.")
+        return voice_error(400, "bad-request", "Bad Request", "The request was refused.")
     if path in ("/number/buy", "/number/cancel", "/number/update"):
         return _method_failed()
     return Reply(401, {"error-code": "401", "error-code-label": "authentication failed"})
@@ -152,11 +129,11 @@ def sandbox_handle(request: SandboxRequest) -> Reply:
         return route()
     match = _CALL.match(path)
     if match:
-        return _call_route(method, match["uuid"], match["sub"] or "", request.json or {})
+        return call_route(method, match["uuid"], match["sub"] or "", request.json or {})
     match = _FILE.match(path)
     if match and method == "GET":
         return recording_file(recording_id=match["id"])
-    return _voice_error(404, "not-found", "Not Found", f"{method} {path} is not a Vonage path the sandbox knows.")
+    return voice_error(404, "not-found", "Not Found", f"{method} {path} is not a Vonage path the sandbox knows.")
 
 
 def _check_auth(request: SandboxRequest) -> Reply | None:
@@ -168,7 +145,7 @@ def _check_auth(request: SandboxRequest) -> Reply | None:
         except jwt.PyJWTError:
             claims = {}
         if not claims.get("application_id"):
-            return _voice_error(401, "unauthorized", "Unauthorized", "You did not provide correct credentials.")
+            return voice_error(401, "unauthorized", "Unauthorized", "You did not provide correct credentials.")
         return None
     key, _, secret = _b64(auth.removeprefix("Basic ")).partition(":") if auth.startswith("Basic ") else ("", "", "")
     has_basic = key not in ("", "None") and secret not in ("", "None")
@@ -323,20 +300,13 @@ def _pattern_filter(numbers: list[dict], params: dict[str, str]) -> list[dict]:
 
 
 def _page(numbers: list[dict], params: dict[str, str]) -> Reply:
-    size = _int(params.get("size"), 10, 1, 100)
-    index = _int(params.get("index"), 1, 1, 10**6)
+    size = int_param(params.get("size"), 10, 1, 100)
+    index = int_param(params.get("index"), 1, 1, 10**6)
     page = numbers[(index - 1) * size : index * size]
     body: dict[str, Any] = {"count": len(numbers)}
     if page:
         body["numbers"] = page
     return Reply(200, body)
-
-
-def _int(raw: str | None, default: int, low: int, high: int) -> int:
-    try:
-        return min(max(int(raw or default), low), high)
-    except ValueError:
-        return default
 
 
 def numbers_search(*, params: dict[str, str]) -> Reply:
@@ -426,196 +396,3 @@ def numbers_owned(*, params: dict[str, str]) -> Reply:
         numbers = numbers.filter(app_id=params["application_id"])
     listed = _pattern_filter([_owned_as_vonage(n) for n in numbers], params)
     return _page(listed, params)
-
-
-# --- Voice ----------------------------------------------------------------------------------
-
-
-def _voice_error(status: int, kind: str, title: str, detail: str) -> Reply:
-    return Reply(
-        status,
-        {"type": f"{ERRORS_BASE}#{kind}", "title": title, "detail": detail, "instance": str(uuidlib.uuid4())},
-    )
-
-
-def _vonage_time(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
-
-
-def call_as_vonage(call: SandboxCall) -> dict:
-    """A leg as ``GET /v1/calls/{uuid}`` shows it: strings everywhere, HAL self link."""
-    body: dict[str, Any] = {
-        "_links": {"self": {"href": f"/v1/calls/{call.uuid}"}},
-        "uuid": call.uuid,
-        "conversation_uuid": call.conversation_uuid,
-        "to": {"type": "phone", "number": call.to_number},
-        "from": {"type": "phone", "number": call.from_number},
-        "status": call.status,
-        "direction": call.direction,
-        "rate": call.rate or None,
-        "price": call.price or None,
-        "duration": None if call.duration is None else str(call.duration),
-        "start_time": _vonage_time(call.start_time),
-        "end_time": _vonage_time(call.end_time),
-        "network": call.network or None,
-    }
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def call_record(
-    *,
-    uuid: str,
-    conversation_uuid: str,
-    direction: str,
-    from_number: str,
-    to_number: str,
-    status: str,
-    **fields: Any,
-) -> SandboxCall:
-    """Create or update a leg (the call player reports each step of the calls it plays)."""
-    call, _ = SandboxCall.objects.update_or_create(
-        uuid=uuid,
-        defaults={
-            "conversation_uuid": conversation_uuid,
-            "direction": direction,
-            "from_number": from_number,
-            "to_number": to_number,
-            "status": status,
-            **fields,
-        },
-    )
-    return call
-
-
-def call_create_from_api(*, body: dict) -> Reply:
-    """``POST /v1/calls``: an outbound leg the sandbox only records (nobody rings)."""
-    to = (body.get("to") or [{}])[0]
-    sender = body.get("from") or {}
-    if not to.get("number") or not (body.get("ncco") or body.get("answer_url")):
-        return Reply(
-            400,
-            {
-                "type": f"{ERRORS_BASE}/voice#validation",
-                "title": "Bad Request",
-                "invalid_parameters": [{"name": "to", "reason": "is required"}],
-            },
-        )
-    call = call_record(
-        uuid=str(uuidlib.uuid4()),
-        conversation_uuid=f"CON-{uuidlib.uuid4()}",
-        direction="outbound",
-        from_number=str(sender.get("number", "")) if isinstance(sender, dict) else "",
-        to_number=str(to["number"]),
-        status="started",
-        start_time=timezone.now(),
-    )
-    return Reply(
-        201,
-        {"uuid": call.uuid, "status": "started", "direction": "outbound", "conversation_uuid": call.conversation_uuid},
-    )
-
-
-def calls_list(*, params: dict[str, str]) -> Reply:
-    calls = SandboxCall.objects.all()
-    if params.get("conversation_uuid"):
-        calls = calls.filter(conversation_uuid=params["conversation_uuid"])
-    if params.get("status"):
-        calls = calls.filter(status=params["status"])
-    size = _int(params.get("page_size"), 100, 1, 100)
-    index = _int(params.get("record_index"), 0, 0, 10**6)
-    page = [call_as_vonage(c) for c in calls[index : index + size]]
-    return Reply(
-        200,
-        {
-            "count": calls.count(),
-            "page_size": size,
-            "record_index": index,
-            "_links": {"self": {"href": f"/v1/calls?page_size={size}&record_index={index}"}},
-            "_embedded": {"calls": page},
-        },
-    )
-
-
-_ENDED = {"completed", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout"}
-_LEG_ACTIONS = {"hangup", "mute", "unmute", "earmuff", "unearmuff", "transfer"}
-
-
-def _call_route(method: str, uuid: str, sub: str, body: dict) -> Reply:
-    call = SandboxCall.objects.filter(uuid=uuid).first()
-    if call is None:
-        return _voice_error(404, "not-found", "Not Found", f"Call {uuid} doesn't exist.")
-    if method == "GET" and not sub:
-        return Reply(200, call_as_vonage(call))
-    if method not in ("PUT", "DELETE"):
-        return _voice_error(405, "method-not-allowed", "Method Not Allowed", f"{method} is not allowed here.")
-    if call.status in _ENDED:
-        return _voice_error(400, "bad-request", "Bad Request", f"Call {uuid} is not in progress.")
-    if sub:
-        return _call_media(call, method, sub, body)
-    action = body.get("action")
-    if action not in _LEG_ACTIONS:
-        return Reply(
-            400,
-            {
-                "type": f"{ERRORS_BASE}/voice#validation",
-                "title": "Bad Request",
-                "invalid_parameters": [
-                    {"name": "action", "reason": "must be one of " + ", ".join(sorted(_LEG_ACTIONS))}
-                ],
-            },
-        )
-    if action == "transfer":
-        destination = body.get("destination") or {}
-        if not (destination.get("ncco") or destination.get("url")):
-            return _voice_error(400, "bad-request", "Bad Request", "transfer needs destination.ncco or url")
-        call.actions = [*call.actions, {"action": "transfer", "destination": destination}]
-    else:
-        call.actions = [*call.actions, {"action": action}]
-    if action == "hangup":
-        now = timezone.now()
-        call.status = "completed"
-        call.end_time = now
-        if call.start_time:
-            call.duration = int((now - call.start_time).total_seconds())
-    call.save()
-    return Reply(204)
-
-
-def _call_media(call: SandboxCall, method: str, sub: str, body: dict) -> Reply:
-    kind = sub.strip("/")
-    if method == "DELETE":
-        call.actions = [*call.actions, {"action": f"stop_{kind}"}]
-        call.save(update_fields=["actions"])
-        return Reply(200, {"message": f"{kind.capitalize()} stopped", "uuid": call.uuid})
-    required = {"talk": "text", "stream": "stream_url", "dtmf": "digits"}[kind]
-    if not body.get(required):
-        return Reply(
-            400,
-            {
-                "type": f"{ERRORS_BASE}/voice#validation",
-                "title": "Bad Request",
-                "invalid_parameters": [{"name": required, "reason": "is required"}],
-            },
-        )
-    call.actions = [*call.actions, {"action": kind, **body}]
-    call.save(update_fields=["actions"])
-    return Reply(200, {"message": f"{kind.capitalize()} started", "uuid": call.uuid})
-
-
-def recording_create(*, call_uuid: str) -> SandboxRecording:
-    return SandboxRecording.objects.create(call_uuid=call_uuid, content=FAKE_AUDIO)
-
-
-def recording_file(*, recording_id: str) -> Reply:
-    """``GET /v1/files/{id}``: the recording's bytes (audio/mpeg) or Vonage's 404."""
-    try:
-        recording = SandboxRecording.objects.filter(pk=uuidlib.UUID(recording_id)).first()
-    except ValueError:
-        recording = None
-    if recording is None:
-        return _voice_error(404, "not-found", "Not Found", "File not found.")
-    return Reply(200, bytes(recording.content), content_type="audio/mpeg")
-
-
-def reply_json(reply: Reply) -> bytes:
-    return b"" if reply.body is None else json.dumps(reply.body).encode()

@@ -23,7 +23,8 @@ from telephony.provider import (
     ProviderError,
     SmsResult,
 )
-from telephony.sandbox.engine import Reply, SandboxRequest, sandbox_handle
+from telephony.sandbox.engine import sandbox_handle
+from telephony.sandbox.wire import Reply, SandboxRequest
 from telephony.text import needs_unicode
 
 SANDBOX_APPLICATION_ID = "sandbox-application"

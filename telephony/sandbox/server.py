@@ -31,7 +31,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import trustme
 from django.db import close_old_connections, connections
 
-from telephony.sandbox.engine import SandboxRequest, reply_json, sandbox_handle
+from telephony.sandbox.engine import sandbox_handle
+from telephony.sandbox.wire import SandboxRequest, reply_json
 
 _REASONS = {
     200: "OK",
