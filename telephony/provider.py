@@ -145,11 +145,11 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def hangup_call(self, uuid: str) -> None:
-        """End a call leg."""
+        """End a call leg. A leg that already ended: ProviderError(permanent=True)."""
 
     @abc.abstractmethod
     def transfer_call(self, uuid: str, *, ncco: list[dict[str, Any]]) -> None:
-        """Replace a running call's NCCO."""
+        """Replace a running call's NCCO. An NCCO the SDK's models reject fails permanently, unsent."""
 
     @abc.abstractmethod
     def talk_into_call(self, uuid: str, *, text: str, language: str = "en-US") -> None:
@@ -161,7 +161,10 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def download_recording(self, url: str) -> bytes:
-        """Fetch a recording file announced by a record event (application JWT auth)."""
+        """Fetch a recording file announced by a record event (application JWT auth).
+
+        Must not send credentials anywhere but Vonage (or the host the provider is aimed at).
+        """
 
 
 _provider: Provider | None = None
