@@ -7,6 +7,7 @@ import time
 
 from celery import shared_task
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from config.celery import retry_later
@@ -18,7 +19,6 @@ from proxy.recording_files import recording_download
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "celery:worker-heartbeat"
-_EXPIRY_LOCK = "proxy:expiry-sweep-lock"
 # Callback retries further out than this wait for the redrive instead of an ETA message,
 # which Redis would hand out again after its visibility timeout.
 _CALLBACK_COUNTDOWN_MAX = 300.0
@@ -56,17 +56,23 @@ def download_recording(self, recording_id: int) -> str:
     return outcome.result
 
 
+def expiry_lock_key() -> str:
+    """Per database: deployments (and parallel test runs) sharing one Redis don't block each other."""
+    return f"proxy:expiry-sweep-lock:{connection.settings_dict['NAME']}"
+
+
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def conversations_expire() -> int:
     """Beat: write down expired conversations, set-based; one sweep at a time."""
     from proxy.services import conversations_expire_due
 
-    if not cache.add(_EXPIRY_LOCK, "1", timeout=300):
+    lock = expiry_lock_key()
+    if not cache.add(lock, "1", timeout=300):
         return 0
     try:
         count = conversations_expire_due(now=timezone.now())
     finally:
-        cache.delete(_EXPIRY_LOCK)
+        cache.delete(lock)
     if count:
         logger.info("expired %s conversations", count)
     return count

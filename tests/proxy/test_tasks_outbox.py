@@ -130,11 +130,11 @@ def test_expiry_task_writes_expired_conversations_down(service):
 
 def test_only_one_sweep_runs_at_a_time(service):
     ConversationFactory(service=service, expires_at=timezone.now() - timedelta(seconds=5))
-    cache.add("proxy:expiry-sweep-lock", "1", timeout=60)
+    cache.add(tasks.expiry_lock_key(), "1", timeout=60)
     try:
         assert tasks.conversations_expire.apply().get() == 0
     finally:
-        cache.delete("proxy:expiry-sweep-lock")
+        cache.delete(tasks.expiry_lock_key())
     assert tasks.conversations_expire.apply().get() == 1
 
 
