@@ -16,7 +16,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 WORKER_PING_TIMEOUT = 1.0
 HEARTBEAT_STALE_SECONDS = 120
@@ -82,11 +82,15 @@ def _outbox() -> dict[str, Any]:
     overdue_callbacks = CallbackDelivery.objects.filter(
         status=CallbackDelivery.Status.PENDING, next_attempt_at__lt=now - timedelta(minutes=5)
     ).count()
-    return {"ok": not stuck_sms and not overdue_callbacks, "stuck_sms": stuck_sms, "overdue_callbacks": overdue_callbacks}
+    return {
+        "ok": not stuck_sms and not overdue_callbacks,
+        "stuck_sms": stuck_sms,
+        "overdue_callbacks": overdue_callbacks,
+    }
 
 
 @never_cache
-@require_GET
+@require_safe
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness and readiness: database, Redis and worker state."""
     checks: dict[str, dict[str, Any]] = {"database": _timed(_database), "redis": _timed(_redis)}

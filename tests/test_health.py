@@ -74,7 +74,9 @@ def test_a_stuck_outbox_is_reported_as_degraded(client: Client, settings):
     assert body["checks"]["outbox"]["stuck_sms"] == 1
 
 
-def test_post_is_not_allowed(client: Client):
+def test_head_works_and_post_is_not_allowed(client: Client, settings):
+    settings.REDIS_URL = ""
+    assert client.head("/health").status_code == 200
     assert client.post("/health").status_code == 405
 
 
