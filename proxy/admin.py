@@ -82,6 +82,7 @@ class ServiceForm(forms.ModelForm):
 
 class ApiKeyInline(ReadOnlyMixin, TabularInline):
     model = ApiKey
+    hide_title = True
     extra = 0
     fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
@@ -235,6 +236,7 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
 
 class ParticipantInline(ReadOnlyMixin, TabularInline):
     model = Participant
+    hide_title = True
     extra = 0
     fields = ("masked_number", "name", "country", "proxy", "active", "cooldown_until", "validation", "sms")
     readonly_fields = fields
@@ -263,6 +265,7 @@ class ParticipantInline(ReadOnlyMixin, TabularInline):
 
 class CallInline(ReadOnlyMixin, TabularInline):
     model = Call
+    hide_title = True
     fk_name = "conversation"
     extra = 0
     fields = ("call_link", "direction", "masked_from", "masked_to", "status", "started_at", "duration", "price")

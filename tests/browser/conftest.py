@@ -56,3 +56,21 @@ def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
             page.screenshot(path=str(ARTIFACTS / f"failure-{request.node.name}.png"), full_page=True)
         context.close()
         browser.close()
+    _close_live_server_connections()
+
+
+def _close_live_server_connections() -> None:
+    """End the idle PostgreSQL sessions the live server's request threads leave behind.
+
+    Those threads are daemons that never close their persistent connections, and
+    PostgreSQL refuses to drop the test database while any session is still on it.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+        )
