@@ -302,9 +302,21 @@ class VirtualNumberAdmin(ModelAdmin):
     def activate(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
         self._each(request, queryset, lambda n: services.number_activate(number=n), "Reactivated")
 
-    @action(description="Release (stop renting; refused while in use)", permissions=["provision"])
-    def release(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
-        self._each(request, queryset, lambda n: services.number_release(number=n), "Released")
+    @action(description="Release… (stop renting; refused while in use)", permissions=["provision"])
+    def release(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> HttpResponse | None:
+        if "apply" in request.POST:
+            self._each(request, queryset, lambda n: services.number_release(number=n), "Released")
+            return None
+        return self._confirm(
+            request,
+            queryset,
+            action_name="release",
+            title="Release numbers",
+            explanation="Vonage stops renting them to us; buying the same number back later is not guaranteed. "
+            "A number still used by an open conversation is refused: drain it first.",
+            button="Release",
+            danger=True,
+        )
 
     @action(description="Link to the Vonage application", permissions=["provision"])
     def link(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
@@ -325,16 +337,29 @@ class VirtualNumberAdmin(ModelAdmin):
                 return None
         else:
             form = MoveForm()
+        return self._confirm(
+            request,
+            queryset,
+            action_name="move_to_pool",
+            title="Move numbers to another pool",
+            explanation="A number busy with open conversations is refused: drain it first and move it once they end.",
+            button="Move",
+            form=form,
+        )
+
+    def _confirm(
+        self, request: HttpRequest, queryset: QuerySet[VirtualNumber], *, action_name: str, **extra: Any
+    ) -> TemplateResponse:
+        """The intermediate page of a bulk action: what will change, and one button to do it."""
         context = {
             **self.admin_site.each_context(request),
-            "title": "Move numbers to another pool",
             "opts": self.model._meta,
             "numbers": queryset,
-            "form": form,
-            "action_name": "move_to_pool",
+            "action_name": action_name,
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            **extra,
         }
-        return TemplateResponse(request, "admin/console/move_numbers.html", context)
+        return TemplateResponse(request, "admin/console/confirm_numbers.html", context)
 
     # --- provisioning pages (buttons above the list) -------------------------------------------
     @action(description="Buy numbers", url_path="buy", permissions=["provision"], icon="add_shopping_cart")

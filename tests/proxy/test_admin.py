@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.urls import reverse
 
+from proxy.admin_support import numbers_from_search
 from proxy.authentication import hash_key
-from proxy.models import ApiKey, Call, CallEvent, Conversation, Recording
+from proxy.models import ApiKey, Call, CallEvent, Conversation, Recording, Service
 from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
 from tests.virtual_numbers.fake_provider import FakeProvider, offer
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
@@ -35,9 +38,9 @@ def conversation(service) -> Conversation:
 
 
 def _staff(role: str) -> User:
-    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("setup_roles", stdout=io.StringIO())
     user = User.objects.create_user(username=role.lower(), password="pw", is_staff=True)
-    user.groups.add(*__import__("django.contrib.auth.models").contrib.auth.models.Group.objects.filter(name=role))
+    user.groups.add(Group.objects.get(name=role))
     return user
 
 
@@ -211,11 +214,13 @@ def test_import_owned_numbers(admin_client, service, fake):
 def test_release_refused_while_in_use_with_a_clear_message(admin_client, conversation, fake):
     number = VirtualNumber.objects.get(number="12015550200")
     idle = VirtualNumberFactory(service=conversation.service, number="12015550209")
-    response = admin_client.post(
-        reverse("admin:numbers_virtualnumber_changelist"),
-        {"action": "release", "_selected_action": [number.pk, idle.pk]},
-        follow=True,
-    )
+    changelist = reverse("admin:numbers_virtualnumber_changelist")
+    chosen = {"action": "release", "_selected_action": [number.pk, idle.pk]}
+    confirm = admin_client.post(changelist, chosen).content.decode()
+    assert "Release numbers" in confirm and "+12015550209" in confirm
+    assert VirtualNumber.objects.get(pk=idle.pk).state == "active"  # nothing happens before confirming
+
+    response = admin_client.post(changelist, {**chosen, "apply": "1"}, follow=True)
     page = response.content.decode()
     assert "still used by 1 open conversation" in page
     assert VirtualNumber.objects.get(pk=number.pk).state == "active"
@@ -299,3 +304,73 @@ def test_roles(client, conversation, fake):
     assert client.get(reverse("admin:numbers_virtualnumber_buy")).status_code == 200
     numbers = client.get(reverse("admin:numbers_virtualnumber_changelist")).content.decode()
     assert 'value="release"' in numbers
+
+
+def test_setup_roles_is_idempotent_and_resets_drift():
+    call_command("setup_roles", stdout=io.StringIO())
+    operators = Group.objects.get(name="Operators")
+    operators.permissions.add(Permission.objects.get(codename="add_virtualnumber"))
+    call_command("setup_roles", stdout=io.StringIO())
+    codenames = set(operators.permissions.values_list("codename", flat=True))
+    assert "add_virtualnumber" not in codenames
+    assert {"view_conversation", "change_conversation", "view_call"} <= codenames
+    assert Group.objects.filter(name__in=["Operators", "Administrators"]).count() == 2
+    admins = set(Group.objects.get(name="Administrators").permissions.values_list("codename", flat=True))
+    assert {"add_virtualnumber", "change_virtualnumber", "add_apikey", "change_service"} <= admins
+
+
+def test_create_a_service_from_the_console(admin_client):
+    data = {
+        "name": "Deliveries",
+        "slug": "deliveries",
+        "is_active": "on",
+        "default_country": "GB",
+        "rate_limit": 50,
+        "default_ttl": 3600,
+        "cooldown": 3600,
+        "recording_policy": "never",
+        "connect_timeout": 45,
+        "call_time_limit": 7200,
+        "language": "en-GB",
+        "voice_style": 0,
+        "recording_notice_text": "Recorded.",
+        "unknown_caller_text": "Unknown.",
+        "ended_text": "Ended.",
+        "unavailable_text": "Unavailable.",
+        "sms_template": "Call {proxy_number}",
+        "api_keys-TOTAL_FORMS": 0,
+        "api_keys-INITIAL_FORMS": 0,
+    }
+    response = admin_client.post(reverse("admin:proxy_service_add"), data)
+    assert response.status_code == 302
+    created = Service.objects.get(slug="deliveries")
+    assert LogEntry.objects.filter(object_id=str(created.pk), action_flag=ADDITION).exists()
+
+
+def test_dashboard_filters_by_service(admin_client, conversation):
+    other = ServiceFactory(name="Zeta Deliveries")
+    VirtualNumberFactory(service=other, number="12015550290")
+    everything = admin_client.get(reverse("pool-health")).content.decode()
+    assert "Zeta Deliveries</td>" in everything and "Acme Rides</td>" in everything
+    only = admin_client.get(reverse("pool-health"), {"service": other.pk, "days": 30}).content.decode()
+    assert "Zeta Deliveries</td>" in only and "Acme Rides</td>" not in only
+    assert "last 30 days" in only
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("+44 7400 123456", "447400123456"),
+        ("0044 7400 123456", "447400123456"),
+        ("(201) 555-0101", "12015550101"),
+        ("12015550101", "12015550101"),
+    ],
+)
+def test_numbers_typed_in_search(typed, expected, settings):
+    settings.PROXY_DEFAULT_COUNTRY = "US"
+    assert expected in numbers_from_search(typed)
+
+
+def test_non_numbers_are_not_read_as_numbers():
+    assert numbers_from_search("order-42") == []
+    assert numbers_from_search("12345") == []
