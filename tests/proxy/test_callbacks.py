@@ -318,3 +318,14 @@ def test_conversation_status_is_written_as_expired(local_callbacks, service, dja
     assert conversation.status == Conversation.Status.EXPIRED
     (body,) = [_verify(r) for r in local_callbacks.requests]
     assert body["type"] == "conversation.expired"
+
+
+@pytest.mark.django_db
+def test_ended_hook_is_set_based(local_callbacks, service, django_assert_max_num_queries):
+    from proxy.events import on_conversations_ended
+
+    ids = [ConversationFactory(service=service).pk for _ in range(60)]
+    ids += [ConversationFactory(service=ServiceFactory()).pk for _ in range(20)]  # no callback URL
+    with django_assert_max_num_queries(3):
+        on_conversations_ended(ids, status="expired")
+    assert CallbackDelivery.objects.filter(event="conversation.expired").count() == 60
