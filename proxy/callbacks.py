@@ -33,6 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
+from config.celery import backoff_delay
 from proxy.models import Call, CallbackDelivery, Conversation, Service
 from proxy.outbox import Outcome, truncate
 
@@ -300,8 +301,6 @@ def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcom
             )
             return Outcome.done(str(status_code))
         error = f"HTTP {status_code}"
-
-    from config.celery import backoff_delay
 
     delay = backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
     next_attempt = timezone.now() + timedelta(seconds=delay)

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from config.celery import backoff_delay
 from proxy.models import Conversation, Notification, Participant, Service
 from proxy.outbox import Outcome, truncate
 from proxy.phone import mask, pretty
@@ -150,7 +151,6 @@ def notification_send(*, notification_id: int, now: datetime | None = None) -> O
     retry (bounded by MAX_ATTEMPTS); permanent ones fail it. A row another worker is
     already sending, or that is no longer queued, is left alone.
     """
-    from config.celery import backoff_delay
     from virtual_numbers.insight import conversation_numbers_validate
 
     now = now or timezone.now()

@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 from django.db.models import F
 from django.utils import timezone
 
+from config.celery import backoff_delay
 from proxy.models import Recording
 from proxy.outbox import Outcome, truncate
 from telephony.provider import ProviderError, get_provider
@@ -24,8 +25,6 @@ AVAILABLE_FOR = timedelta(days=30)
 
 def recording_download(*, recording_id: int, now: datetime | None = None) -> Outcome:
     """Make one attempt at downloading a pending recording into ``Recording.file``."""
-    from config.celery import backoff_delay
-
     now = now or timezone.now()
     recording = Recording.objects.filter(pk=recording_id).first()
     if recording is None or recording.status != Recording.Status.PENDING:
