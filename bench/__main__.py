@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     for number in args.only or sorted(BENCHMARKS):
         module = importlib.import_module(BENCHMARKS[number])
         print(f"\n== {number}. {module.TITLE} ==", flush=True)
+        # Other work on the machine skews every figure: say how busy it was.
+        report.note(number, "load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         started = time.monotonic()
         try:
             module.run(context)

@@ -24,6 +24,7 @@ class Sizes:
     scale_steps: tuple[int, ...]
     route_samples: int
     scale_http_seconds: float
+    scale_rounds: int
     # 3. pool efficiency
     sellers: int
     buyers: int
@@ -45,9 +46,10 @@ FULL = Sizes(
     scale_steps=(1_000, 100_000, 1_000_000),
     route_samples=3_000,
     scale_http_seconds=5,
+    scale_rounds=5,
     sellers=3_000,
-    buyers=30_000,
-    orders=20_000,
+    buyers=20_000,
+    orders=6_000,
     create_total=4_000,
     create_clients=50,
     expiry_conversations=100_000,
@@ -56,16 +58,17 @@ FULL = Sizes(
 
 SMOKE = Sizes(
     answer_conversations=200,
-    warmup_seconds=0.3,
-    peak_seconds=1,
+    warmup_seconds=0,
+    peak_seconds=0.5,
     peak_connections=4,
-    steady_seconds=1,
+    steady_seconds=0.5,
     scale_steps=(100, 1_000, 3_000),
-    route_samples=100,
-    scale_http_seconds=1,
-    sellers=30,
-    buyers=300,
-    orders=200,
+    route_samples=50,
+    scale_http_seconds=0.3,
+    scale_rounds=1,
+    sellers=20,
+    buyers=200,
+    orders=100,
     create_total=100,
     create_clients=50,
     expiry_conversations=1_000,
@@ -93,7 +96,7 @@ class Context:
 
 def server_environment(*, database_url: str, redis_url: str) -> dict[str, str]:
     """The server's environment: production-like settings, nothing inherited that changes them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VONAGE_", "CELERY_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VONAGE_", "CELERY_", "PROXY_"))}
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -103,8 +106,10 @@ def server_environment(*, database_url: str, redis_url: str) -> dict[str, str]:
             "DJANGO_DEBUG": "false",
             "LOG_LEVEL": "WARNING",
             "PYTHONDONTWRITEBYTECODE": "1",
-            # Tasks are enqueued, never run here: without Redis they wait in memory.
+            # Tasks are enqueued, never run here: without Redis they wait in memory. Their
+            # queue is the benchmark's own, which the runner deletes.
             "CELERY_TASK_ALWAYS_EAGER": "false",
+            "CELERY_QUEUE": "bench",
         }
     )
     return env

@@ -106,7 +106,12 @@ def run(context: Context) -> None:
         with context.server() as server:
             clients = sizes.create_clients
             # Warm every worker's connection and code paths on the bare endpoint first.
-            load.closed_loop(port=server.port, make=maker("/bench/bare-api", server.port), clients=clients, total=200)
+            load.closed_loop(
+                port=server.port,
+                make=maker("/bench/bare-api", server.port),
+                clients=clients,
+                total=min(200, sizes.create_total),
+            )
             bare = load.closed_loop(
                 port=server.port, make=maker("/bench/bare-api", server.port), clients=clients, total=sizes.create_total
             )

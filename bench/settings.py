@@ -9,10 +9,6 @@ from config.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.urls"
 
-# Tasks the benchmark enqueues go to a queue of their own, which the runner empties
-# afterwards, so a worker of another environment on the same Redis never sees them.
-CELERY_TASK_DEFAULT_QUEUE = "bench"
-
 # The load generator sends no Host header other than 127.0.0.1.
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 

@@ -3,12 +3,16 @@
 - ``/bench/bare``: a plain Django view returning a constant JSON list (an NCCO-sized
   one), through the same middleware and server as the answer webhook: the ratio of
   the two throughputs is the cost of the product's own work.
+- ``/bench/one-read``: the bare view plus one indexed read of the caller's participant
+  row (the partial unique index on open (real_number, proxy_number)): the floor of any
+  answer path that reads the database once.
 - ``/bench/bare-api``: a DRF view with the API's own authentication (API key look-up),
   throttle and JSON parser, answering 201: the ceiling for conversation creation.
 """
 
 from typing import Any
 
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from rest_framework.request import Request
@@ -22,6 +26,16 @@ def bare(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_CONSTANT_NCCO, safe=False)
 
 
+def one_read(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active",
+            [request.GET.get("from", ""), request.GET.get("to", "")],
+        )
+        cursor.fetchone()
+    return JsonResponse(_CONSTANT_NCCO, safe=False)
+
+
 class BareApi(APIView):
     def post(self, request: Request) -> Response:
         body: Any = request.data
@@ -30,6 +44,7 @@ class BareApi(APIView):
 
 urlpatterns = [
     path("bench/bare", bare, name="bench-bare"),
+    path("bench/one-read", one_read, name="bench-one-read"),
     path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
     path("", include("config.urls")),
 ]
