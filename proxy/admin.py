@@ -26,7 +26,14 @@ from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
 from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
-from proxy.admin_support import STATUS_LABELS, ReadOnlyMixin, numbers_from_search
+from proxy.admin_support import (
+    STATUS_LABELS,
+    ReadOnlyMixin,
+    call_end,
+    numbers_from_search,
+    on_action_page,
+    with_pool_flags,
+)
 from proxy.authentication import api_key_create, api_key_revoke
 from proxy.exceptions import ConversationEnded
 from proxy.models import (
@@ -37,7 +44,7 @@ from proxy.models import (
     Participant,
     Service,
 )
-from proxy.phone import from_webhook, mask
+from proxy.phone import mask
 
 # --- Services and API keys ------------------------------------------------------------------
 _TEXTS = (
@@ -277,13 +284,16 @@ class CallInline(ReadOnlyMixin, TabularInline):
         url = reverse("admin:proxy_call_change", args=[obj.pk])
         return format_html('<a class="underline" href="{}">{}</a>', url, obj.uuid[:8])
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
+        return with_pool_flags(super().get_queryset(request))
+
     @display(description="From")
     def masked_from(self, obj: Call) -> str:
-        return mask(from_webhook(obj.from_number) or obj.from_number)
+        return call_end(obj.from_number, is_pool=getattr(obj, "from_is_pool", False))
 
     @display(description="To")
     def masked_to(self, obj: Call) -> str:
-        return mask(from_webhook(obj.to_number) or obj.to_number)
+        return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
 
 
 class ExtendForm(forms.Form):
@@ -363,7 +373,14 @@ class ConversationAdmin(ModelAdmin):
         return False
 
     def has_close_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
-        return request.user.has_perm("proxy.change_conversation")
+        if not request.user.has_perm("proxy.change_conversation"):
+            return False
+        if object_id is None or on_action_page(request):
+            return True
+        # On a conversation's page, closing and extending are offered only while it is open;
+        # a stale page that posts anyway gets the action's own explanation, not a 403.
+        conversation = Conversation.objects.filter(pk=object_id).first()
+        return conversation is not None and conversation.is_live
 
     @display(description="Conversation", ordering="created_at")
     def short_id(self, obj: Conversation) -> str:

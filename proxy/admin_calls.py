@@ -23,7 +23,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
-from proxy.admin_support import STATUS_LABELS, ReadOnlyMixin, numbers_from_search
+from proxy.admin_support import STATUS_LABELS, ReadOnlyMixin, call_end, numbers_from_search, with_pool_flags
 from proxy.models import (
     Call,
     CallbackDelivery,
@@ -92,7 +92,7 @@ class CallAdmin(ReadOnlyMixin, ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
-        return super().get_queryset(request).annotate(n_recordings=Count("recordings"))
+        return with_pool_flags(super().get_queryset(request)).annotate(n_recordings=Count("recordings"))
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
@@ -126,11 +126,11 @@ class CallAdmin(ReadOnlyMixin, ModelAdmin):
 
     @display(description="From")
     def masked_from(self, obj: Call) -> str:
-        return mask(from_webhook(obj.from_number) or obj.from_number)
+        return call_end(obj.from_number, is_pool=getattr(obj, "from_is_pool", False))
 
     @display(description="To")
     def masked_to(self, obj: Call) -> str:
-        return mask(from_webhook(obj.to_number) or obj.to_number)
+        return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
 
     @display(description="Status", label=STATUS_LABELS)
     def status_label(self, obj: Call) -> str:

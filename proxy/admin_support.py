@@ -6,9 +6,12 @@ import contextlib
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 
-from proxy.phone import InvalidNumber, from_webhook, normalize
+from proxy.models import Call
+from proxy.phone import InvalidNumber, from_webhook, mask, normalize
+from virtual_numbers.models import VirtualNumber
 
 STATUS_LABELS = {
     "Open": "success",
@@ -61,3 +64,23 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def on_action_page(request: HttpRequest) -> bool:
+    """Whether the request is for a detail action's own URL (as opposed to a page showing its button)."""
+    match = getattr(request, "resolver_match", None)
+    return bool(match and match.url_name and match.url_name.rsplit("_", 1)[-1] in {"one", "extend"})
+
+
+def with_pool_flags(queryset: QuerySet[Call]) -> QuerySet[Call]:
+    """Mark which ends of each call are our own pool numbers, which need no masking."""
+    return queryset.annotate(
+        from_is_pool=Exists(VirtualNumber.objects.filter(number=OuterRef("from_number"))),
+        to_is_pool=Exists(VirtualNumber.objects.filter(number=OuterRef("to_number"))),
+    )
+
+
+def call_end(raw: str, *, is_pool: bool) -> str:
+    """A call's from/to for display: pool numbers in full, people's numbers masked."""
+    digits = from_webhook(raw) or raw
+    return f"+{digits}" if is_pool else mask(digits)

@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from proxy.admin_support import on_action_page
 from proxy.models import Service
 from proxy.phone import mask, pretty
 from telephony.provider import AvailableNumber, ProviderError, get_provider
@@ -199,6 +200,7 @@ class VirtualNumberAdmin(ModelAdmin):
     ordering = ("service__name", "country", "number")
     actions = ("drain", "activate", "move_to_pool", "release", "link")
     actions_list = ("buy", "import_owned")
+    actions_detail = ("drain_one", "activate_one", "move_one", "release_one")
     show_add_link = False
     list_per_page = 50
     readonly_fields = (
@@ -243,8 +245,29 @@ class VirtualNumberAdmin(ModelAdmin):
     def _can_provision(self, request: HttpRequest) -> bool:
         return request.user.has_perm("numbers.add_virtualnumber")
 
-    def has_provision_permission(self, request: HttpRequest) -> bool:
+    def has_provision_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
         return self._can_provision(request)
+
+    # A number's page offers only the changes that make sense in its state.
+    def _state_is(self, request: HttpRequest, object_id: Any, *states: str) -> bool:
+        # The action's own URL does not check: a stale page gets the service's explanation instead of a 403.
+        if on_action_page(request):
+            return True
+        return VirtualNumber.objects.filter(pk=object_id, state__in=states).exists()
+
+    def has_drain_one_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return self.has_change_permission(request) and self._state_is(request, object_id, VirtualNumber.State.ACTIVE)
+
+    def has_activate_one_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return self.has_change_permission(request) and self._state_is(request, object_id, VirtualNumber.State.DRAINING)
+
+    def has_move_one_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        rented = (VirtualNumber.State.ACTIVE, VirtualNumber.State.DRAINING)
+        return self.has_change_permission(request) and self._state_is(request, object_id, *rented)
+
+    def has_release_one_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        rented = (VirtualNumber.State.ACTIVE, VirtualNumber.State.DRAINING)
+        return self._can_provision(request) and self._state_is(request, object_id, *rented)
 
     @display(description="Number", ordering="number")
     def number_display(self, obj: VirtualNumber) -> str:
@@ -267,8 +290,12 @@ class VirtualNumberAdmin(ModelAdmin):
         return obj.get_state_display()
 
     @display(description="Open conversations", ordering="open_count")
-    def open_conversations(self, obj: VirtualNumber) -> int:
-        return obj.open_count  # type: ignore[attr-defined]
+    def open_conversations(self, obj: VirtualNumber) -> str:
+        count = obj.open_count  # type: ignore[attr-defined]
+        if not count:
+            return "0"
+        url = reverse("admin:proxy_conversation_changelist")
+        return format_html('<a class="underline" href="{}?q=%2B{}&status=open">{}</a>', url, obj.number, count)
 
     @display(description="Linked", boolean=True)
     def linked(self, obj: VirtualNumber) -> bool:
@@ -356,10 +383,56 @@ class VirtualNumberAdmin(ModelAdmin):
             "opts": self.model._meta,
             "numbers": queryset,
             "action_name": action_name,
+            "cancel_url": reverse("admin:numbers_virtualnumber_changelist"),
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             **extra,
         }
         return TemplateResponse(request, "admin/console/confirm_numbers.html", context)
+
+    # --- the same changes from a number's own page -------------------------------------------
+    def _one(
+        self, request: HttpRequest, object_id: str, run: Callable[..., HttpResponse | None], **confirm: Any
+    ) -> HttpResponse:
+        queryset = self.get_queryset(request).filter(pk=object_id)
+        if not queryset.exists():
+            raise Http404
+        change_url = reverse("admin:numbers_virtualnumber_change", args=[object_id])
+        if request.method == "POST" and "apply" in request.POST:
+            response = run(request, queryset)
+            return response or HttpResponseRedirect(change_url)
+        if confirm:
+            return self._confirm(request, queryset, action_name="", cancel_url=change_url, **confirm)
+        return run(request, queryset) or HttpResponseRedirect(change_url)
+
+    @action(description="Drain", url_path="drain", permissions=["drain_one"], icon="hourglass_bottom")
+    def drain_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._one(
+            request,
+            object_id,
+            self.drain,
+            title="Drain this number",
+            explanation="It takes no new conversations; open ones keep it until they end. Release it once unused.",
+            button="Drain",
+        )
+
+    @action(description="Reactivate", url_path="activate", permissions=["activate_one"], icon="play_arrow")
+    def activate_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._one(
+            request,
+            object_id,
+            self.activate,
+            title="Reactivate this number",
+            explanation="It takes new conversations again.",
+            button="Reactivate",
+        )
+
+    @action(description="Move", url_path="move", permissions=["move_one"], icon="swap_horiz")
+    def move_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._one(request, object_id, self.move_to_pool)
+
+    @action(description="Release", url_path="release", permissions=["release_one"], icon="delete_forever")
+    def release_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._one(request, object_id, self.release)
 
     # --- provisioning pages (buttons above the list) -------------------------------------------
     @action(description="Buy numbers", url_path="buy", permissions=["provision"], icon="add_shopping_cart")

@@ -135,6 +135,7 @@ def test_call_search_by_number_and_timeline_masks_payload(admin_client, conversa
     )
     listing = admin_client.get(reverse("admin:proxy_call_changelist"), {"q": "+12015550101"}).content.decode()
     assert "abcdef12" in listing
+    assert "+12015550200" in listing  # pool numbers are ours: shown in full
     detail = admin_client.get(reverse("admin:proxy_call_change", args=[call.pk])).content.decode()
     assert 'id="timeline"' in detail and "ringing" in detail
     assert ALICE not in detail and "1201****101" in detail
@@ -167,6 +168,8 @@ def test_close_from_the_conversation_page_is_logged(admin_client, conversation):
     conversation.refresh_from_db()
     assert conversation.status == "closed"
     assert not conversation.participants.filter(active=True).exists()
+    page = admin_client.get(reverse("admin:proxy_conversation_change", args=[conversation.pk])).content.decode()
+    assert url not in page  # an ended conversation offers no close or extend
     entry = LogEntry.objects.get(object_id=str(conversation.pk))
     assert entry.action_flag == CHANGE and "Closed" in entry.change_message
 
@@ -374,3 +377,35 @@ def test_numbers_typed_in_search(typed, expected, settings):
 def test_non_numbers_are_not_read_as_numbers():
     assert numbers_from_search("order-42") == []
     assert numbers_from_search("12345") == []
+
+
+def test_number_page_offers_the_changes_its_state_allows(admin_client, fake):
+    number = VirtualNumberFactory(number="12015550230")
+    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
+    drain = reverse("admin:numbers_virtualnumber_drain_one", args=[number.pk])
+    activate = reverse("admin:numbers_virtualnumber_activate_one", args=[number.pk])
+    assert drain in page and activate not in page
+
+    assert "Drain this number" in admin_client.get(drain).content.decode()
+    admin_client.post(drain, {"apply": "1"})
+    number.refresh_from_db()
+    assert number.state == "draining"
+    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
+    assert activate in page and drain not in page
+
+    release = reverse("admin:numbers_virtualnumber_release_one", args=[number.pk])
+    assert "Release numbers" in admin_client.get(release).content.decode()
+    admin_client.post(release, {"apply": "1"})
+    number.refresh_from_db()
+    assert number.state == "released"
+    assert LogEntry.objects.filter(object_id=str(number.pk)).count() == 2
+
+
+def test_move_from_the_number_page(admin_client, service):
+    other = ServiceFactory(name="Other")
+    number = VirtualNumberFactory(service=service)
+    move = reverse("admin:numbers_virtualnumber_move_one", args=[number.pk])
+    assert "Move to pool" in admin_client.get(move).content.decode()
+    response = admin_client.post(move, {"apply": "1", "service": other.pk})
+    assert response.status_code == 302
+    assert VirtualNumber.objects.get(pk=number.pk).service == other
