@@ -158,8 +158,12 @@ class ServiceAdmin(ModelAdmin):
         return format_html('<a class="underline" href="{}?service__id__exact={}">{}</a>', url, obj.pk, obj.n_numbers)  # type: ignore[attr-defined]
 
     @display(description="Open conversations", ordering="n_open")
-    def open_conversations(self, obj: Service) -> int:
-        return obj.n_open  # type: ignore[attr-defined]
+    def open_conversations(self, obj: Service) -> str:
+        url = reverse("admin:proxy_conversation_changelist")
+        count = obj.n_open  # type: ignore[attr-defined]
+        return format_html(
+            '<a class="underline" href="{}?service__id__exact={}&status=open">{}</a>', url, obj.pk, count
+        )
 
     @display(description="Active keys", ordering="n_keys")
     def keys(self, obj: Service) -> int:

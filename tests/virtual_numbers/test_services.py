@@ -144,3 +144,34 @@ def test_release_keeps_the_number_when_vonage_refuses(provider):
     with pytest.raises(services.NumberError, match="refused to cancel"):
         services.number_release(number=number, provider=provider)
     assert VirtualNumber.objects.get(pk=number.pk).state == "active"
+
+
+def test_provisioning_against_the_sandbox(settings):
+    """The same services against the sandbox provider, which speaks Vonage's shapes."""
+    from telephony.models import SandboxNumber
+    from telephony.provider import get_provider
+
+    settings.VONAGE_PROVIDER = "sandbox"
+    provider = get_provider()
+    service = ServiceFactory()
+    offers = provider.search_numbers(country="US", features=("VOICE",), size=3)
+    assert len(offers) == 3
+
+    bought = services.number_buy(
+        number=offers[0].number,
+        country="US",
+        service=service,
+        number_type=offers[0].number_type,
+        features=offers[0].features,
+        monthly_cost=offers[0].monthly_cost,
+    )
+    assert SandboxNumber.objects.get(msisdn=bought.number).app_id  # linked at "Vonage"
+    assert bought.linked_app_id
+
+    provider.buy_number(country="US", number=offers[1].number)  # rented outside the console
+    imported = services.number_import_owned(service=service)
+    assert [row.number for row in imported] == [offers[1].number]
+
+    services.number_release(number=bought)
+    assert not SandboxNumber.objects.filter(msisdn=bought.number).exists()
+    assert offers[0].number not in [n.number for n in provider.list_owned_numbers()]
