@@ -329,3 +329,30 @@ def test_ended_hook_is_set_based(local_callbacks, service, django_assert_max_num
     with django_assert_max_num_queries(3):
         on_conversations_ended(ids, status="expired")
     assert CallbackDelivery.objects.filter(event="conversation.expired").count() == 60
+
+
+def test_https_goes_through_the_guard_with_certificate_checks(settings, tmp_path):
+    import ssl
+
+    import trustme
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    receiver = Receiver()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    url = receiver.url.replace("http://", "https://")
+    try:
+        with callbacks._session() as session:
+            assert session.post(url, data=b"{}", timeout=5, verify=str(ca_file)).status_code == 200
+            with pytest.raises(requests.exceptions.SSLError):
+                session.post(url, data=b"{}", timeout=5)  # not signed by a CA we trust
+        settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+        with pytest.raises(requests.ConnectionError, match="non-public"), callbacks._session() as session:
+            session.post(url, data=b"{}", timeout=5, verify=str(ca_file))
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 1
