@@ -322,3 +322,20 @@ def _give_up(delivery: CallbackDelivery, error: str, *, status_code: int | None)
     )
     logger.warning("callback %s failed for good: %s", delivery.pk, error)
     return Outcome.failed(error)
+
+
+def callback_retry(*, delivery: CallbackDelivery) -> bool:
+    """Staff: deliver a failed callback again, with a fresh day of retries.
+
+    The row's ``created_at`` restarts the retry window; the body keeps the event's own
+    ``created_at`` and ``id``, so the marketplace can still tell it is the same event.
+    """
+    from proxy.outbox import enqueue_on_commit
+    from proxy.tasks import deliver_callback
+
+    updated = CallbackDelivery.objects.filter(pk=delivery.pk, status=CallbackDelivery.Status.FAILED).update(
+        status=CallbackDelivery.Status.PENDING, attempts=0, next_attempt_at=None, created_at=timezone.now()
+    )
+    if updated:
+        enqueue_on_commit(deliver_callback, delivery.pk)
+    return bool(updated)

@@ -286,3 +286,19 @@ def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None
     Notification.objects.filter(pk=notification.pk, status=notification.status).update(**changes)
     notification.refresh_from_db()
     return notification
+
+
+def notification_retry(*, notification: Notification) -> bool:
+    """Staff: try a failed SMS again, from scratch, while its conversation is still live."""
+    from proxy.outbox import enqueue_on_commit
+    from proxy.tasks import send_notification
+
+    conversation = Conversation.objects.get(pk=notification.participant.conversation_id)
+    if notification.status != Notification.Status.FAILED or not conversation.is_live:
+        return False
+    updated = Notification.objects.filter(pk=notification.pk, status=Notification.Status.FAILED).update(
+        status=Notification.Status.QUEUED, attempts=0, last_error="", updated_at=timezone.now()
+    )
+    if updated:
+        enqueue_on_commit(send_notification, notification.pk)
+    return bool(updated)

@@ -356,3 +356,22 @@ def test_https_goes_through_the_guard_with_certificate_checks(settings, tmp_path
     finally:
         receiver.close()
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.django_db
+def test_staff_can_retry_a_failed_callback(local_callbacks, service, django_capture_on_commit_callbacks):
+    from proxy.callbacks import callback_retry
+
+    local_callbacks.status = 500
+    delivery = _pending(service, local_callbacks.url)
+    CallbackDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(days=2))
+    assert callback_deliver(delivery_id=delivery.pk).result == "failed"
+    delivery.refresh_from_db()
+    local_callbacks.status = 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert callback_retry(delivery=delivery) is True
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert callback_retry(delivery=delivery) is False
+    first, second = local_callbacks.requests
+    assert first["body"] == second["body"]

@@ -253,3 +253,28 @@ def test_eager_task_leaves_the_retry_to_the_redrive(service, pool):
     tasks.send_notification.apply(args=[notification.pk])
     notification.refresh_from_db()
     assert notification.status == Notification.Status.QUEUED and notification.attempts == 1
+
+
+def test_staff_can_retry_a_failed_sms(service, pool, django_capture_on_commit_callbacks):
+    from proxy.notifications import notification_retry
+
+    notification = _queued(service, pool)
+    failure_inject(path="/sms/", mode="permanent", count=1)
+    notification_send(notification_id=notification.pk)
+    notification.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notification_retry(notification=notification) is True
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == ("sent", 1)
+    assert notification_retry(notification=notification) is False  # only failed rows
+
+
+def test_no_retry_once_the_conversation_ended(service, pool):
+    from proxy.notifications import notification_retry
+
+    notification = _queued(service, pool)
+    conversation_close(conversation=notification.participant.conversation)
+    notification_send(notification_id=notification.pk)
+    notification.refresh_from_db()
+    assert notification.status == "failed"
+    assert notification_retry(notification=notification) is False
