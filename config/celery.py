@@ -43,6 +43,10 @@ app.conf.beat_schedule = {
         "schedule": 30.0,
         "options": {"expire_seconds": 25},
     },
+    "idempotency-purge": {
+        "task": "proxy.tasks.idempotency_purge",
+        "schedule": crontab(minute=7),
+    },
     "number-checks-prune": {
         "task": "virtual_numbers.tasks.number_checks_prune_task",
         "schedule": crontab(minute=17, hour=3),

@@ -109,3 +109,11 @@ def worker_heartbeat() -> float:
     now = time.time()
     cache.set(HEARTBEAT_KEY, now, timeout=600)
     return now
+
+
+@shared_task(acks_late=True)
+def idempotency_purge() -> int:
+    """Beat: forget Idempotency-Key records past their 24 hours."""
+    from proxy.api.idempotency import idempotency_records_purge
+
+    return idempotency_records_purge()
