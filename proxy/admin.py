@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
@@ -162,7 +163,10 @@ class ServiceAdmin(ModelAdmin):
         url = reverse("admin:proxy_conversation_changelist")
         count = obj.n_open  # type: ignore[attr-defined]
         return format_html(
-            '<a class="underline" href="{}?service__id__exact={}&status=open">{}</a>', url, obj.pk, count
+            '<a class="underline" href="{}?{}">{}</a>',
+            url,
+            urlencode({"service__id__exact": str(obj.pk), "status": "open"}),
+            count,
         )
 
     @display(description="Active keys", ordering="n_keys")

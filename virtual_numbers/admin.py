@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
@@ -216,10 +217,11 @@ class VirtualNumberAdmin(ModelAdmin):
         "created_at",
         "updated_at",
         "released_at",
+        "open_conversations",
     )
     fieldsets = (
         (None, {"fields": ("number", "country", "number_type", ("voice", "sms"))}),
-        ("Pool", {"fields": ("service", "state", "linked_app_id", "monthly_cost")}),
+        ("Pool", {"fields": ("service", "state", "open_conversations", "linked_app_id", "monthly_cost")}),
         ("History", {"fields": ("created_at", "updated_at", "released_at")}),
     )
 
@@ -234,6 +236,18 @@ class VirtualNumberAdmin(ModelAdmin):
             .get_queryset(request)
             .annotate(open_count=Count("participants__conversation", filter=live, distinct=True))
         )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Every field is read-only: changes are the buttons above, which go through the services.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Numbers come in by buying or importing (they must exist at Vonage), never typed in.
@@ -295,7 +309,8 @@ class VirtualNumberAdmin(ModelAdmin):
         if not count:
             return "0"
         url = reverse("admin:proxy_conversation_changelist")
-        return format_html('<a class="underline" href="{}?q=%2B{}&status=open">{}</a>', url, obj.number, count)
+        query = urlencode({"q": f"+{obj.number}", "status": "open"})
+        return format_html('<a class="underline" href="{}?{}">{}</a>', url, query, count)
 
     @display(description="Linked", boolean=True)
     def linked(self, obj: VirtualNumber) -> bool:
@@ -571,7 +586,9 @@ class PoolExhaustionAdmin(ReadOnlyAdmin):
     def buy_link(self, obj: PoolExhaustion) -> str:
         url = reverse("admin:numbers_virtualnumber_buy")
         return format_html(
-            '<a class="underline" href="{}?country={}&service={}">Buy numbers</a>', url, obj.country, obj.service_id
+            '<a class="underline" href="{}?{}">Buy numbers</a>',
+            url,
+            urlencode({"country": obj.country, "service": str(obj.service_id)}),
         )
 
 

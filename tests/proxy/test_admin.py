@@ -409,3 +409,10 @@ def test_move_from_the_number_page(admin_client, service):
     response = admin_client.post(move, {"apply": "1", "service": other.pk})
     assert response.status_code == 302
     assert VirtualNumber.objects.get(pk=number.pk).service == other
+
+
+def test_number_page_is_read_only_and_shows_its_conversations(admin_client, conversation):
+    number = VirtualNumber.objects.get(number="12015550200")
+    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
+    assert "?q=%2B12015550200&amp;status=open" in page  # link to the conversations using it
