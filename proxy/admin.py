@@ -48,6 +48,9 @@ from proxy.models import (
 from proxy.phone import mask
 
 # --- Services and API keys ------------------------------------------------------------------
+admin.site.site_title = "Masked calling"
+admin.site.index_title = "Console"
+
 _TEXTS = (
     "greeting_text",
     "recording_notice_text",
