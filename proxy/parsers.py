@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from rest_framework.exceptions import ParseError
@@ -31,21 +32,27 @@ def json_depth(value: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    # "\ud800" is well-formed JSON but cannot be encoded as UTF-8: the database would fail on it.
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON value, keys included, without recursion."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
+            yield item
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # "\ud800" is well-formed JSON but cannot be encoded as UTF-8: the database would fail on it.
+    for item in json_strings(value):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
     return False
 
 

@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from proxy import phone
 from proxy.models import Call, Conversation, Notification, Participant, Recording
+from proxy.parsers import json_strings
 
 MAX_NAME = 100
 MAX_EXTERNAL_ID = 200
@@ -49,24 +50,9 @@ class MetadataField(serializers.JSONField):
         if len(encoded) > MAX_METADATA_BYTES:
             raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON ({len(encoded)} given).")
         # jsonb cannot store U+0000; refuse it here rather than fail in the database.
-        if _has_nul(value):
+        if any("\x00" in item for item in json_strings(value)):
             raise serializers.ValidationError("Null characters are not allowed.")
         return value
-
-
-def _has_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 class TtlField(serializers.IntegerField):
