@@ -12,12 +12,13 @@ import json
 import random
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import db, load
 from bench.context import Context
 from bench.report import Figure
-from bench.server import Server
+from bench.server import CpuMeter, Server
 
 TITLE = "Answer webhook: throughput and latency against a bare view"
 POOL_SIZE = 10
@@ -91,6 +92,39 @@ def drive(
     return load.closed_loop(port=server.port, make=make, clients=connections, seconds=seconds)
 
 
+PATHS = {"bare": "/bench/bare", "one-read": "/bench/one-read", "answer": "/webhooks/answer"}
+
+
+@dataclass
+class Peak:
+    """The best of several interleaved rounds (other load on the machine only costs throughput)."""
+
+    best: load.LoadResult
+    cpu_ms: float  # server + database CPU per request, over all rounds
+
+
+def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict[str, Peak]:
+    sizes = context.sizes
+    rounds: dict[str, list[load.LoadResult]] = {name: [] for name in PATHS}
+    cpu: dict[str, list[float]] = {name: [] for name in PATHS}
+    common = {"callers": callers, "auth": auth, "connections": sizes.peak_connections}
+    if sizes.warmup_seconds:
+        for path in PATHS.values():
+            drive(server, path=path, **common, seconds=sizes.warmup_seconds, seed=context.seed + 1)
+    for r in range(sizes.peak_rounds):
+        # Interleaved, so that a burst of other work hurts every path alike.
+        for name, path in PATHS.items():
+            meter = CpuMeter(server)
+            meter.start()
+            result = drive(server, path=path, **common, seconds=sizes.peak_seconds, seed=context.seed + r)
+            meter.stop()
+            rounds[name].append(result)
+            cpu[name].append(meter.per_request_ms(result.requests + result.errors))
+    return {
+        name: Peak(best=max(results, key=lambda x: x.rate), cpu_ms=min(cpu[name])) for name, results in rounds.items()
+    }
+
+
 def run(context: Context) -> None:
     sizes = context.sizes
     report = context.report
@@ -106,26 +140,19 @@ def run(context: Context) -> None:
             auth = headers["Authorization"]
             if not load.wrk_available():
                 report.note("1", "wrk is not installed (apt-get install wrk): the Python driver stands in, slower")
-
-            def peak(path: str) -> load.LoadResult:
-                common = {"path": path, "callers": callers, "auth": auth, "connections": sizes.peak_connections}
-                if sizes.warmup_seconds:
-                    drive(server, **common, seconds=sizes.warmup_seconds, seed=context.seed + 1)
-                return drive(server, **common, seconds=sizes.peak_seconds, seed=context.seed)
-
             driver = "wrk" if load.wrk_available() and sizes.peak_seconds >= 1 else "python driver"
-            bare = peak("/bench/bare")
-            floor = peak("/bench/one-read")
-            answer = peak("/webhooks/answer")
-            ratio = answer.rate / bare.rate if bare.rate else 0.0
+            measured = peaks(context, server, callers=callers, auth=auth)
+            bare, floor, answer = (measured[name] for name in PATHS)
+            ratio = answer.best.rate / bare.best.rate if bare.best.rate else 0.0
             report.add(
                 Figure(
                     "1",
-                    f"answer webhook peak throughput ({driver}, {sizes.peak_connections} connections)",
-                    round(answer.rate),
+                    f"answer webhook peak throughput ({driver}, {sizes.peak_connections} connections, "
+                    f"best of {sizes.peak_rounds})",
+                    round(answer.best.rate),
                     "req/s",
                     "bare view",
-                    round(bare.rate),
+                    round(bare.best.rate),
                     f"ratio {ratio:.2f}",
                     ">= 0.70 of bare",
                     ratio >= 0.70,
@@ -135,11 +162,22 @@ def run(context: Context) -> None:
                 Figure(
                     "1",
                     "floor: bare view + one indexed read, peak throughput",
-                    round(floor.rate),
+                    round(floor.best.rate),
                     "req/s",
                     "bare view",
-                    round(bare.rate),
-                    f"ratio {floor.rate / bare.rate:.2f}" if bare.rate else "",
+                    round(bare.best.rate),
+                    f"ratio {floor.best.rate / bare.best.rate:.2f}" if bare.best.rate else "",
+                )
+            )
+            report.add(
+                Figure(
+                    "1",
+                    f"answer webhook CPU per request, server + database (one-read floor {floor.cpu_ms:.3g} ms)",
+                    answer.cpu_ms,
+                    "ms",
+                    "bare view",
+                    bare.cpu_ms,
+                    f"CPU ratio {bare.cpu_ms / answer.cpu_ms:.2f}" if answer.cpu_ms else "",
                 )
             )
             for q in (50, 99):
@@ -147,17 +185,18 @@ def run(context: Context) -> None:
                     Figure(
                         "1",
                         f"answer webhook p{q} at peak",
-                        answer.p(q),
+                        answer.best.p(q),
                         "ms",
                         "bare view",
-                        bare.p(q),
-                        f"{answer.p(q) / bare.p(q):.2f}x" if bare.p(q) else "",
+                        bare.best.p(q),
+                        f"{answer.best.p(q) / bare.best.p(q):.2f}x" if bare.best.p(q) else "",
                     )
                 )
-            if answer.failures or bare.failures:
-                report.note("1", f"non-2xx or socket errors at peak: answer {answer.failures}, bare {bare.failures}")
+            failures = {name: peak.best.failures for name, peak in measured.items() if peak.best.failures}
+            if failures:
+                report.note("1", f"non-2xx or socket errors at peak: {failures}")
 
-            rate = answer.rate / 2
+            rate = answer.best.rate / 2
             lines = callers.read_text().splitlines()
 
             def make(path: str) -> Callable[[int], bytes]:

@@ -17,7 +17,8 @@ class Sizes:
     # 1. answer webhook
     answer_conversations: int
     warmup_seconds: float
-    peak_seconds: float
+    peak_seconds: float  # per round
+    peak_rounds: int
     peak_connections: int
     steady_seconds: float
     # 2. scale
@@ -40,7 +41,8 @@ class Sizes:
 FULL = Sizes(
     answer_conversations=10_000,
     warmup_seconds=3,
-    peak_seconds=10,
+    peak_seconds=4,
+    peak_rounds=3,
     peak_connections=16,
     steady_seconds=15,
     scale_steps=(1_000, 100_000, 1_000_000),
@@ -60,6 +62,7 @@ SMOKE = Sizes(
     answer_conversations=200,
     warmup_seconds=0,
     peak_seconds=0.5,
+    peak_rounds=1,
     peak_connections=4,
     steady_seconds=0.5,
     scale_steps=(100, 1_000, 3_000),

@@ -19,6 +19,7 @@ import random
 from bench import db, load
 from bench.context import Context
 from bench.report import Figure
+from bench.server import CpuMeter
 
 TITLE = "Conversation creation over the API, concurrent clients"
 POOL_SIZE = 100
@@ -115,6 +116,8 @@ def run(context: Context) -> None:
             bare = load.closed_loop(
                 port=server.port, make=maker("/bench/bare-api", server.port), clients=clients, total=sizes.create_total
             )
+            meter = CpuMeter(server)
+            meter.start()
             created = load.closed_loop(
                 port=server.port,
                 make=maker("/api/v1/conversations", server.port),
@@ -122,6 +125,7 @@ def run(context: Context) -> None:
                 total=sizes.create_total,
                 keep=keep,
             )
+            meter.stop()
         queued = _queue_length(context.redis_url)
     finally:
         _queue_delete(context.redis_url)
@@ -152,6 +156,16 @@ def run(context: Context) -> None:
                 f"{created.p(q) / bare.p(q):.2f}x" if bare.p(q) else "",
             )
         )
+    report.add(
+        Figure(
+            "4",
+            "CPU per created conversation, server + database (contention-free cost; 2 cores / this = ceiling)",
+            meter.per_request_ms(created.requests + created.errors),
+            "ms",
+            target="<= 10 ms for 200/s on 2 cores",
+            met=meter.per_request_ms(created.requests + created.errors) <= 10,
+        )
+    )
     pairs, lonely = invariant_violations()
     report.add(
         Figure(

@@ -21,6 +21,7 @@ class Server:
     host: str
     port: int
     workers: int
+    pid: int
 
     @property
     def base_url(self) -> str:
@@ -63,7 +64,7 @@ def gunicorn(*, env: dict[str, str], workers: int, log_path: Path) -> Iterator[S
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=[fd], start_new_session=True
         )
     listener.close()
-    server = Server(host="127.0.0.1", port=port, workers=workers)
+    server = Server(host="127.0.0.1", port=port, workers=workers, pid=process.pid)
     try:
         _wait_ready(server, process, log_path)
         yield server
@@ -93,3 +94,62 @@ def _wait_ready(server: Server, process: subprocess.Popen[bytes], log_path: Path
             return
         time.sleep(0.05)
     raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_path}")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return children
+
+
+def _database_backends() -> list[int]:
+    """PostgreSQL backends serving the benchmark database (not this process's own)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+class CpuMeter:
+    """CPU time the server's workers and their database backends spend, between start() and stop().
+
+    Unlike throughput, CPU per request does not change when other work shares the
+    machine. Linux only, and only with PostgreSQL on this machine (else NaN).
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.workers = self.database = 0.0
+
+    def _sample(self) -> tuple[float, float]:
+        workers = sum(_cpu_seconds(p) for p in [self.server.pid, *_children(self.server.pid)])
+        database = sum(_cpu_seconds(p) for p in _database_backends())
+        return workers, database
+
+    def start(self) -> None:
+        self._start = self._sample()
+
+    def stop(self) -> None:
+        end = self._sample()
+        self.workers, self.database = end[0] - self._start[0], end[1] - self._start[1]
+
+    def per_request_ms(self, requests: int) -> float:
+        if not requests or not Path("/proc/self/stat").exists():
+            return float("nan")
+        return (self.workers + self.database) / requests * 1000
