@@ -99,7 +99,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     # Persistent connections: the answer webhook must not pay for a new one.
-    _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
+    # (Tests close them after each request, so live-server threads leave no session behind.)
+    _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0 if TESTING else 600)
     _db["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
