@@ -46,6 +46,31 @@ def json_strings(value: Any) -> Iterator[str]:
             stack.extend(item)
 
 
+def _clean_text(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def storable(value: Any) -> Any:
+    """A copy of parsed JSON that any database can store: NUL characters and lone
+    surrogates become replacement characters (PostgreSQL refuses both in text and jsonb).
+
+    For payloads we must keep whatever they hold (webhooks); the API refuses such input instead.
+    """
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def _has_lone_surrogate(value: Any) -> bool:
     # "\ud800" is well-formed JSON but cannot be encoded as UTF-8: the database would fail on it.
     for item in json_strings(value):

@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.dateparse import parse_datetime
 
-from proxy.parsers import loads_strict
+from proxy.parsers import loads_strict, storable
 
 TERMINAL_STATUSES = frozenset({"completed", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout"})
 # Before a terminal status, a tie on timestamps goes to the further status.
@@ -26,8 +26,13 @@ FALLBACK_ONLY_FIELDS = ("reason", "original_request")
 def request_payload(request: HttpRequest) -> dict[str, Any]:
     """The webhook's fields: query parameters for GET, the JSON object for POST.
 
-    Garbage gives ``{"_raw": ...}`` rather than an error: webhooks keep what they got.
+    Garbage gives ``{"_raw": ...}`` rather than an error: webhooks keep what they got,
+    made storable (no NUL characters or lone surrogates).
     """
+    return storable(_raw_payload(request))
+
+
+def _raw_payload(request: HttpRequest) -> dict[str, Any]:
     if request.method == "GET":
         return {k: v for k, v in request.GET.items()}
     body = request.body

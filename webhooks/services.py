@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from proxy import events
-from proxy.models import Call, CallEvent, Recording
+from proxy.models import Call, CallEvent, Participant, Recording
 from proxy.ncco import ncco_for_route, unavailable_ncco
 from proxy.phone import from_webhook, mask
 from proxy.selectors import Route, route_for_call
@@ -130,7 +130,7 @@ def _call_for_event(event: Event) -> Call:
         ignore_conflicts=True,
     )
     call = Call.objects.select_for_update(of=("self",)).select_related("conversation__service").get(uuid=event.uuid)
-    if call.conversation_id is None and call.conversation_uuid:
+    if call.conversation_id is None:
         _link_to_conversation(call)
     return call
 
@@ -142,18 +142,52 @@ def _link_to_conversation(call: Call) -> None:
         .exclude(pk=call.pk)
         .select_related("conversation__service")
         .first()
+        if call.conversation_uuid
+        else None
     )
-    if sibling is None:
+    if sibling is not None:
+        call.conversation = sibling.conversation
+        call.service_id = sibling.service_id
+        call.from_participant_id = sibling.from_participant_id
+        call.to_participant_id = sibling.to_participant_id
+        if not call.direction:
+            call.direction = Call.Direction.OUTBOUND
+    elif not _link_by_numbers(call):
         return
-    call.conversation = sibling.conversation
-    call.service_id = sibling.service_id
-    call.from_participant_id = sibling.from_participant_id
-    call.to_participant_id = sibling.to_participant_id
-    if not call.direction:
-        call.direction = Call.Direction.OUTBOUND
     call.save(
         update_fields=["conversation", "service", "from_participant", "to_participant", "direction", "updated_at"]
     )
+
+
+def _link_by_numbers(call: Call) -> bool:
+    """No answer-time row (lost, or never written): reverse-map the leg's own numbers.
+
+    Inbound legs run from a participant's real number to their proxy number; the legs
+    our connect creates run from the callee's proxy number to the callee's real number.
+    """
+    caller, dialled = from_webhook(call.from_number), from_webhook(call.to_number)
+    if not caller or not dialled:
+        return False
+    if call.direction == Call.Direction.OUTBOUND:
+        real, proxy = dialled, caller
+    else:
+        real, proxy = caller, dialled
+    person = (
+        Participant.objects.filter(real_number=real, proxy_number__number=proxy)
+        .order_by("-active", "-created_at")
+        .select_related("conversation")
+        .first()
+    )
+    if person is None:
+        return False
+    other = Participant.objects.filter(conversation_id=person.conversation_id).exclude(pk=person.pk).first()
+    call.conversation = person.conversation
+    call.service_id = person.service_id
+    if call.direction == Call.Direction.OUTBOUND:
+        call.from_participant, call.to_participant = other, person
+    else:
+        call.from_participant, call.to_participant = person, other
+    return True
 
 
 def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
@@ -164,8 +198,7 @@ def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
     fields: set[str] = set()
     became_completed = False
     if call.status in TERMINAL_STATUSES:
-        if status != "completed":
-            return
+        pass  # final; completed below still fills the figures, late events still fill times
     elif status in TERMINAL_STATUSES:
         call.status, call.status_at, call.detail = status, at, text(payload, "detail", 100)
         fields |= {"status", "status_at", "detail"}

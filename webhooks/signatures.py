@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 import uuid
 
@@ -56,12 +57,17 @@ def verify_token(*, token: str, body: bytes, secret: str, now: float | None = No
     except jwt.PyJWTError as exc:
         raise SignatureError(f"invalid token: {exc.__class__.__name__}") from exc
     iat = claims.get("iat")
-    if not isinstance(iat, int | float) or abs((now or time.time()) - iat) > MAX_CLOCK_SKEW:
+    if (
+        not isinstance(iat, int | float)
+        or isinstance(iat, bool)
+        or not math.isfinite(iat)
+        or abs((now or time.time()) - iat) > MAX_CLOCK_SKEW
+    ):
         raise SignatureError("token iat outside the allowed window")
     expected = claims.get("payload_hash")
     if expected is not None:
-        actual = hashlib.sha256(body).hexdigest()
-        if not isinstance(expected, str) or not hmac.compare_digest(expected.lower(), actual):
+        actual = hashlib.sha256(body).hexdigest().encode()
+        if not isinstance(expected, str) or not hmac.compare_digest(expected.lower().encode(), actual):
             raise SignatureError("body does not match payload_hash")
     return claims
 

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_http_methods
 
 from proxy.models import CallEvent
 from proxy.notifications import notification_receipt_apply
+from proxy.parsers import loads_strict, storable
 from proxy.phone import mask
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _params(request: HttpRequest) -> dict[str, str]:
     if request.method == "GET":
         source: Mapping[str, Any] = request.GET
     elif request.content_type == "application/json":
-        data = json.loads(request.body or b"{}")
+        data = loads_strict(request.body or b"{}")
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items() if v is not None}
@@ -103,7 +104,8 @@ def _accept(request: HttpRequest) -> dict[str, str] | HttpResponse:
         except SmsSignatureError as exc:
             logger.warning("SMS webhook %s rejected: %s", request.path, exc)
             return JsonResponse({"detail": "Invalid signature."}, status=401)
-    return params
+    # Checked as received, stored as the database can hold it.
+    return storable(params)
 
 
 def _keep(params: dict[str, str], *, source: str, kind: str, key_fields: tuple[str, ...]) -> bool:

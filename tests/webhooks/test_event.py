@@ -164,3 +164,40 @@ def test_recording_with_a_non_https_url_is_kept_as_an_event_only(client, answere
     post_json(client, "/webhooks/recording", payload)
     assert Recording.objects.count() == 0
     assert CallEvent.objects.filter(kind="record").count() == 1
+
+
+def test_answered_time_is_kept_whatever_the_order(client, answered):
+    send(client, load_fixture("event_completed.json"))
+    send(client, load_fixture("event_answered.json"))
+    call = Call.objects.get(uuid=INBOUND)
+    assert call.status == "completed"
+    assert call.answered_at.isoformat().startswith("2026-11-27T10:00:02")
+
+
+def test_legs_without_an_answer_time_row_are_linked_by_their_numbers(client, conversation):
+    # The answer-time row was lost: the first events write the legs and find the conversation.
+    send(client, load_fixture("event_started.json"))
+    send(client, {**load_fixture("event_busy.json"), "conversation_uuid": "CON-other"})
+    inbound, outbound = Call.objects.get(uuid=INBOUND), Call.objects.get(uuid=OUTBOUND)
+    assert inbound.conversation == outbound.conversation == conversation
+    assert inbound.from_participant.real_number == "12015550101"
+    assert inbound.to_participant.real_number == "12015550102"
+    assert outbound.from_participant == inbound.from_participant
+    assert outbound.to_participant == inbound.to_participant
+
+
+@pytest.mark.parametrize("where", ["uuid", "extra"])
+def test_nul_characters_are_stored_not_refused(client, answered, where):
+    payload = {**load_fixture("event_ringing.json")}
+    if where == "uuid":
+        payload["uuid"] = "nul\u0000uuid"
+    else:
+        payload["extra"] = "a\u0000b"
+    assert send(client, payload).status_code == 204
+    assert "\u0000" not in str(CallEvent.objects.get().payload)
+
+
+def test_lone_surrogates_are_stored_not_refused(client, answered):
+    body = b'{"uuid": "x", "status": "ringing", "note": "\\ud800"}'
+    assert client.post("/webhooks/event", body, content_type="application/json").status_code == 204
+    assert CallEvent.objects.count() == 1

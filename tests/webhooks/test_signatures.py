@@ -82,3 +82,11 @@ def test_none_algorithm_is_refused():
 def test_without_a_secret_requests_are_accepted(client, db, settings):
     settings.VONAGE_SIGNATURE_SECRET = ""
     assert client.post("/webhooks/event", b"{}", content_type="application/json").status_code in (200, 204)
+
+
+@pytest.mark.parametrize("claims", [{"payload_hash": "é"}, {"payload_hash": 5}, {"iat": float("nan")}, {"iat": True}])
+def test_odd_claims_signed_with_the_right_secret_are_refused(claims):
+    payload = {"iat": int(time.time()), **claims}
+    token = jwt.encode(payload, SECRET, algorithm="HS256")
+    with pytest.raises(SignatureError):
+        verify_token(token=token, body=b"{}", secret=SECRET)
