@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from django.db.models import F, QuerySet
@@ -63,7 +63,10 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
         found = next(iter(callee), None)
         if found is not None:
             if found.conversation.expires_at <= now:
-                return Route(kind="ended", service=found.service, conversation=found.conversation)
+                # Expired before any sweep wrote it down: ended during the cooldown, then unknown.
+                cooling_until = found.conversation.expires_at + timedelta(seconds=found.service.cooldown)
+                kind: Literal["ended", "unknown"] = "ended" if now < cooling_until else "unknown"
+                return Route(kind=kind, service=found.service, conversation=found.conversation)
             return Route(
                 kind="connect",
                 service=found.service,

@@ -11,7 +11,7 @@ from typing import Any, NotRequired, TypedDict
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Q, Subquery, Value
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -320,10 +320,24 @@ def conversations_end(*, ids: list[Any], status: str, reason: str, now: datetime
             by_cooldown[cooldown].append(pk)
         for cooldown, pks in by_cooldown.items():
             Participant.objects.filter(conversation_id__in=pks, active=True).update(
-                active=False, cooldown_until=now + timedelta(seconds=cooldown) if cooldown else None
+                active=False, cooldown_until=_cooldown_end(status=status, cooldown=cooldown, now=now)
             )
         events.on_conversations_ended(ended, status=status)
     return len(ended)
+
+
+def _cooldown_end(*, status: str, cooldown: int, now: datetime) -> Any:
+    """When the pair is free again: the cooldown runs from the moment the conversation ended,
+    which for an expiry is its ``expires_at``, however late a sweep writes it down."""
+    if not cooldown:
+        return None
+    if status != Conversation.Status.EXPIRED:
+        return now + timedelta(seconds=cooldown)
+    expires_at = Conversation.objects.filter(pk=OuterRef("conversation_id")).values("expires_at")[:1]
+    return ExpressionWrapper(
+        Subquery(expires_at, output_field=DateTimeField()) + Value(timedelta(seconds=cooldown)),
+        output_field=DateTimeField(),
+    )
 
 
 def conversations_expire_due(*, now: datetime | None = None, batch_size: int = 5000) -> int:

@@ -246,3 +246,31 @@ class TestAllocationProperties(HypothesisTestCase):
                 route = route_for_call(caller=participant.real_number, proxy_number=participant.proxy_number_id)
                 assert route.kind == "connect" and route.conversation == conv
                 assert route.callee.real_number != participant.real_number
+
+
+def test_cooldown_after_an_expiry_runs_from_the_expiry_not_from_the_sweep(service):
+    Service.objects.filter(pk=service.pk).update(cooldown=60)
+    service.refresh_from_db()
+    VirtualNumberFactory(service=service, number="12015550200")
+    now = timezone.now()
+    old = open_(service, a=ALICE, b=BOB, ttl=60, now=now - timedelta(seconds=200))  # expired 140 s ago
+    # Nothing swept it: routing already treats the pair as free (past the cooldown) ...
+    assert route_for_call(caller=ALICE, proxy_number="12015550200").kind == "unknown"
+    # ... and so does allocation, which writes the expiry down with the right cooldown.
+    assert open_(service, a=ALICE, b=CAROL).status == "open"
+    old.refresh_from_db()
+    assert old.status == "expired" and old.ended_at == old.expires_at
+    alice = old.participants.get(real_number=ALICE)
+    assert alice.cooldown_until == old.expires_at + timedelta(seconds=60)
+
+
+def test_a_recent_expiry_still_cools_and_routes_as_ended(service):
+    Service.objects.filter(pk=service.pk).update(cooldown=600)
+    service.refresh_from_db()
+    VirtualNumberFactory(service=service, number="12015550200")
+    open_(service, a=ALICE, b=BOB, ttl=60, now=timezone.now() - timedelta(seconds=100))  # expired 40 s ago
+    assert route_for_call(caller=ALICE, proxy_number="12015550200").kind == "ended"
+    with pytest.raises(PoolExhausted):
+        open_(service, a=ALICE, b=CAROL)
+    assert conversations_expire_due() == 1
+    assert route_for_call(caller=ALICE, proxy_number="12015550200").kind == "ended"
