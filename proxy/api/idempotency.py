@@ -34,9 +34,20 @@ class Claim:
 
 
 def request_fingerprint(data: Any) -> str:
-    """Equal JSON gives an equal fingerprint, whatever the key order or spacing was."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """Equal JSON gives an equal fingerprint, whatever the key order, spacing or number spelling
+    (1, 1.0 and 1e0 are one JSON number)."""
+    canonical = json.dumps(_same_numbers(data), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _same_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _same_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_numbers(v) for v in value]
+    return value
 
 
 def _ttl() -> timedelta:

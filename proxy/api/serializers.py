@@ -76,12 +76,34 @@ class ParticipantInputSerializer(serializers.Serializer):
         help_text="ISO 3166-1 alpha-2 hint for reading a national number (default: the service's country).",
     )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        service = self.context["service"]
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # Parse the number even when another field is bad, so one 400 names every bad field.
         try:
-            digits = phone.normalize(
-                attrs["number"], country=attrs.get("country") or None, default_country=service.default_country
-            )
+            attrs = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = dict(exc.detail) if isinstance(exc.detail, dict) else {}
+            if errors and "number" not in errors and isinstance(data, dict):
+                hint = None if "country" in errors else data.get("country")
+                number_error = self._number_error(data.get("number"), hint)
+                if number_error:
+                    errors["number"] = [number_error]
+            raise serializers.ValidationError(errors or exc.detail) from exc
+        return attrs
+
+    def _normalize(self, number: str, country: str | None) -> str:
+        service = self.context["service"]
+        return phone.normalize(number, country=country or None, default_country=service.default_country)
+
+    def _number_error(self, number: Any, country: Any) -> str | None:
+        try:
+            self._normalize(str(number), str(country) if isinstance(country, str) else None)
+        except phone.InvalidNumber as exc:
+            return str(exc)
+        return None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            digits = self._normalize(attrs["number"], attrs.get("country"))
         except phone.InvalidNumber as exc:
             raise serializers.ValidationError({"number": [str(exc)]}) from exc
         return {"number": digits, "name": attrs.get("name") or "", "country": attrs.get("country") or ""}

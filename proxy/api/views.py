@@ -188,7 +188,19 @@ class ConversationListCreateApi(APIView):
         return {}
 
 
-class ConversationDetailApi(APIView):
+class ConversationScopedApi(APIView):
+    """Another service's conversation is a 404 whatever the method, OPTIONS and unsupported ones included."""
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        _conversation_or_404(_service(request), kwargs["conversation_id"])
+        return super().http_method_not_allowed(request, *args, **kwargs)
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        _conversation_or_404(_service(request), kwargs["conversation_id"])
+        return super().options(request, *args, **kwargs)
+
+
+class ConversationDetailApi(ConversationScopedApi):
     @extend_schema(
         operation_id="conversations_retrieve",
         summary="Get a conversation",
@@ -248,7 +260,7 @@ class ConversationDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ConversationCallsApi(APIView):
+class ConversationCallsApi(ConversationScopedApi):
     @extend_schema(
         operation_id="conversations_calls_list",
         summary="List a conversation's calls, newest first",
@@ -285,6 +297,8 @@ class RecordingFileApi(APIView):
     )
     def get(self, request: Request, recording_uuid: str) -> FileResponse:
         service = _service(request)
+        if len(recording_uuid) > 64 or "\x00" in recording_uuid:
+            raise NotFound("No such recording.")
         recording = (
             Recording.objects.filter(recording_uuid=recording_uuid)
             .filter(Q(conversation__service=service) | Q(call__service=service))

@@ -295,3 +295,22 @@ def test_unauthenticated_requests_are_401_not_429(service, frozen_clock):
     service.save()
 
     assert [APIClient().get(URL).status_code for _ in range(3)] == [401, 401, 401]
+
+
+def test_one_400_names_every_bad_field(api, pool):
+    body = {"participants": [{"number": "bad", "name": "x" * 101, "country": "ZZ"}, {"number": "+12015550106"}]}
+    response = api.post("/api/v1/conversations", body, format="json")
+    assert response.status_code == 400
+    first = response.json()["participants"][0]
+    assert {"number", "name", "country"} <= set(first)
+
+
+@pytest.mark.parametrize("method", ["put", "post", "options"])
+def test_other_methods_on_another_services_conversation_are_404(api, method):
+    other = ConversationFactory()
+    for path in (f"/api/v1/conversations/{other.pk}", f"/api/v1/conversations/{other.pk}/calls"):
+        assert getattr(api, method)(path, {}, format="json").status_code == 404
+
+
+def test_a_nul_in_a_recording_id_is_404(api):
+    assert api.get("/api/v1/recordings/abc%00def").status_code == 404

@@ -230,3 +230,12 @@ def test_concurrent_requests_with_one_key_create_once(api_key, pool):
     assert IdempotencyRecord.objects.get(key="race").response_status == 201
     replayed = post(APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key}"), BODY, key="race")
     assert replayed["Idempotent-Replayed"] == "true"
+
+
+def test_equal_json_numbers_spelt_differently_have_one_fingerprint():
+    from proxy.api.idempotency import request_fingerprint
+
+    assert request_fingerprint({"metadata": {"x": 1, "y": [2.0]}}) == request_fingerprint(
+        {"metadata": {"y": [2], "x": 1.0}}
+    )
+    assert request_fingerprint({"x": 1}) != request_fingerprint({"x": 1.5})
