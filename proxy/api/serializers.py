@@ -86,7 +86,7 @@ class ParticipantInputSerializer(serializers.Serializer):
                 hint = None if "country" in errors else data.get("country")
                 number_error = self._number_error(data.get("number"), hint)
                 if number_error:
-                    errors["number"] = [number_error]
+                    errors["number"] = [serializers.ErrorDetail(number_error, code="invalid")]
             raise serializers.ValidationError(errors or exc.detail) from exc
         return attrs
 

@@ -191,11 +191,11 @@ class ConversationListCreateApi(APIView):
 class ConversationScopedApi(APIView):
     """Another service's conversation is a 404 whatever the method, OPTIONS and unsupported ones included."""
 
-    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def http_method_not_allowed(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         _conversation_or_404(_service(request), kwargs["conversation_id"])
         return super().http_method_not_allowed(request, *args, **kwargs)
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         _conversation_or_404(_service(request), kwargs["conversation_id"])
         return super().options(request, *args, **kwargs)
 
