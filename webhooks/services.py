@@ -8,15 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from proxy import events
 from proxy.models import Call, CallEvent, Participant, Recording
-from proxy.ncco import ncco_for_route, unavailable_ncco
+from proxy.ncco import GENERIC_UNAVAILABLE_TEXT, ncco_for_route, talk_ncco, unavailable_ncco
 from proxy.phone import from_webhook, mask
 from proxy.selectors import Route, route_for_call
 from webhooks.payloads import (
+    FALLBACK_ONLY_FIELDS,
     NCCO_REPLACING_STATUSES,
     PROGRESS_RANK,
     TERMINAL_STATUSES,
@@ -38,9 +40,46 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     route = route_for_call(caller=caller, proxy_number=dialled)
     uuid = text(payload, "uuid")
     if route.kind == "connect" and uuid:
-        _call_row_at_answer(route=route, payload=payload, uuid=uuid)
+        try:
+            _call_row_at_answer(route=route, payload=payload, uuid=uuid)
+        except DatabaseError:
+            # The row is a convenience (the first event writes it too): connect anyway.
+            logger.warning("answer %s: call row not written", uuid, exc_info=True)
     logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
     return ncco_for_route(route, public_url=settings.PUBLIC_URL)
+
+
+def answer_safely(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """answer_call, or the generic message when even that fails: never a 5xx to Vonage."""
+    try:
+        return answer_call(payload=payload)
+    except Exception:
+        logger.exception("answer webhook failed; speaking the generic message")
+        return talk_ncco(GENERIC_UNAVAILABLE_TEXT, None)
+
+
+def failed_connect_ncco(payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """What a caller hears when the event of a failed synchronous connect could not be kept."""
+    if text(payload, "status", 20).lower() in NCCO_REPLACING_STATUSES:
+        return talk_ncco(GENERIC_UNAVAILABLE_TEXT, None)
+    return None
+
+
+def fallback_receive(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Vonage's fallback: an answer is routed exactly as /answer would; an event is kept,
+    and whatever it was, Vonage gets a valid NCCO (an invalid one or an error drops the call)."""
+    original = payload.get("original_request")
+    kind = text(original, "type", 10) if isinstance(original, dict) else ""
+    logger.warning("fallback webhook (%s): reason=%s", kind or "unknown", text(payload, "reason", 200) or "-")
+    if kind == "event" or (not kind and "status" in payload):
+        try:
+            ncco = event_receive(payload=payload, source="fallback").ncco
+        except Exception:
+            # Vonage's last try: an error here would drop the call.
+            logger.exception("fallback webhook failed to keep an event")
+            ncco = None
+        return ncco or unavailable_ncco(None)
+    return answer_safely(payload={k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS})
 
 
 def _call_row_at_answer(*, route: Route, payload: dict[str, Any], uuid: str) -> None:
@@ -172,8 +211,11 @@ def _link_by_numbers(call: Call) -> bool:
         real, proxy = dialled, caller
     else:
         real, proxy = caller, dialled
+    # Only a pair that still routes (open, or cooling down) explains the call; a late call
+    # long after the conversation heard the unknown-caller message and belongs to nobody.
     person = (
-        Participant.objects.filter(real_number=real, proxy_number__number=proxy)
+        Participant.objects.filter(real_number=real, proxy_number__number=proxy, proxy_number__service=F("service"))
+        .filter(Q(active=True) | Q(cooldown_until__gt=call.created_at))
         .order_by("-active", "-created_at")
         .select_related("conversation")
         .first()

@@ -15,9 +15,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from proxy.ncco import GENERIC_UNAVAILABLE_TEXT, talk_ncco
-from webhooks.payloads import request_payload, text
-from webhooks.services import answer_call, event_receive
+from webhooks.payloads import request_payload
+from webhooks.services import answer_safely, event_receive, failed_connect_ncco, fallback_receive
 from webhooks.signatures import SignatureError, verify_voice_webhook
 
 logger = logging.getLogger(__name__)
@@ -44,45 +43,45 @@ def _ncco_response(ncco: list[dict[str, Any]]) -> JsonResponse:
     return JsonResponse(ncco, safe=False)
 
 
-def _safe_answer(payload: dict[str, Any]) -> list[dict[str, Any]]:
+def _payload(request: HttpRequest) -> dict[str, Any]:
     try:
-        return answer_call(payload=payload)
+        return request_payload(request)
     except Exception:
-        # A database outage must still give the caller a message, never a 5xx.
-        logger.exception("answer webhook failed; speaking the generic message")
-        return talk_ncco(GENERIC_UNAVAILABLE_TEXT, None)
+        # e.g. more query parameters than Django admits: still a caller to answer.
+        logger.warning("unreadable %s webhook", request.path, exc_info=True)
+        return {}
 
 
 @signed_voice_webhook
 def answer(request: HttpRequest) -> HttpResponse:
-    return _ncco_response(_safe_answer(request_payload(request)))
+    return _ncco_response(answer_safely(payload=_payload(request)))
 
 
 @signed_voice_webhook
 def event(request: HttpRequest) -> HttpResponse:
-    outcome = event_receive(payload=request_payload(request), source="event")
-    if outcome.ncco is not None:
-        return _ncco_response(outcome.ncco)
-    return HttpResponse(status=204)
+    """Keep the event; for a failed synchronous connect, tell the caller (an NCCO).
+
+    When the event cannot be kept, a 503 makes Vonage try again through the fallback
+    URL, unless a caller is waiting for an NCCO right now.
+    """
+    payload = _payload(request)
+    try:
+        ncco = event_receive(payload=payload, source="event").ncco
+    except Exception:
+        logger.exception("event webhook failed to keep an event")
+        ncco = failed_connect_ncco(payload)
+        if ncco is None:
+            return JsonResponse({"detail": "Temporarily unavailable; retry."}, status=503)
+    return _ncco_response(ncco) if ncco is not None else HttpResponse(status=204)
 
 
 @signed_voice_webhook
 def recording(request: HttpRequest) -> HttpResponse:
-    event_receive(payload=request_payload(request), source="recording")
+    event_receive(payload=_payload(request), source="recording")
     return HttpResponse(status=204)
 
 
 @signed_voice_webhook
 def fallback(request: HttpRequest) -> HttpResponse:
     """Vonage's second try: route answers exactly like /answer, keep events, always a valid NCCO."""
-    payload = request_payload(request)
-    original = payload.get("original_request")
-    kind = text(original, "type", 10) if isinstance(original, dict) else ""
-    logger.warning("fallback webhook (%s): reason=%s", kind or "unknown", text(payload, "reason", 200) or "-")
-    if kind == "event" or (not kind and "status" in payload):
-        outcome = event_receive(payload=payload, source="fallback")
-        service = outcome.call.conversation.service if outcome.call and outcome.call.conversation else None
-        fallback_text = service.unavailable_text if service else GENERIC_UNAVAILABLE_TEXT
-        return _ncco_response(outcome.ncco or talk_ncco(fallback_text, service))
-    answer_fields = {k: v for k, v in payload.items() if k not in ("reason", "original_request")}
-    return _ncco_response(_safe_answer(answer_fields))
+    return _ncco_response(fallback_receive(payload=_payload(request)))

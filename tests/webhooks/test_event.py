@@ -201,3 +201,41 @@ def test_lone_surrogates_are_stored_not_refused(client, answered):
     body = b'{"uuid": "x", "status": "ringing", "note": "\\ud800"}'
     assert client.post("/webhooks/event", body, content_type="application/json").status_code == 204
     assert CallEvent.objects.count() == 1
+
+
+def test_a_late_call_long_after_the_conversation_ended_is_not_filed_under_it(client, conversation, service):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from proxy.services import conversation_close
+
+    conversation_close(conversation=conversation, now=timezone.now() - timedelta(seconds=service.cooldown + 60))
+    send(client, load_fixture("event_started.json"))
+    assert Call.objects.get(uuid=INBOUND).conversation is None
+
+
+def test_an_event_that_cannot_be_kept_asks_vonage_to_retry(client, db, monkeypatch):
+    from django.db import DatabaseError
+
+    def broken(**kwargs):
+        raise DatabaseError("database is down")
+
+    monkeypatch.setattr("webhooks.views.event_receive", broken)
+    assert post_json(client, "/webhooks/event", load_fixture("event_ringing.json")).status_code == 503
+    # ... but a caller waiting on a failed connect still hears something.
+    response = post_json(client, "/webhooks/event", load_fixture("event_busy.json"))
+    assert response.status_code == 200
+    ncco_validate(response.json())
+
+
+def test_fallback_always_answers_a_valid_ncco_even_when_the_database_fails(client, db, monkeypatch):
+    from django.db import DatabaseError
+
+    def broken(**kwargs):
+        raise DatabaseError("database is down")
+
+    monkeypatch.setattr("webhooks.services.event_receive", broken)
+    response = post_json(client, "/webhooks/fallback", load_fixture("fallback_event.json"))
+    assert response.status_code == 200
+    ncco_validate(response.json())
