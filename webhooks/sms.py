@@ -137,15 +137,16 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     if isinstance(accepted, HttpResponse):
         return accepted
     params = accepted
-    fresh = _keep(
-        params,
-        source="sms-status",
-        kind="sms_receipt",
-        key_fields=("messageId", "status", "err-code", "message-timestamp", "client-ref"),
-    )
-    if fresh:
-        notification = notification_receipt_apply(params=params)
-        if notification is None:
+    # One transaction: a receipt whose update fails is not remembered as seen, so
+    # Vonage's retry applies it.
+    with transaction.atomic():
+        fresh = _keep(
+            params,
+            source="sms-status",
+            kind="sms_receipt",
+            key_fields=("messageId", "status", "err-code", "message-timestamp", "client-ref"),
+        )
+        if fresh and notification_receipt_apply(params=params) is None:
             logger.info("delivery receipt for an unknown message (%s)", mask(params.get("msisdn")))
     return HttpResponse(status=200)
 
