@@ -212,5 +212,9 @@ def test_run_periodic_command_sweeps_and_redrives(service):
     ConversationFactory(service=service, expires_at=timezone.now() - timedelta(seconds=5))
     out = StringIO()
     call_command("run_periodic", stdout=out)
-    assert out.getvalue().startswith("expired 1; redrive {")
+    report = out.getvalue()
+    assert "expire-conversations: 1" in report
+    # every job of the beat schedule runs, the purges of personal data included
+    for job in ("outbox-redrive", "idempotency-purge", "number-checks-prune"):
+        assert f"{job}: " in report and f"{job}: failed" not in report
     assert Conversation.objects.get().status == "expired"
