@@ -34,6 +34,10 @@ class _NoFreeNumber(Exception):
         self.country = country
 
 
+class _PoolChanged(Exception):
+    """A chosen number left the pool while this allocation ran."""
+
+
 class ParticipantInput(TypedDict):
     number: str
     name: NotRequired[str]
@@ -100,9 +104,9 @@ def conversation_create(
             PoolExhaustion.objects.create(service=service, country=exc.country)
             logger.info("pool exhausted for service=%s country=%s", service.slug, exc.country)
             raise PoolExhausted(exc.detail) from None
-        except IntegrityError:
-            # Another transaction took the same pair first (only possible without
-            # advisory locks, i.e. never on PostgreSQL); choose again.
+        except (IntegrityError, _PoolChanged):
+            # The unique index refused a pair (a backstop: advisory locks and SQLite's
+            # single writer prevent it) or a chosen number left the pool: choose again.
             logger.warning("allocation race, attempt %s", attempt)
             if attempt == ALLOCATION_ATTEMPTS:
                 raise PoolExhausted("Proxy numbers are being allocated concurrently; retry.") from None
@@ -167,6 +171,12 @@ def _conversation_create_locked(
         )
         for i, person in enumerate(people)
     )
+    # A number released or moved while we chose it: the participant rows now hold a key
+    # lock on it (PostgreSQL), so a release that has not committed yet waits for us and
+    # then sees it in use; one that committed first shows here, and we choose again.
+    usable = VirtualNumber.objects.filter(number__in=chosen, service=service, state=VirtualNumber.State.ACTIVE)
+    if usable.count() != len(set(chosen)):
+        raise _PoolChanged()
     logger.info(
         "conversation %s opened for service=%s: %s via %s, %s via %s",
         conversation.pk,

@@ -274,3 +274,21 @@ def test_a_recent_expiry_still_cools_and_routes_as_ended(service):
         open_(service, a=ALICE, b=CAROL)
     assert conversations_expire_due() == 1
     assert route_for_call(caller=ALICE, proxy_number="12015550200").kind == "ended"
+
+
+def test_a_number_released_during_allocation_is_not_handed_out(service, pool, monkeypatch):
+    from proxy import services
+
+    real_choose = services.choose_proxy_number
+    released: list[str] = []
+
+    def choose_then_release(**kwargs):
+        number = real_choose(**kwargs)
+        if not released:  # staff release the first chosen number right after the choice
+            VirtualNumber.objects.filter(number=number).update(state=VirtualNumber.State.RELEASED)
+            released.append(number)
+        return number
+
+    monkeypatch.setattr(services, "choose_proxy_number", choose_then_release)
+    conv = open_(service)
+    assert released and released[0] not in proxies(conv).values()
