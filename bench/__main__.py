@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         smoke=args.smoke,
         server_env=server_env,
     )
-    print(machine_summary(context), flush=True)
+    summary = machine_summary(context)
+    print(summary, flush=True)
     if not server_env["REDIS_URL"]:
         report.note("*", "Redis not reachable: enqueued tasks wait in the server's memory instead of a broker")
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTotal {time.monotonic() - began:.0f} s", flush=True)
     report.summary()
     if args.markdown:
-        args.markdown.write_text(machine_summary(context) + "\n\n" + report.markdown())
+        args.markdown.write_text(summary + "\n\n" + report.markdown())
     return 1 if failed else 0
 
 
