@@ -292,6 +292,7 @@ class Recording(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When a failed download is tried again.")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

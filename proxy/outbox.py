@@ -93,8 +93,8 @@ def outbox_stale(*, now: datetime | None = None, limit: int = REDRIVE_BATCH) -> 
     callbacks = CallbackDelivery.objects.filter(status=CallbackDelivery.Status.PENDING).filter(
         Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lte=overdue)
     )
-    recordings = Recording.objects.filter(
-        status=Recording.Status.PENDING, created_at__lt=stale, attempts__lt=RECORDING_MAX
+    recordings = Recording.objects.filter(status=Recording.Status.PENDING, attempts__lt=RECORDING_MAX).filter(
+        Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=stale)
     )
     validations = (
         Participant.objects.filter(validation=Participant.Validation.PENDING, active=True, created_at__lt=stale)

@@ -42,8 +42,12 @@ def recording_download(*, recording_id: int, now: datetime | None = None) -> Out
     except ProviderError as exc:
         if exc.permanent or attempt >= MAX_ATTEMPTS:
             return _fail(recording, str(exc))
-        Recording.objects.filter(pk=recording.pk).update(last_error=truncate(str(exc)))
-        return Outcome.retry(backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS), str(exc))
+        delay = backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+        # The redrive honours this too, so a lost retry waits its backoff instead of a minute.
+        Recording.objects.filter(pk=recording.pk).update(
+            last_error=truncate(str(exc)), next_attempt_at=now + timedelta(seconds=delay)
+        )
+        return Outcome.retry(delay, str(exc))
     recording.refresh_from_db()
     recording.file.save(f"{recording.recording_uuid}.mp3", ContentFile(content), save=False)
     recording.status = Recording.Status.DOWNLOADED

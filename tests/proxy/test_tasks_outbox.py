@@ -218,3 +218,20 @@ def test_run_periodic_command_sweeps_and_redrives(service):
     for job in ("outbox-redrive", "idempotency-purge", "number-checks-prune"):
         assert f"{job}: " in report and f"{job}: failed" not in report
     assert Conversation.objects.get().status == "expired"
+
+
+def test_a_lost_recording_retry_waits_for_its_backoff(settings, tmp_path):
+    from proxy.outbox import outbox_stale
+
+    settings.MEDIA_ROOT = tmp_path
+    recording = _recording()
+    Recording.objects.filter(pk=recording.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    failure_inject(path="/v1/files", mode="5xx", count=1)
+    now = timezone.now()
+    assert recording_download(recording_id=recording.pk, now=now).result == "retry"
+    recording.refresh_from_db()
+    assert recording.next_attempt_at > now
+    # The redrive leaves it alone until its retry is due (plus the redrive's minute of grace).
+    assert recording.pk not in outbox_stale(now=now).recordings
+    later = recording.next_attempt_at + timedelta(minutes=2)
+    assert recording.pk in outbox_stale(now=later).recordings
