@@ -118,17 +118,60 @@ def post_request(path: str, port: int, body: bytes, headers: dict[str, str]) -> 
     return "\r\n".join(lines).encode() + body
 
 
+class _Exchange(asyncio.Protocol):
+    """One request on its own connection, as cheap in CPU as asyncio allows (no streams)."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[tuple[int, bytes]]) -> None:
+        self.request = request
+        self.done = done
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        response = _complete_response(self.buffer)
+        if response is not None and not self.done.done():
+            self.done.set_result(response)
+            assert self.transport is not None
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        response = _complete_response(self.buffer, eof=True)
+        if response is None:
+            self.done.set_exception(exc or ConnectionError("connection closed before a full response"))
+        else:
+            self.done.set_result(response)
+
+
+def _complete_response(buffer: bytearray, *, eof: bool = False) -> tuple[int, bytes] | None:
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buffer[:end])
+    status = int(head.split(b" ", 2)[1])
+    match = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.IGNORECASE)
+    body = bytes(buffer[end + 4 :])
+    if match:
+        length = int(match.group(1))
+        return (status, body[:length]) if len(body) >= length else None
+    return (status, body) if eof else None
+
+
 async def _exchange(port: int, request: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection(HOST, port)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: _Exchange(request, done), HOST, port)
     try:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        match = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.IGNORECASE)
-        body = await reader.readexactly(int(match.group(1))) if match else await reader.read()
-        return status, body
+        return await done
     finally:
-        writer.close()
+        transport.close()
 
 
 async def _open_loop(*, port: int, make: Callable[[int], bytes], rate: float, seconds: float) -> LoadResult:
