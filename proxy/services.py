@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 from uuid import UUID
@@ -76,8 +76,12 @@ def conversation_create(
     notify: bool = True,
     metadata: dict[str, Any] | None = None,
     now: datetime | None = None,
+    on_created: Callable[[Conversation], None] | None = None,
 ) -> Conversation:
     """Open a conversation and give each participant a proxy number.
+
+    ``on_created`` runs inside the creating transaction (the API ties its
+    Idempotency-Key to the new conversation there).
 
     Raises ValidationError for bad input and PoolExhausted (409) when a participant
     has no free number; in both cases nothing is written but the exhaustion record.
@@ -99,6 +103,7 @@ def conversation_create(
                     notify=notify,
                     metadata=metadata or {},
                     now=now or timezone.now(),
+                    on_created=on_created,
                 )
         except _NoFreeNumber as exc:
             PoolExhaustion.objects.create(service=service, country=exc.country)
@@ -123,6 +128,7 @@ def _conversation_create_locked(
     notify: bool,
     metadata: dict[str, Any],
     now: datetime,
+    on_created: Callable[[Conversation], None] | None,
 ) -> Conversation:
     reals = [p["number"] for p in people]
     _lock_real_numbers(reals)
@@ -186,6 +192,8 @@ def _conversation_create_locked(
         mask(reals[1]),
         chosen[1],
     )
+    if on_created is not None:
+        on_created(conversation)
     events.on_conversation_opened(conversation, notify=notify)
     return conversation
 

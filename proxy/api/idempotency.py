@@ -31,6 +31,8 @@ ABANDONED_AFTER = timedelta(seconds=60)
 class Claim:
     record: IdempotencyRecord
     replay: bool
+    # Set when an abandoned request had already created its conversation: answer with it.
+    created: Any = None
 
 
 def request_fingerprint(data: Any) -> str:
@@ -78,12 +80,19 @@ def idempotency_claim(*, service: Service, key: str, fingerprint: str, now: date
             record = found
             expired = record.created_at <= now - _ttl()
             abandoned = record.response_status is None and record.created_at <= now - ABANDONED_AFTER
+            if abandoned and not expired and record.conversation_id is not None:
+                if record.request_hash != fingerprint:
+                    raise IdempotencyKeyReused()
+                return Claim(record=record, replay=False, created=record.conversation_id)
             if expired or abandoned:
+                record.conversation = None
                 record.request_hash = fingerprint
                 record.created_at = now
                 record.response_status = None
                 record.response_body = None
-                record.save(update_fields=["request_hash", "created_at", "response_status", "response_body"])
+                record.save(
+                    update_fields=["request_hash", "created_at", "response_status", "response_body", "conversation"]
+                )
                 return Claim(record=record, replay=False)
             if record.request_hash != fingerprint:
                 raise IdempotencyKeyReused()
@@ -103,10 +112,23 @@ def idempotency_complete(*, claim: Claim, status: int, body: Any) -> None:
 
 
 def idempotency_release(*, claim: Claim) -> None:
-    """Forget a claim whose request did not succeed, so that a retry runs afresh."""
+    """Forget a claim whose request did not succeed, so that a retry runs afresh.
+
+    A claim whose conversation exists is kept: a retry must find it, not open another.
+    """
     IdempotencyRecord.objects.filter(
-        pk=claim.record.pk, created_at=claim.record.created_at, response_status__isnull=True
+        pk=claim.record.pk,
+        created_at=claim.record.created_at,
+        response_status__isnull=True,
+        conversation__isnull=True,
     ).delete()
+
+
+def idempotency_link(*, claim: Claim, conversation_id: Any) -> None:
+    """Tie the claim to the conversation it created (call inside the creation transaction)."""
+    IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
+        conversation_id=conversation_id
+    )
 
 
 def idempotency_records_purge(*, now: datetime | None = None) -> int:

@@ -22,8 +22,10 @@ from proxy.api import schema
 from proxy.api.filters import ConversationFilter
 from proxy.api.idempotency import (
     MAX_KEY_LENGTH,
+    Claim,
     idempotency_claim,
     idempotency_complete,
+    idempotency_link,
     idempotency_release,
     request_fingerprint,
 )
@@ -151,8 +153,14 @@ class ConversationListCreateApi(APIView):
                 status=claim.record.response_status,
                 headers={"Idempotent-Replayed": "true", **self._location(claim.record.response_body)},
             )
+        if claim.created is not None:
+            # The first request created the conversation but died before answering.
+            body = _output(_conversation_or_404(service, str(claim.created)), request)
+            idempotency_complete(claim=claim, status=status.HTTP_201_CREATED, body=body)
+            headers = {"Idempotent-Replayed": "true", **self._location(body)}
+            return Response(body, status=status.HTTP_201_CREATED, headers=headers)
         try:
-            response = self._create(request, service)
+            response = self._create(request, service, claim=claim)
         except BaseException:
             idempotency_release(claim=claim)
             raise
@@ -162,7 +170,7 @@ class ConversationListCreateApi(APIView):
             idempotency_release(claim=claim)
         return response
 
-    def _create(self, request: Request, service: Service) -> Response:
+    def _create(self, request: Request, service: Service, claim: Claim | None = None) -> Response:
         serializer = ConversationCreateInputSerializer(data=request.data, context={"service": service})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -177,6 +185,7 @@ class ConversationListCreateApi(APIView):
             record=data["record"],
             notify=data["notify"],
             metadata=data.get("metadata") or {},
+            on_created=(lambda c: idempotency_link(claim=claim, conversation_id=c.pk)) if claim else None,
         )
         body = _output(_conversation_or_404(service, str(conversation.pk)), request)
         return Response(body, status=status.HTTP_201_CREATED, headers=self._location(body))

@@ -239,3 +239,25 @@ def test_equal_json_numbers_spelt_differently_have_one_fingerprint():
         {"metadata": {"y": [2], "x": 1.0}}
     )
     assert request_fingerprint({"x": 1}) != request_fingerprint({"x": 1.5})
+
+
+def test_a_request_that_died_after_creating_is_answered_with_its_conversation(api, service, pool, monkeypatch):
+    from proxy.api import views
+
+    def die(**kwargs):
+        raise SystemExit("worker killed after the commit")
+
+    monkeypatch.setattr(views, "idempotency_complete", die)
+    with pytest.raises(SystemExit):
+        post(api, BODY)
+    monkeypatch.undo()
+    created = Conversation.objects.get()
+    # the claim survives the failure, tied to its conversation
+    IdempotencyRecord.objects.filter(key="key-1").update(created_at=timezone.now() - timedelta(minutes=5))
+
+    retry = post(api, BODY)
+
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == str(created.pk)
+    assert Conversation.objects.count() == 1
+    assert post(api, BODY).json()["id"] == str(created.pk)
