@@ -12,7 +12,14 @@ Choices, and why:
   must never be retried behind its back.
 - Hosts: ``VONAGE_API_HOST`` / ``VONAGE_REST_HOST`` aim it elsewhere (the sandbox in tests).
 - Errors: every SDK or transport exception becomes ``ProviderError`` with ``permanent`` set
-  by ``telephony.failures``; SDK response objects become the product's dataclasses.
+  by ``telephony.failures``; SDK response objects become the product's dataclasses. An answer
+  of an unexpected shape is a temporary ``ProviderError`` (code ``bad-answer``), never a bare
+  exception.
+- Error bodies: the SDK's SMS, Number Insight and Numbers wrappers raise without the body,
+  and its ``last_response`` is shared by every thread using the client, so those APIs go
+  through the SDK's HTTP client directly and are judged on their own answer.
+- Recordings: only fetched from Vonage's hosts (or the configured one), streamed, and
+  refused past ``max_recording_bytes``.
 """
 
 from __future__ import annotations
@@ -27,8 +34,12 @@ import requests
 from pydantic import ValidationError
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError, InvalidAuthError, JWTGenerationError
-from vonage_number_insight import BasicInsightRequest, StandardInsightRequest
-from vonage_number_insight.errors import NumberInsightError
+from vonage_number_insight import (
+    BasicInsightRequest,
+    BasicInsightResponse,
+    StandardInsightRequest,
+    StandardInsightResponse,
+)
 from vonage_numbers import (
     ListOwnedNumbersFilter,
     NumberParams,
@@ -37,7 +48,6 @@ from vonage_numbers import (
 )
 from vonage_numbers.errors import NumbersError
 from vonage_sms import SmsMessage
-from vonage_sms.errors import SmsError
 from vonage_voice.models import AudioStreamOptions, TtsStreamOptions
 
 from telephony.failures import http_failure, insight_failure, sms_failure, transport_failure
@@ -53,6 +63,14 @@ from telephony.provider import (
 from telephony.text import needs_unicode
 
 VONAGE_FILE_HOSTS = (".nexmo.com", ".vonage.com")
+MAX_RECORDING_BYTES = 200 * 1024 * 1024
+SMS_SENT = "0"
+INSIGHT_ANSWERED = {0, 43, 44, 45}  # 43-45: answered without the live mobile lookup
+INSIGHT_INVALID_NUMBER = 3
+
+
+def _bad_answer(what: str, why: str) -> ProviderError:
+    return ProviderError(f"{what}: unexpected answer from Vonage ({why})", permanent=False, code="bad-answer")
 
 
 def load_private_key(value: str) -> str:
@@ -82,6 +100,7 @@ def _decimal(value: Any) -> Decimal | None:
 
 class VonageProvider(Provider):
     name = "vonage"
+    max_recording_bytes = MAX_RECORDING_BYTES
 
     def __init__(
         self,
@@ -119,26 +138,32 @@ class VonageProvider(Provider):
         try:
             return fn(*args)
         except HttpRequestError as error:
-            detail = ""
-            try:
-                body = error.response.json()
-                detail = body.get("detail") or body.get("title") or body.get("error-code-label") or ""
-            except ValueError:
-                detail = error.response.text[:200]
-            raise http_failure(error.response.status_code, str(detail), what=what) from error
+            raise http_failure(error.response.status_code, _error_detail(error.response), what=what) from error
         except requests.RequestException as error:
             raise transport_failure(error, what=what) from error
         except ValidationError as error:
-            raise ProviderError(f"{what}: invalid request ({error.error_count()} errors)", permanent=True) from error
+            if error.title == getattr(fn, "__qualname__", None):
+                raise ProviderError(
+                    f"{what}: invalid request ({error.error_count()} errors)", permanent=True
+                ) from error
+            # Not our arguments: the SDK could not read Vonage's answer into its models.
+            raise _bad_answer(what, f"{error.error_count()} fields unreadable") from error
         except (JWTGenerationError, InvalidAuthError) as error:
             raise ProviderError(f"{what}: credentials missing for this API ({error})", permanent=True) from error
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
+            # The SDK indexes Vonage's answers without looking; an odd body surfaces here.
+            raise _bad_answer(what, type(error).__name__) from error
 
-    def _last_json(self) -> dict:
-        response = self._client.http_client.last_response
-        try:
-            return response.json() if response is not None else {}
-        except ValueError:
-            return {}
+    def _rest(self, what: str, method: str, host: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One Basic-auth request through the SDK's HTTP client: this call's own answer, as a dict."""
+        http = self._client.http_client
+        if method == "POST":
+            body = self._call(what, http.post, host, path, params, "basic", "form")
+        else:
+            body = self._call(what, http.get, host, path, params, "basic", "query_params")
+        if not isinstance(body, dict):
+            raise _bad_answer(what, "not a JSON object")
+        return body
 
     # --- Messages ---------------------------------------------------------------------------
     def send_sms(
@@ -157,40 +182,50 @@ class VonageProvider(Provider):
             raise ProviderError(
                 f"SMS not sent: invalid message ({error.error_count()} errors)", permanent=True
             ) from error
-        try:
-            response = self._call("SMS", self._client.sms.send, message)
-        except SmsError as error:
-            messages = self._last_json().get("messages") or [{}]
-            failed = next((m for m in messages if m.get("status") != "0"), messages[0])
-            raise sms_failure(str(failed.get("status", "")), str(failed.get("error-text", ""))) from error
-        first = response.messages[0]
-        total = sum((_decimal(m.message_price) or Decimal(0) for m in response.messages), Decimal(0))
+        body = self._rest(
+            "SMS", "POST", self._client.http_client.rest_host, "/sms/json", message.model_dump(by_alias=True)
+        )
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise _bad_answer("SMS", "no messages")
+        statuses = [str(m.get("status", "")).strip() for m in messages]
+        if "" in statuses:
+            raise _bad_answer("SMS", "a message without a status")
+        failed = next((m for m, status in zip(messages, statuses, strict=True) if status != SMS_SENT), None)
+        if failed is not None:
+            raise sms_failure(str(failed["status"]).strip(), str(failed.get("error-text", "")))
+        first = messages[0]
+        prices = [_decimal(m.get("message-price")) for m in messages]
         return SmsResult(
-            message_id=first.message_id or "",
-            to=first.to or to_number,
-            price=total if any(m.message_price for m in response.messages) else None,
-            network=first.network or "",
+            message_id=str(first.get("message-id") or ""),
+            to=str(first.get("to") or to_number),
+            price=sum((p or Decimal(0) for p in prices), Decimal(0)) if any(p is not None for p in prices) else None,
+            network=str(first.get("network") or ""),
         )
 
     # --- Number Insight ---------------------------------------------------------------------
     def number_insight(self, number: str, *, level: str = "standard") -> InsightResult:
+        model: Any = BasicInsightResponse if level == "basic" else StandardInsightResponse
         try:
-            if level == "basic":
-                request: Any = BasicInsightRequest(number=number)
-                fn = self._client.number_insight.get_basic_info
-            else:
-                request = StandardInsightRequest(number=number)
-                fn = self._client.number_insight.get_standard_info
+            request: Any = (BasicInsightRequest if level == "basic" else StandardInsightRequest)(number=number)
         except ValidationError:
             return InsightResult(number=number, valid=False)
+        path = "/ni/basic/json" if level == "basic" else "/ni/standard/json"
+        body = self._rest(
+            "Number Insight", "GET", self._client.http_client.api_host, path, request.model_dump(exclude_none=True)
+        )
         try:
-            response = self._call("Number Insight", fn, request)
-        except NumberInsightError as error:
-            body = self._last_json()
-            status = int(body.get("status", -1))
-            if status == 3:
-                return InsightResult(number=number, valid=False, raw=body)
-            raise insight_failure(status, str(body.get("status_message", ""))) from error
+            status = int(body["status"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise _bad_answer("Number Insight", "no status") from error
+        if status == INSIGHT_INVALID_NUMBER:
+            return InsightResult(number=number, valid=False, raw=body)
+        if status not in INSIGHT_ANSWERED:
+            raise insight_failure(status, str(body.get("status_message", "")))
+        try:
+            response = model(**body)
+        except ValidationError as error:
+            raise _bad_answer("Number Insight", f"{error.error_count()} fields unreadable") from error
         raw = response.model_dump(exclude_none=True)
         carrier = getattr(response, "current_carrier", None)
         ported = getattr(response, "ported", None)
@@ -205,13 +240,15 @@ class VonageProvider(Provider):
         )
 
     # --- Numbers ------------------------------------------------------------------------------
-    def _numbers(self, what: str, fn: Any, params: Any) -> None:
-        try:
-            self._call(what, fn, params)
-        except NumbersError as error:
-            body = self._last_json()
-            code = str(body.get("error-code", ""))
-            raise ProviderError(f"{what}: {body.get('error-code-label', error)}", permanent=True, code=code) from error
+    def _numbers(self, what: str, path: str, params: Any) -> None:
+        body = self._rest(
+            what, "POST", self._client.http_client.rest_host, path, params.model_dump(by_alias=True, exclude_none=True)
+        )
+        code = str(body.get("error-code", "")).strip()
+        if not code:
+            raise _bad_answer(what, "no error-code")
+        if code != "200":
+            raise ProviderError(f"{what}: {body.get('error-code-label') or code}", permanent=True, code=code)
 
     def search_numbers(
         self,
@@ -246,17 +283,17 @@ class VonageProvider(Provider):
         ]
 
     def buy_number(self, *, country: str, number: str) -> None:
-        self._numbers("Buy number", self._client.numbers.buy_number, self._number_params(country, number))
+        self._numbers("Buy number", "/number/buy", self._number_params(country, number))
 
     def cancel_number(self, *, country: str, number: str) -> None:
-        self._numbers("Cancel number", self._client.numbers.cancel_number, self._number_params(country, number))
+        self._numbers("Cancel number", "/number/cancel", self._number_params(country, number))
 
     def link_number(self, *, country: str, number: str, app_id: str = "") -> None:
         app = app_id or self.application_id
         if not app:
             raise ProviderError("Link number: no application id configured", permanent=True)
         params = UpdateNumberParams(country=country.upper(), msisdn=number, app_id=app)
-        self._numbers("Link number", self._client.numbers.update_number, params)
+        self._numbers("Link number", "/number/update", params)
 
     def _number_params(self, country: str, number: str) -> NumberParams:
         try:
@@ -323,18 +360,55 @@ class VonageProvider(Provider):
         self._call("Talk", self._client.voice.play_tts_into_call, uuid, options)
 
     def stream_into_call(self, uuid: str, *, url: str) -> None:
-        self._call("Stream", self._client.voice.play_audio_into_call, uuid, AudioStreamOptions(stream_url=[url]))
+        try:
+            options = AudioStreamOptions(stream_url=[url])
+        except ValidationError as error:
+            raise ProviderError(f"Stream: invalid audio URL ({error.error_count()} errors)", permanent=True) from error
+        self._call("Stream", self._client.voice.play_audio_into_call, uuid, options)
 
     def download_recording(self, url: str) -> bytes:
-        # The application JWT must only ever go to Vonage (or the host we were aimed at).
-        host = urlsplit(url).netloc
-        if urlsplit(url).scheme != "https" or not (host == self._api_host or host.endswith(VONAGE_FILE_HOSTS)):
-            raise ProviderError(f"Refusing to send credentials to {host}", permanent=True)
+        if not self._file_host_trusted(url):
+            # The application JWT must only ever go to Vonage (or the host we were aimed at).
+            raise ProviderError(f"Refusing to send credentials to {urlsplit(url).hostname or url[:60]}", permanent=True)
         headers = {"Authorization": self._auth.create_jwt_auth_string().decode()}
+        limit = self.max_recording_bytes
+        too_big = ProviderError(f"Download recording: larger than {limit} bytes", permanent=True, code="too-large")
         try:
-            response = requests.get(url, headers=headers, timeout=self.timeout)
+            with requests.get(url, headers=headers, timeout=self.timeout, stream=True) as response:
+                if response.status_code != 200:
+                    raise http_failure(response.status_code, response.reason or "", what="Download recording")
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise too_big
+                content = bytearray()
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    content += chunk
+                    if len(content) > limit:
+                        raise too_big
         except requests.RequestException as error:
             raise transport_failure(error, what="Download recording") from error
-        if response.status_code != 200:
-            raise http_failure(response.status_code, response.reason or "", what="Download recording")
-        return response.content
+        return bytes(content)
+
+    def _file_host_trusted(self, url: str) -> bool:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 443
+        except ValueError:
+            return False
+        host = parts.hostname or ""
+        if parts.scheme != "https" or not host or parts.username is not None:
+            return False
+        aimed = urlsplit(f"https://{self._api_host}")
+        if host == aimed.hostname and port == (aimed.port or 443):
+            return True
+        return host.endswith(VONAGE_FILE_HOSTS)
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if not isinstance(body, dict):
+        return ""
+    return str(body.get("detail") or body.get("title") or body.get("error-code-label") or "")[:200]

@@ -116,3 +116,122 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- Recording downloads ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_foreign_requests(monkeypatch):
+    """A refused URL must be refused before any request: fail loudly if one is attempted."""
+    import requests
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a request was attempted: {args[:1]}")
+
+    monkeypatch.setattr(requests, "get", refuse)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.nexmo.com@attacker.example/v1/files/abc",  # user info: the host is attacker.example
+        "https://attacker.example:443.nexmo.com/v1/files/abc",  # the netloc ends like Vonage's
+        "https://attacker.example/.nexmo.com/v1/files/abc",
+        "https://nexmo.com.attacker.example/v1/files/abc",
+        "http://api.nexmo.com/v1/files/abc",
+        "https:///v1/files/abc",
+    ],
+)
+def test_recordings_are_refused_unless_the_hostname_is_vonages(vonage, no_foreign_requests, url):
+    with pytest.raises(ProviderError) as caught:
+        vonage.download_recording(url)
+    assert caught.value.permanent is True
+
+
+def test_recordings_are_refused_from_another_port_of_the_configured_host(vonage, sandbox_server, unused_port):
+    with pytest.raises(ProviderError) as caught:
+        vonage.download_recording(f"https://127.0.0.1:{unused_port}/v1/files/abc")
+    assert caught.value.permanent is True
+    assert sandbox_server.requests == []
+
+
+def test_a_recording_larger_than_the_cap_is_refused_by_its_length(vonage, sandbox_server):
+    from telephony.sandbox.engine import recording_create
+
+    recording = recording_create(call_uuid="leg-1")
+    vonage.max_recording_bytes = len(recording.content) - 1
+    with pytest.raises(ProviderError) as caught:
+        vonage.download_recording(f"{sandbox_server.base_url}/v1/files/{recording.id}")
+    assert (caught.value.permanent, caught.value.code) == (True, "too-large")
+
+
+def test_a_recording_of_exactly_the_cap_is_fetched(vonage, sandbox_server):
+    from telephony.sandbox.engine import recording_create
+
+    recording = recording_create(call_uuid="leg-1")
+    vonage.max_recording_bytes = len(recording.content)
+    assert vonage.download_recording(f"{sandbox_server.base_url}/v1/files/{recording.id}") == bytes(recording.content)
+
+
+def test_the_default_cap_is_200_mb(vonage):
+    assert vonage.max_recording_bytes == 200 * 1024 * 1024
+
+
+CHUNK = b"\xff\xfb\x90\x00" * 256  # 1 KiB
+
+
+@pytest.fixture
+def chunked_files(sandbox_server):
+    """A TLS file server (the sandbox's test CA) that streams 8 KiB chunked, with no Content-Length."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/mpeg")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for _ in range(8):
+                self.wfile.write(f"{len(CHUNK):x}\r\n".encode() + CHUNK + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, format, *args):
+            pass
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    sandbox_server.ca.issue_cert("127.0.0.1").configure_cert(context)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def _files_provider(host: str, private_key_pem: str) -> VonageProvider:
+    return VonageProvider(application_id="app-123", private_key=private_key_pem, api_host=host, timeout=2)
+
+
+def test_a_streamed_recording_past_the_cap_is_refused_without_a_length(chunked_files, private_key_pem):
+    provider = _files_provider(chunked_files, private_key_pem)
+    provider.max_recording_bytes = 3 * len(CHUNK)
+    with pytest.raises(ProviderError) as caught:
+        provider.download_recording(f"https://{chunked_files}/v1/files/abc")
+    assert (caught.value.permanent, caught.value.code) == (True, "too-large")
+
+
+def test_a_streamed_recording_under_the_cap_is_read_whole(chunked_files, private_key_pem):
+    provider = _files_provider(chunked_files, private_key_pem)
+    provider.max_recording_bytes = 8 * len(CHUNK)
+    assert provider.download_recording(f"https://{chunked_files}/v1/files/abc") == CHUNK * 8
