@@ -6,6 +6,8 @@ only change once Vonage said yes, so the pool never lists a number we do not ren
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -14,8 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from proxy.models import Participant, Service
-from telephony.provider import Provider, ProviderError, get_provider
+from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError, get_provider
 from virtual_numbers.models import VirtualNumber
+
+logger = logging.getLogger(__name__)
 
 
 class NumberError(Exception):
@@ -24,6 +28,10 @@ class NumberError(Exception):
 
 class NumberInUse(NumberError):
     pass
+
+
+class NumberStillRented(NumberError):
+    """Released in the pool, but Vonage did not cancel the rental; releasing again retries."""
 
 
 _TYPES = {choice.value for choice in VirtualNumber.Type}
@@ -129,19 +137,62 @@ def number_import_owned(*, service: Service | None, provider: Provider | None = 
     return imported
 
 
+def number_search_offers(
+    *,
+    country: str,
+    number_type: str = "",
+    features: tuple[str, ...] = ("VOICE",),
+    pattern: str = "",
+    size: int = 10,
+    provider: Provider | None = None,
+) -> list[AvailableNumber]:
+    """Numbers Vonage has for sale, less those already in the pool. Raises ProviderError."""
+    provider = provider or get_provider()
+    found = provider.search_numbers(
+        country=country.upper(), number_type=number_type, features=features, pattern=pattern, size=size
+    )
+    pooled = set(
+        VirtualNumber.objects.filter(number__in=[item.number for item in found])
+        .exclude(state=VirtualNumber.State.RELEASED)
+        .values_list("number", flat=True)
+    )
+    return [item for item in found if item.number not in pooled]
+
+
+@dataclass(frozen=True)
+class OwnedNumbers:
+    new: list[OwnedNumber]  # rented by the account, not in the pool: what an import adds
+    known_count: int
+
+
+def number_list_owned(*, provider: Provider | None = None) -> OwnedNumbers:
+    """What ``number_import_owned`` would add, for staff to look at first. Raises ProviderError."""
+    provider = provider or get_provider()
+    owned = provider.list_owned_numbers()
+    pooled = set(
+        VirtualNumber.objects.filter(number__in=[item.number for item in owned])
+        .exclude(state=VirtualNumber.State.RELEASED)
+        .values_list("number", flat=True)
+    )
+    return OwnedNumbers(
+        new=[item for item in owned if item.number not in pooled],
+        known_count=sum(1 for item in owned if item.number in pooled),
+    )
+
+
 def number_move(*, number: VirtualNumber, service: Service | None, now: datetime | None = None) -> VirtualNumber:
     """Move a number to another pool (or to none). Refused while conversations use it.
 
     Open conversations keep routing through their proxy number, so moving a busy
-    number would leave it serving two tenants at once.
+    number would leave it serving two tenants at once. The row is locked before usage
+    is counted: see ``_lock_and_count`` for why that order matters.
     """
     with transaction.atomic():
-        locked = VirtualNumber.objects.select_for_update().get(pk=number.pk)
+        locked, in_use = _lock_and_count(number=number, now=now)
         if locked.state == VirtualNumber.State.RELEASED:
             raise NumberError(f"+{locked.number} was released; it is no longer rented.")
         if locked.service_id == (service.pk if service else None):
             return locked
-        in_use = number_in_use_count(number=locked, now=now)
         if in_use:
             raise NumberInUse(
                 f"+{locked.number} is used by {in_use} open conversation{'s' if in_use != 1 else ''}; "
@@ -150,6 +201,19 @@ def number_move(*, number: VirtualNumber, service: Service | None, now: datetime
         locked.service = service
         locked.save(update_fields=["service", "updated_at"])
     return locked
+
+
+def _lock_and_count(*, number: VirtualNumber, now: datetime | None) -> tuple[VirtualNumber, int]:
+    """Lock the row, then count the open conversations using it; call inside a transaction.
+
+    An allocation that chose this number from the pool and is inserting its participant
+    holds, on PostgreSQL, a FOR KEY SHARE lock on the row (the foreign key check) until
+    it commits. FOR UPDATE waits for it, and the count, a new statement in READ COMMITTED,
+    then sees that participant. An allocation that inserts after we took the lock waits
+    for our commit instead; proxy.services re-checks the number after its insert.
+    """
+    locked = VirtualNumber.objects.select_for_update().get(pk=number.pk)
+    return locked, number_in_use_count(number=locked, now=now)
 
 
 def number_drain(*, number: VirtualNumber) -> VirtualNumber:
@@ -175,25 +239,84 @@ def number_release(
 ) -> VirtualNumber:
     """Stop renting a number. Refused while an open conversation uses it.
 
+    Call it outside any transaction: each step below must commit on its own.
+
+    1. Drain and commit, so no new allocation picks the number (allocation takes active
+       numbers only). A plain UPDATE: it does not wait for in-flight allocations.
+    2. In a new transaction, lock the row and count its open conversations (waiting for
+       an in-flight allocation, see ``_lock_and_count``). In use: refused, and a number
+       that was active before is active again. Otherwise it is released and committed.
+    3. Cancel the rental at Vonage, outside any transaction, so a slow Vonage holds no
+       lock. ``released_at`` is written once Vonage confirmed: a released row without it
+       is still rented (and billed). Releasing such a row again retries the cancel.
+
     The row stays (past participants point at it) in state ``released``.
     """
     provider = provider or get_provider()
     now = now or timezone.now()
+    current = VirtualNumber.objects.get(pk=number.pk)
+    retrying = current.state == VirtualNumber.State.RELEASED
+    if retrying and current.released_at is not None:
+        return current
+    if not retrying:
+        drained_here = VirtualNumber.objects.filter(pk=number.pk, state=VirtualNumber.State.ACTIVE).update(
+            state=VirtualNumber.State.DRAINING, updated_at=now
+        )
+        refusal = _release_in_pool(number=number, now=now, restore_active=bool(drained_here))
+        if refusal is not None:
+            raise refusal
+    return _cancel_rental(number=number, provider=provider, now=now, retrying=retrying)
+
+
+def _release_in_pool(*, number: VirtualNumber, now: datetime, restore_active: bool) -> NumberInUse | None:
+    """Step 2 of ``number_release``; returns the refusal to raise once the restore committed."""
     with transaction.atomic():
-        locked = VirtualNumber.objects.select_for_update().get(pk=number.pk)
+        locked, in_use = _lock_and_count(number=number, now=now)
         if locked.state == VirtualNumber.State.RELEASED:
-            return locked
-        in_use = number_in_use_count(number=locked, now=now)
+            return None  # released meanwhile by another request; the cancel is retried below
         if in_use:
-            raise NumberInUse(
+            if restore_active and locked.state == VirtualNumber.State.DRAINING:
+                locked.state = VirtualNumber.State.ACTIVE
+                locked.save(update_fields=["state", "updated_at"])
+            return NumberInUse(
                 f"+{locked.number} is still used by {in_use} open conversation{'s' if in_use != 1 else ''}; "
                 "drain it and release it once they end."
             )
-        try:
-            provider.cancel_number(country=locked.country, number=locked.number)
-        except ProviderError as exc:
-            raise NumberError(f"Vonage refused to cancel +{locked.number}: {exc}") from exc
         locked.state = VirtualNumber.State.RELEASED
-        locked.released_at = now
+        locked.released_at = None
         locked.save(update_fields=["state", "released_at", "updated_at"])
-    return locked
+    return None
+
+
+def _cancel_rental(*, number: VirtualNumber, provider: Provider, now: datetime, retrying: bool) -> VirtualNumber:
+    """Step 3 of ``number_release``: end the rental at Vonage and write down when."""
+    row = VirtualNumber.objects.get(pk=number.pk)
+    if row.released_at is not None:
+        return row  # another request released and cancelled it meanwhile
+    try:
+        provider.cancel_number(country=row.country, number=row.number)
+    except ProviderError as exc:
+        # A retry may follow a cancel that went through but whose answer was lost
+        # (a timeout): Vonage then refuses to cancel a number the account no longer has.
+        if not (retrying and _no_longer_rented(row=row, provider=provider)):
+            logger.error(
+                "number %s released in the pool but still rented at Vonage (cancel failed: %s); "
+                "releasing it again retries the cancel",
+                row.number,
+                exc,
+            )
+            raise NumberStillRented(
+                f"+{row.number} is released in our pool but still rented at Vonage (Vonage did not cancel it: "
+                f"{exc}). Release it again to retry the cancel."
+            ) from exc
+    VirtualNumber.objects.filter(pk=row.pk, state=VirtualNumber.State.RELEASED).update(released_at=now, updated_at=now)
+    row.refresh_from_db()
+    return row
+
+
+def _no_longer_rented(*, row: VirtualNumber, provider: Provider) -> bool:
+    try:
+        owned = provider.list_owned_numbers()
+    except ProviderError:
+        return False
+    return all(item.number != row.number for item in owned)

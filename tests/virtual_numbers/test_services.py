@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from telephony.provider import OwnedNumber, ProviderError
@@ -128,22 +129,116 @@ def test_release_cancels_an_unused_number(provider):
         services.number_drain(number=number)
 
 
-def test_release_is_refused_while_in_use(provider):
-    number = VirtualNumberFactory(state=VirtualNumber.State.DRAINING)
+def test_release_of_an_active_number_drains_it_on_the_way(provider):
+    number = VirtualNumberFactory()
+    returned = services.number_release(number=number, provider=provider)
+    assert (returned.state, returned.released_at is not None) == ("released", True)
+    assert [name for name, _ in provider.calls] == ["cancel"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_release_cancels_at_vonage_after_committing_and_outside_any_transaction():
+    seen: list[tuple[bool, str]] = []
+
+    class Watching(FakeProvider):
+        def cancel_number(self, *, country: str, number: str) -> None:
+            seen.append((connection.in_atomic_block, VirtualNumber.objects.get(number=number).state))
+            super().cancel_number(country=country, number=number)
+
+    number = VirtualNumberFactory()
+    services.number_release(number=number, provider=Watching())
+    assert seen == [(False, "released")]
+
+
+@pytest.mark.parametrize("before", [VirtualNumber.State.ACTIVE, VirtualNumber.State.DRAINING])
+def test_release_is_refused_while_in_use_and_leaves_the_state_as_it_was(provider, before):
+    number = VirtualNumberFactory(state=before)
     _busy(number)
     with pytest.raises(services.NumberInUse, match="still used by 1 open conversation"):
         services.number_release(number=number, provider=provider)
     number.refresh_from_db()
-    assert number.state == "draining"
+    assert number.state == before
     assert provider.calls == []
 
 
-def test_release_keeps_the_number_when_vonage_refuses(provider):
+def test_release_is_not_refused_for_expired_or_cooling_conversations(provider):
+    number = VirtualNumberFactory()
+    _busy(number, expires_in=timedelta(seconds=-1))
+    conversation = ConversationFactory(service=number.service, status="closed")
+    ParticipantFactory(
+        conversation=conversation,
+        proxy_number=number,
+        active=False,
+        cooldown_until=timezone.now() + timedelta(hours=1),
+    )
+    assert services.number_release(number=number, provider=provider).state == "released"
+
+
+def test_vonage_refusing_the_cancel_leaves_a_clear_state_and_release_retries_it(provider, caplog):
     provider.fail_cancel = True
     number = VirtualNumberFactory()
-    with pytest.raises(services.NumberError, match="refused to cancel"):
+
+    with pytest.raises(services.NumberStillRented) as refused:
         services.number_release(number=number, provider=provider)
-    assert VirtualNumber.objects.get(pk=number.pk).state == "active"
+
+    message = str(refused.value)
+    assert f"+{number.number} is released in our pool but still rented at Vonage" in message
+    assert "Cancel refused" in message and "Release it again to retry the cancel" in message
+    assert "still rented at Vonage" in caplog.text
+    number.refresh_from_db()
+    assert (number.state, number.released_at) == ("released", None)  # no new conversation takes it
+
+    provider.fail_cancel = False
+    services.number_release(number=number, provider=provider)
+    number.refresh_from_db()
+    assert number.released_at is not None
+    assert [name for name, _ in provider.calls] == ["cancel", "cancel"]
+
+    services.number_release(number=number, provider=provider)  # done: nothing to retry
+    assert len(provider.calls) == 2
+
+
+def test_retry_after_a_cancel_that_went_through_unconfirmed(provider):
+    """A timeout may hide a cancel Vonage did make; the retry then finds the number gone."""
+    number = VirtualNumberFactory(state=VirtualNumber.State.RELEASED, released_at=None)
+    provider.fail_cancel = True  # Vonage refuses to cancel a number the account does not rent
+
+    services.number_release(number=number, provider=provider)
+
+    number.refresh_from_db()
+    assert number.released_at is not None
+
+
+def test_retry_keeps_saying_still_rented_while_the_account_rents_it(provider):
+    number = VirtualNumberFactory(state=VirtualNumber.State.RELEASED, released_at=None)
+    provider.owned[number.number] = OwnedNumber(number.number, "US", "mobile-lvn", ("VOICE",))
+    provider.fail_cancel = True
+    with pytest.raises(services.NumberStillRented):
+        services.number_release(number=number, provider=provider)
+    number.refresh_from_db()
+    assert number.released_at is None
+
+
+def test_move_of_a_released_number_is_refused():
+    number = VirtualNumberFactory(state=VirtualNumber.State.RELEASED)
+    with pytest.raises(services.NumberError, match="no longer rented"):
+        services.number_move(number=number, service=ServiceFactory())
+
+
+def test_search_offers_leaves_out_numbers_already_in_the_pool(provider):
+    VirtualNumberFactory(number="12015550300")
+    VirtualNumberFactory(number="12015550301", state=VirtualNumber.State.RELEASED)
+    offers = services.number_search_offers(country="us", provider=provider)
+    assert [o.number for o in offers] == ["12015550301"]  # a released number may be bought back
+    assert provider.calls == [("search", {"country": "US", "pattern": ""})]
+
+
+def test_list_owned_splits_new_numbers_from_pooled_ones(provider):
+    VirtualNumberFactory(number="12015550400")
+    VirtualNumberFactory(number="12015550401", state=VirtualNumber.State.RELEASED)
+    provider.owned = {n: OwnedNumber(n, "US", "mobile-lvn", ("VOICE",)) for n in ("12015550400", "12015550401")}
+    owned = services.number_list_owned(provider=provider)
+    assert ([n.number for n in owned.new], owned.known_count) == (["12015550401"], 1)
 
 
 def test_provisioning_against_the_sandbox(settings):
