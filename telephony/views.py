@@ -1,21 +1,29 @@
-"""The sandbox's try-it page (staff only): place a sandbox call and watch NCCO and events."""
+"""The sandbox's try-it page (staff only): place a sandbox call and watch NCCO and events.
+
+It plays calls into this very deployment (real Call rows, real callbacks to the
+marketplace), so it exists only while the sandbox stands in for Vonage: with Vonage
+configured every view answers 404. What it shows has people's numbers masked.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from proxy.phone import InvalidNumber, normalize
 from telephony.callplayer import OUTCOMES, ClientTransport, call_play
+from telephony.masking import played_call_shown
 from telephony.models import SandboxFailure
+from telephony.registry import vonage_configured
 from telephony.sandbox.engine import failure_inject, sandbox_reset
 from telephony.sandbox.selectors import caller_choices, participant_call_numbers, sandbox_state
 
@@ -60,11 +68,29 @@ class FailureForm(forms.Form):
     count = forms.IntegerField(min_value=1, max_value=100, initial=1)
 
 
+def sandbox_active() -> bool:
+    """Whether the sandbox is the provider, as ``telephony.registry.build_provider`` decides."""
+    choice = (settings.VONAGE_PROVIDER or "").lower()
+    return choice == "sandbox" or (not choice and not vonage_configured())
+
+
+def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not sandbox_active():
+            raise Http404("The sandbox is not the active provider.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@sandbox_only
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def sandbox_home(request: HttpRequest) -> HttpResponse:
     form = CallForm(request.POST or None)
     result = None
+    shown: dict[str, Any] = {}
     if request.method == "POST" and form.is_valid():
         # In-process: a single-worker development server would deadlock calling itself over HTTP.
         result = call_play(
@@ -75,28 +101,27 @@ def sandbox_home(request: HttpRequest) -> HttpResponse:
             duration=form.cleaned_data["duration"],
             secret=settings.VONAGE_SIGNATURE_SECRET,
         )
+        shown = played_call_shown(result=result)
+        # A fresh form: the bound one would echo the caller's real number back into the page.
+        form = CallForm(initial=_replay_initial(form.cleaned_data, keep=shown["keep"]))
     context = {
         "form": form,
         "failure_form": FailureForm(),
         "result": result,
-        "nccos_json": json.dumps(result.nccos, indent=2) if result else "",
-        "steps": [
-            {
-                **step.__dict__,
-                "payload_json": json.dumps(step.payload, indent=2),
-                "response_json": _pretty(step.response),
-            }
-            for step in (result.steps if result else [])
-        ],
+        "shown": shown,
         **sandbox_state(),
     }
     return render(request, "sandbox/home.html", context)
 
 
-def _pretty(value: object) -> str:
-    return "" if value is None else json.dumps(value, indent=2)
+def _replay_initial(data: dict[str, Any], *, keep: frozenset[str]) -> dict[str, Any]:
+    initial = {key: data.get(key) for key in ("participant", "outcome", "duration")}
+    if data.get("proxy_digits") in keep:
+        initial["proxy_number"] = data["proxy_digits"]
+    return initial
 
 
+@sandbox_only
 @staff_member_required
 @require_POST
 def sandbox_failure(request: HttpRequest) -> HttpResponse:
@@ -107,6 +132,7 @@ def sandbox_failure(request: HttpRequest) -> HttpResponse:
     return redirect("sandbox:home")
 
 
+@sandbox_only
 @staff_member_required
 @require_POST
 def sandbox_clear(request: HttpRequest) -> HttpResponse:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 
+from proxy.models import Call, CallEvent
+from proxy.phone import mask
 from proxy.services import conversation_create
 from telephony.models import SandboxCall, SandboxFailure
 from tests.conftest import ALICE, BOB
@@ -89,3 +93,82 @@ def test_failures_can_be_injected_and_the_sandbox_reset(staff_client):
     assert SandboxFailure.objects.get().remaining == 2
     staff_client.post("/sandbox/reset")
     assert not SandboxFailure.objects.exists()
+
+
+# --- People's numbers stay masked ------------------------------------------------------------------
+
+# A run of digits long enough to be a phone number, standing alone (not inside a uuid or a token).
+NUMBER_LIKE = re.compile(r"(?<![\w.\-])\+?\d{6,15}(?![\w\-])")
+
+
+def _numbers_in(html: str) -> set[str]:
+    return {found.lstrip("+") for found in NUMBER_LIKE.findall(html)}
+
+
+@pytest.mark.parametrize("outcome", ["answered", "busy"])
+def test_no_real_number_is_shown_after_placing_a_call(staff_client, conversation, pool, settings, outcome):
+    settings.VONAGE_SIGNATURE_SECRET = "try-it-page-signature-secret-32-bytes"
+    alice = conversation.participants.get(real_number=ALICE)
+    response = staff_client.post(URL, {"participant": alice.pk, "outcome": outcome, "duration": 12})
+    html = response.content.decode()
+    assert response.context["result"].connected.to_number == BOB  # Bob was rung...
+    assert ALICE not in html  # ...yet neither person's number is on the page,
+    assert BOB not in html
+    assert mask(BOB) in html  # only masked,
+    assert alice.proxy_number_id in html  # while the proxy number dialled stays readable,
+    assert _numbers_in(html) <= {n.number for n in pool}  # and no other number slips through.
+    for part in ("transcript", "ncco", "timeline"):
+        assert f'id="{part}"' in html
+
+
+def test_a_typed_caller_is_not_echoed_back_after_the_call(staff_client, conversation, pool):
+    alice = conversation.participants.get(real_number=ALICE)
+    stranger = "12015550199"
+    response = staff_client.post(
+        URL, {"caller": "+1 201 555 0199", "proxy_number": alice.proxy_number_id, "outcome": "answered", "duration": 5}
+    )
+    html = response.content.decode()
+    assert response.context["result"].legs[0].from_number == stranger
+    assert stranger not in html
+    assert "201 555 0199" not in html
+    assert mask(stranger) in html
+    assert _numbers_in(html) <= {n.number for n in pool}
+
+
+# --- Only while the sandbox is the provider --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        {"VONAGE_API_KEY": "key", "VONAGE_API_SECRET": "secret"},
+        {"VONAGE_APPLICATION_ID": "app-123", "VONAGE_PRIVATE_KEY": "/etc/vonage/private.key"},
+        {"VONAGE_PROVIDER": "vonage"},
+    ],
+)
+def test_the_page_is_404_when_vonage_is_configured(staff_client, conversation, settings, configured):
+    for name, value in configured.items():
+        setattr(settings, name, value)
+    alice = conversation.participants.get(real_number=ALICE)
+    assert staff_client.get(URL).status_code == 404
+    response = staff_client.post(URL, {"participant": alice.pk, "outcome": "answered", "duration": 5})
+    assert response.status_code == 404
+    assert not SandboxCall.objects.exists()
+    assert not Call.objects.exists()
+    assert not CallEvent.objects.exists()
+    assert (
+        staff_client.post("/sandbox/failures", {"path": "/sms/json", "mode": "throttle", "count": 1}).status_code == 404
+    )
+    assert not SandboxFailure.objects.exists()
+    assert staff_client.post("/sandbox/reset").status_code == 404
+
+
+def test_the_page_is_404_for_anonymous_visitors_too_when_vonage_is_configured(client, settings):
+    settings.VONAGE_API_KEY, settings.VONAGE_API_SECRET = "key", "secret"
+    assert client.get(URL).status_code == 404
+
+
+def test_a_forced_sandbox_keeps_the_page_despite_credentials(staff_client, settings):
+    settings.VONAGE_API_KEY, settings.VONAGE_API_SECRET = "key", "secret"
+    settings.VONAGE_PROVIDER = "sandbox"
+    assert staff_client.get(URL).status_code == 200
