@@ -205,11 +205,11 @@ IDEMPOTENCY_TTL = 24 * 3600
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 
-# Admin console (django-unfold); the sidebar is built in virtual_numbers.admin.
+# Admin console (django-unfold); the sidebar is built in config.admin_navigation.
 UNFOLD = {
     "SITE_TITLE": "Masked calling",
     "SITE_HEADER": "Masked calling",
-    "SIDEBAR": {"show_search": True, "navigation": "virtual_numbers.admin.sidebar_navigation"},
+    "SIDEBAR": {"show_search": True, "navigation": "config.admin_navigation.sidebar_navigation"},
 }
 POOL_HEADROOM_WARNING = env.int("POOL_HEADROOM_WARNING", default=2)
 

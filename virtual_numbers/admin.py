@@ -7,7 +7,6 @@ written to the admin log (LogEntry), custom actions included.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
@@ -16,97 +15,29 @@ from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse, reverse_lazy
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from proxy.admin_support import on_action_page
+from proxy.admin_support import ReadOnlyMixin, on_action_page
 from proxy.models import Service
 from proxy.phone import mask, pretty
-from telephony.provider import AvailableNumber, ProviderError, get_provider
+from telephony.provider import ProviderError
 from virtual_numbers import services
+from virtual_numbers.admin_provisioning import ProvisioningPages
 from virtual_numbers.models import NumberCheck, PoolExhaustion, VirtualNumber
 
-
-def _perm(codename: str) -> Callable[[HttpRequest], bool]:
-    return lambda request: request.user.has_perm(codename)
-
-
-def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
-    """The console's sidebar, in the order staff work: watch, provision, look up, configure."""
-
-    def item(title: str, icon: str, url: str, perm: str | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {"title": title, "icon": icon, "link": reverse_lazy(url)}
-        if perm:
-            entry["permission"] = _perm(perm)
-        return entry
-
-    return [
-        {
-            "title": "Console",
-            "items": [
-                item("Pool health", "monitor_heart", "pool-health"),
-                item("Home", "home", "admin:index"),
-            ],
-        },
-        {
-            "title": "Conversations",
-            "separator": True,
-            "items": [
-                item("Conversations", "forum", "admin:proxy_conversation_changelist", "proxy.view_conversation"),
-                item("Calls", "call", "admin:proxy_call_changelist", "proxy.view_call"),
-                item("Recordings", "mic", "admin:proxy_recording_changelist", "proxy.view_recording"),
-                item("SMS notifications", "sms", "admin:proxy_notification_changelist", "proxy.view_notification"),
-                item(
-                    "Marketplace callbacks",
-                    "webhook",
-                    "admin:proxy_callbackdelivery_changelist",
-                    "proxy.view_callbackdelivery",
-                ),
-            ],
-        },
-        {
-            "title": "Numbers",
-            "separator": True,
-            "items": [
-                item("Pool numbers", "dialpad", "admin:numbers_virtualnumber_changelist", "numbers.view_virtualnumber"),
-                item(
-                    "Buy numbers", "add_shopping_cart", "admin:numbers_virtualnumber_buy", "numbers.add_virtualnumber"
-                ),
-                item(
-                    "Pool exhaustions (409)",
-                    "warning",
-                    "admin:numbers_poolexhaustion_changelist",
-                    "numbers.view_poolexhaustion",
-                ),
-                item("Number checks", "fact_check", "admin:numbers_numbercheck_changelist", "numbers.view_numbercheck"),
-            ],
-        },
-        {
-            "title": "Services",
-            "separator": True,
-            "items": [
-                item("Services", "storefront", "admin:proxy_service_changelist", "proxy.view_service"),
-                item("API keys", "key", "admin:proxy_apikey_changelist", "proxy.view_apikey"),
-            ],
-        },
-        {
-            "title": "Staff",
-            "separator": True,
-            "items": [
-                item("Users", "person", "admin:auth_user_changelist", "auth.view_user"),
-                item("Roles", "group", "admin:auth_group_changelist", "auth.view_group"),
-                item("Admin log", "history", "admin:admin_logentry_changelist", "admin.view_logentry"),
-            ],
-        },
-    ]
+# Released in the pool, but Vonage did not confirm the cancel: we still pay for it.
+_CANCEL_PENDING = Q(state=VirtualNumber.State.RELEASED, released_at__isnull=True)
+_RENTED = ~Q(state=VirtualNumber.State.RELEASED) | _CANCEL_PENDING
+_STILL_RENTED_LABEL = "Released, still rented at Vonage"
 
 
 class StateFilter(admin.SimpleListFilter):
-    """Released numbers are history: hidden unless asked for."""
+    """Released numbers are history: hidden unless asked for (or Vonage still bills them)."""
 
     title = "state"
     parameter_name = "state"
@@ -117,7 +48,7 @@ class StateFilter(admin.SimpleListFilter):
     def choices(self, changelist: Any) -> Any:
         for choice in super().choices(changelist):
             if choice["display"] == "All":
-                choice["display"] = "Rented (active or draining)"
+                choice["display"] = "Rented (active, draining, or cancel pending)"
             yield choice
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -126,7 +57,7 @@ class StateFilter(admin.SimpleListFilter):
             return queryset
         if value:
             return queryset.filter(state=value)
-        return queryset.exclude(state=VirtualNumber.State.RELEASED)
+        return queryset.filter(_RENTED)
 
 
 class MoveForm(forms.Form):
@@ -135,55 +66,8 @@ class MoveForm(forms.Form):
     )
 
 
-class SearchForm(forms.Form):
-    country = forms.CharField(max_length=2, min_length=2, initial="US", help_text="ISO code, e.g. US, GB")
-    number_type = forms.ChoiceField(
-        choices=[("", "Any type"), *VirtualNumber.Type.choices], required=False, label="Type"
-    )
-    features = forms.MultipleChoiceField(
-        choices=[("VOICE", "Voice"), ("SMS", "SMS")],
-        initial=["VOICE", "SMS"],
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-    )
-    pattern = forms.CharField(max_length=15, required=False, help_text="Digits the number should contain")
-    size = forms.IntegerField(min_value=1, max_value=100, initial=10, label="Results")
-
-    def clean_country(self) -> str:
-        return self.cleaned_data["country"].upper()
-
-    def clean_pattern(self) -> str:
-        pattern = self.cleaned_data["pattern"].strip()
-        if pattern and not pattern.isdigit():
-            raise forms.ValidationError("Digits only.")
-        return pattern
-
-
-def _encode(found: AvailableNumber) -> str:
-    cost = "" if found.monthly_cost is None else str(found.monthly_cost)
-    return ";".join([found.number, found.country, found.number_type, "+".join(found.features), cost])
-
-
-def _decode(value: str) -> AvailableNumber | None:
-    parts = value.split(";")
-    if len(parts) != 5 or not parts[0].isdigit():
-        return None
-    number, country, number_type, features, cost = parts
-    try:
-        monthly_cost = Decimal(cost) if cost else None
-    except InvalidOperation:
-        monthly_cost = None
-    return AvailableNumber(
-        number=number,
-        country=country,
-        number_type=number_type,
-        features=tuple(f for f in features.split("+") if f),
-        monthly_cost=monthly_cost,
-    )
-
-
 @admin.register(VirtualNumber)
-class VirtualNumberAdmin(ModelAdmin):
+class VirtualNumberAdmin(ProvisioningPages, ModelAdmin):
     list_display = (
         "number_display",
         "country",
@@ -280,8 +164,10 @@ class VirtualNumberAdmin(ModelAdmin):
         return self.has_change_permission(request) and self._state_is(request, object_id, *rented)
 
     def has_release_one_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
-        rented = (VirtualNumber.State.ACTIVE, VirtualNumber.State.DRAINING)
-        return self._can_provision(request) and self._state_is(request, object_id, *rented)
+        # Also offered on a released number Vonage still rents to us: releasing again retries the cancel.
+        if not self._can_provision(request):
+            return False
+        return on_action_page(request) or VirtualNumber.objects.filter(_RENTED, pk=object_id).exists()
 
     @display(description="Number", ordering="number")
     def number_display(self, obj: VirtualNumber) -> str:
@@ -298,9 +184,12 @@ class VirtualNumberAdmin(ModelAdmin):
             VirtualNumber.State.ACTIVE.label: "success",
             VirtualNumber.State.DRAINING.label: "warning",
             VirtualNumber.State.RELEASED.label: "danger",
+            _STILL_RENTED_LABEL: "danger",
         },
     )
     def state_display(self, obj: VirtualNumber) -> str:
+        if obj.state == VirtualNumber.State.RELEASED and obj.released_at is None:
+            return _STILL_RENTED_LABEL
         return obj.get_state_display()
 
     @display(description="Open conversations", ordering="open_count")
@@ -328,6 +217,11 @@ class VirtualNumberAdmin(ModelAdmin):
         for number in queryset:
             try:
                 change(number)
+            except services.NumberStillRented as exc:
+                # The pool did change (the number is released there), so the log says so.
+                self.message_user(request, str(exc), messages.ERROR)
+                self.log_change(request, number, f"{done} in the pool; Vonage did not cancel the rental")
+                continue
             except (services.NumberError, ProviderError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
@@ -355,7 +249,8 @@ class VirtualNumberAdmin(ModelAdmin):
             action_name="release",
             title="Release numbers",
             explanation="Vonage stops renting them to us; buying the same number back later is not guaranteed. "
-            "A number still used by an open conversation is refused: drain it first.",
+            "A number still used by an open conversation is refused: drain it first. "
+            "A number released here that Vonage did not cancel is still billed: release it again to retry.",
             button="Release",
             danger=True,
         )
@@ -449,134 +344,9 @@ class VirtualNumberAdmin(ModelAdmin):
     def release_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._one(request, object_id, self.release)
 
-    # --- provisioning pages (buttons above the list) -------------------------------------------
-    @action(description="Buy numbers", url_path="buy", permissions=["provision"], icon="add_shopping_cart")
-    def buy(self, request: HttpRequest) -> HttpResponse:
-        services_qs = Service.objects.order_by("name")
-        if request.method == "POST":
-            return self._buy_selected(request)
-        form = SearchForm(request.GET if "country" in request.GET else None)
-        results: list[tuple[AvailableNumber, str]] = []
-        error = ""
-        if form.is_bound and form.is_valid():
-            data = form.cleaned_data
-            try:
-                found = get_provider().search_numbers(
-                    country=data["country"],
-                    number_type=data["number_type"],
-                    features=tuple(data["features"]),
-                    pattern=data["pattern"],
-                    size=data["size"],
-                )
-            except ProviderError as exc:
-                error = f"Vonage did not answer the search: {exc}"
-                found = []
-            known = set(
-                VirtualNumber.objects.filter(number__in=[f.number for f in found]).values_list("number", flat=True)
-            )
-            results = [(f, _encode(f)) for f in found if f.number not in known]
-        selected_service = request.GET.get("service", "")
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Buy numbers",
-            "opts": self.model._meta,
-            "form": form,
-            "results": results,
-            "error": error,
-            "services": services_qs,
-            "selected_service": selected_service,
-        }
-        return TemplateResponse(request, "admin/console/buy_numbers.html", context)
-
-    def _buy_selected(self, request: HttpRequest) -> HttpResponse:
-        chosen = [found for value in request.POST.getlist("number") if (found := _decode(value))]
-        service_id = request.POST.get("service") or None
-        service = Service.objects.filter(pk=service_id).first() if service_id else None
-        if not chosen:
-            self.message_user(request, "Tick at least one number to buy.", messages.WARNING)
-            return HttpResponseRedirect(request.get_full_path())
-        bought = 0
-        for found in chosen:
-            row: VirtualNumber | None
-            try:
-                row = services.number_buy(
-                    number=found.number,
-                    country=found.country,
-                    service=service,
-                    number_type=found.number_type,
-                    features=found.features,
-                    monthly_cost=found.monthly_cost,
-                )
-            except services.NumberError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                row = VirtualNumber.objects.filter(number=found.number).first()
-                if row is None:
-                    continue
-            except ProviderError as exc:
-                self.message_user(request, f"Vonage refused +{found.number}: {exc}", messages.ERROR)
-                continue
-            self.log_addition(request, row, f"Bought from Vonage into {service or 'no pool'}")
-            bought += 1
-        if bought:
-            self.message_user(
-                request,
-                f"Bought {bought} number{'s' if bought != 1 else ''} into {service or 'no pool'}.",
-                messages.SUCCESS,
-            )
-        url = reverse("admin:numbers_virtualnumber_changelist")
-        return HttpResponseRedirect(f"{url}?service__id__exact={service.pk}" if service else url)
-
-    @action(description="Import owned numbers", url_path="import", permissions=["provision"], icon="download")
-    def import_owned(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST":
-            service_id = request.POST.get("service") or None
-            service = Service.objects.filter(pk=service_id).first() if service_id else None
-            try:
-                imported = services.number_import_owned(service=service)
-            except ProviderError as exc:
-                self.message_user(request, f"Vonage did not list the account's numbers: {exc}", messages.ERROR)
-                return HttpResponseRedirect(request.get_full_path())
-            for row in imported:
-                self.log_addition(request, row, f"Imported from the Vonage account into {service or 'no pool'}")
-            self.message_user(
-                request,
-                f"Imported {len(imported)} number{'s' if len(imported) != 1 else ''} into {service or 'no pool'}."
-                if imported
-                else "Every number the account owns is already in the console.",
-                messages.SUCCESS,
-            )
-            return HttpResponseRedirect(reverse("admin:numbers_virtualnumber_changelist"))
-        error = ""
-        try:
-            owned = get_provider().list_owned_numbers()
-        except ProviderError as exc:
-            owned, error = [], f"Vonage did not list the account's numbers: {exc}"
-        known = set(VirtualNumber.objects.exclude(state=VirtualNumber.State.RELEASED).values_list("number", flat=True))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Import numbers the account owns",
-            "opts": self.model._meta,
-            "new": [n for n in owned if n.number not in known],
-            "known_count": sum(1 for n in owned if n.number in known),
-            "error": error,
-            "services": Service.objects.order_by("name"),
-        }
-        return TemplateResponse(request, "admin/console/import_numbers.html", context)
-
-
-class ReadOnlyAdmin(ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(PoolExhaustion)
-class PoolExhaustionAdmin(ReadOnlyAdmin):
+class PoolExhaustionAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("created_at", "service", "country", "buy_link")
     list_filter = ("service", "country")
     date_hierarchy = "created_at"
@@ -593,7 +363,7 @@ class PoolExhaustionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(NumberCheck)
-class NumberCheckAdmin(ReadOnlyAdmin):
+class NumberCheckAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("masked_number", "valid", "country", "number_type", "carrier", "ported", "checked_at")
     list_filter = ("valid", "country", "number_type")
     exclude = ("number", "raw")

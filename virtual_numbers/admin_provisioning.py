@@ -1,0 +1,196 @@
+"""The pool's provisioning pages: search and buy numbers at Vonage, import numbers the account rents.
+
+Mixed into ``VirtualNumberAdmin`` as its buttons above the list. The pages stay thin:
+Vonage is reached only through ``virtual_numbers.services``, and every number added
+is written to the admin log.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from unfold.decorators import action
+
+from proxy.models import Service
+from telephony.provider import AvailableNumber, ProviderError
+from virtual_numbers import services
+from virtual_numbers.models import VirtualNumber
+
+if TYPE_CHECKING:
+    from unfold.admin import ModelAdmin
+
+    _Base = ModelAdmin
+else:
+    _Base = object
+
+
+class SearchForm(forms.Form):
+    country = forms.CharField(max_length=2, min_length=2, initial="US", help_text="ISO code, e.g. US, GB")
+    number_type = forms.ChoiceField(
+        choices=[("", "Any type"), *VirtualNumber.Type.choices], required=False, label="Type"
+    )
+    features = forms.MultipleChoiceField(
+        choices=[("VOICE", "Voice"), ("SMS", "SMS")],
+        initial=["VOICE", "SMS"],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    pattern = forms.CharField(max_length=15, required=False, help_text="Digits the number should contain")
+    size = forms.IntegerField(min_value=1, max_value=100, initial=10, label="Results")
+
+    def clean_country(self) -> str:
+        return self.cleaned_data["country"].upper()
+
+    def clean_pattern(self) -> str:
+        pattern = self.cleaned_data["pattern"].strip()
+        if pattern and not pattern.isdigit():
+            raise forms.ValidationError("Digits only.")
+        return pattern
+
+
+def offer_encode(found: AvailableNumber) -> str:
+    """An offer as a checkbox value, so buying needs no second search."""
+    cost = "" if found.monthly_cost is None else str(found.monthly_cost)
+    return ";".join([found.number, found.country, found.number_type, "+".join(found.features), cost])
+
+
+def offer_decode(value: str) -> AvailableNumber | None:
+    parts = value.split(";")
+    if len(parts) != 5 or not parts[0].isdigit():
+        return None
+    number, country, number_type, features, cost = parts
+    try:
+        monthly_cost = Decimal(cost) if cost else None
+    except InvalidOperation:
+        monthly_cost = None
+    return AvailableNumber(
+        number=number,
+        country=country,
+        number_type=number_type,
+        features=tuple(f for f in features.split("+") if f),
+        monthly_cost=monthly_cost,
+    )
+
+
+def _plural(count: int) -> str:
+    return f"{count} number{'s' if count != 1 else ''}"
+
+
+class ProvisioningPages(_Base):
+    """``buy`` and ``import_owned``: the list's provisioning buttons (permission ``provision``)."""
+
+    @action(description="Buy numbers", url_path="buy", permissions=["provision"], icon="add_shopping_cart")
+    def buy(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            return self._buy_selected(request)
+        form = SearchForm(request.GET if "country" in request.GET else None)
+        results: list[tuple[AvailableNumber, str]] = []
+        error = ""
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                found = services.number_search_offers(
+                    country=data["country"],
+                    number_type=data["number_type"],
+                    features=tuple(data["features"]),
+                    pattern=data["pattern"],
+                    size=data["size"],
+                )
+            except ProviderError as exc:
+                error = f"Vonage did not answer the search: {exc}"
+                found = []
+            results = [(offer, offer_encode(offer)) for offer in found]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Buy numbers",
+            "opts": self.model._meta,
+            "form": form,
+            "results": results,
+            "error": error,
+            "services": Service.objects.order_by("name"),
+            "selected_service": request.GET.get("service", ""),
+        }
+        return TemplateResponse(request, "admin/console/buy_numbers.html", context)
+
+    def _buy_selected(self, request: HttpRequest) -> HttpResponse:
+        chosen = [found for value in request.POST.getlist("number") if (found := offer_decode(value))]
+        service_id = request.POST.get("service") or None
+        service = Service.objects.filter(pk=service_id).first() if service_id else None
+        if not chosen:
+            self.message_user(request, "Tick at least one number to buy.", messages.WARNING)
+            return HttpResponseRedirect(request.get_full_path())
+        bought = 0
+        for found in chosen:
+            row: VirtualNumber | None
+            try:
+                row = services.number_buy(
+                    number=found.number,
+                    country=found.country,
+                    service=service,
+                    number_type=found.number_type,
+                    features=found.features,
+                    monthly_cost=found.monthly_cost,
+                )
+            except services.NumberError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                # Bought but not linked: we rent it, so it is logged as added all the same.
+                row = VirtualNumber.objects.filter(number=found.number).first()
+                if row is None:
+                    continue
+            except ProviderError as exc:
+                self.message_user(request, f"Vonage refused +{found.number}: {exc}", messages.ERROR)
+                continue
+            self.log_addition(request, row, f"Bought from Vonage into {service or 'no pool'}")
+            bought += 1
+        if bought:
+            self.message_user(request, f"Bought {_plural(bought)} into {service or 'no pool'}.", messages.SUCCESS)
+        url = reverse("admin:numbers_virtualnumber_changelist")
+        return HttpResponseRedirect(f"{url}?service__id__exact={service.pk}" if service else url)
+
+    @action(description="Import owned numbers", url_path="import", permissions=["provision"], icon="download")
+    def import_owned(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            return self._import(request)
+        error = ""
+        try:
+            owned = services.number_list_owned()
+        except ProviderError as exc:
+            owned, error = (
+                services.OwnedNumbers(new=[], known_count=0),
+                f"Vonage did not list the account's numbers: {exc}",
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import numbers the account owns",
+            "opts": self.model._meta,
+            "new": owned.new,
+            "known_count": owned.known_count,
+            "error": error,
+            "services": Service.objects.order_by("name"),
+        }
+        return TemplateResponse(request, "admin/console/import_numbers.html", context)
+
+    def _import(self, request: HttpRequest) -> HttpResponse:
+        service_id = request.POST.get("service") or None
+        service = Service.objects.filter(pk=service_id).first() if service_id else None
+        try:
+            imported = services.number_import_owned(service=service)
+        except ProviderError as exc:
+            self.message_user(request, f"Vonage did not list the account's numbers: {exc}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        for row in imported:
+            self.log_addition(request, row, f"Imported from the Vonage account into {service or 'no pool'}")
+        self.message_user(
+            request,
+            f"Imported {_plural(len(imported))} into {service or 'no pool'}."
+            if imported
+            else "Every number the account owns is already in the console.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:numbers_virtualnumber_changelist"))
