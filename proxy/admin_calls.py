@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -20,10 +21,11 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
-from unfold.decorators import display
+from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from proxy.admin_support import STATUS_LABELS, ReadOnlyMixin, call_end, numbers_from_search, with_pool_flags
+from proxy.callbacks import callback_retry
 from proxy.models import (
     Call,
     CallbackDelivery,
@@ -31,6 +33,7 @@ from proxy.models import (
     Notification,
     Recording,
 )
+from proxy.notifications import notification_retry
 from proxy.phone import from_webhook, mask
 
 
@@ -205,11 +208,36 @@ class RecordingAdmin(ReadOnlyMixin, ModelAdmin):
         return obj.status
 
 
+# --- Outboxes: SMS notifications and marketplace callbacks --------------------------------------
+def _retry_each(
+    model_admin: ModelAdmin, request: HttpRequest, rows: Iterable[Any], retry: Callable[[Any], bool]
+) -> int:
+    """Start each failed row over; only the rows that did start over are written to the admin log."""
+    retried = 0
+    for row in rows:
+        if retry(row):
+            model_admin.log_change(request, row, "Retried by staff")
+            retried += 1
+    return retried
+
+
+def _report_retries(
+    model_admin: ModelAdmin, request: HttpRequest, *, retried: int, selected: int, noun: str, why: str
+) -> None:
+    plural = "s" if noun != "SMS" else ""
+    text = f"Retrying {retried} {noun}{plural if retried != 1 else ''}."
+    skipped = selected - retried
+    if skipped:
+        text += f" {skipped} left as they were ({why})."
+    model_admin.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("created_at", "service", "masked_to", "from_number", "status_label", "attempts", "last_error")
     list_filter = ("status", "service")
     search_fields = ("message_id",)
+    actions = ("retry",)
     list_select_related = ("service",)
     exclude = ("to_number", "participant")
     readonly_fields = (
@@ -234,16 +262,37 @@ class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
     def status_label(self, obj: Notification) -> str:
         return obj.status
 
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("proxy.change_notification")
+
+    @action(description="Retry selected failed SMS", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        rows = queryset.select_related("participant")
+        retried = _retry_each(self, request, rows, lambda row: notification_retry(notification=row))
+        _report_retries(
+            self, request, retried=retried, selected=len(rows), noun="SMS", why="not failed, or its conversation ended"
+        )
+
 
 @admin.register(CallbackDelivery)
 class CallbackDeliveryAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("created_at", "service", "event", "status_label", "attempts", "last_status_code", "last_error")
     list_filter = ("status", "event", "service")
+    actions = ("retry",)
     list_select_related = ("service",)
 
     @display(description="Status", label=STATUS_LABELS)
     def status_label(self, obj: CallbackDelivery) -> str:
         return obj.status
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("proxy.change_callbackdelivery")
+
+    @action(description="Retry selected failed callbacks", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[CallbackDelivery]) -> None:
+        rows = list(queryset)
+        retried = _retry_each(self, request, rows, lambda row: callback_retry(delivery=row))
+        _report_retries(self, request, retried=retried, selected=len(rows), noun="callback", why="not failed")
 
 
 # --- Staff accounts, roles and the admin log, in the console's look --------------------------

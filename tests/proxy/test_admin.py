@@ -5,13 +5,14 @@ import io
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission, User
+from django.contrib.messages import get_messages
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.urls import reverse
 
 from proxy.admin_support import numbers_from_search
 from proxy.authentication import hash_key
-from proxy.models import ApiKey, Call, CallEvent, Conversation, Recording, Service
+from proxy.models import ApiKey, Call, CallbackDelivery, CallEvent, Conversation, Notification, Recording, Service
 from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
 from tests.virtual_numbers.fake_provider import FakeProvider, offer
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
@@ -416,3 +417,142 @@ def test_number_page_is_read_only_and_shows_its_conversations(admin_client, conv
     page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
     assert 'name="_save"' not in page and 'name="_continue"' not in page
     assert "?q=%2B12015550200&amp;status=open" in page  # link to the conversations using it
+
+
+def _notification(conversation: Conversation, status: str) -> Notification:
+    participant = conversation.participants.get(position=0)
+    return Notification.objects.create(
+        participant=participant,
+        service=conversation.service,
+        to_number=participant.real_number,
+        from_number="12015550200",
+        text="Acme: call +1 201 555 0200",
+        status=status,
+        attempts=3,
+        last_error="Vonage status 6" if status == "failed" else "",
+    )
+
+
+def _callback(service: Service, status: str) -> CallbackDelivery:
+    return CallbackDelivery.objects.create(
+        service=service,
+        event="conversation.opened",
+        payload={"id": "e1", "type": "conversation.opened", "data": {}},
+        url="https://market.example/hooks",
+        status=status,
+        attempts=12,
+    )
+
+
+def _messages(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def test_retry_failed_sms_from_the_console(admin_client, conversation):
+    failed = _notification(conversation, "failed")
+    delivered = _notification(conversation, "delivered")
+    changelist = reverse("admin:proxy_notification_changelist")
+    assert 'value="retry"' in admin_client.get(changelist).content.decode()
+
+    response = admin_client.post(changelist, {"action": "retry", "_selected_action": [failed.pk, delivered.pk]})
+
+    failed.refresh_from_db()
+    delivered.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.last_error) == ("queued", 0, "")
+    assert delivered.status == "delivered"
+    logged = LogEntry.objects.filter(action_flag=CHANGE, content_type__model="notification")
+    assert [(e.object_id, e.change_message) for e in logged] == [(str(failed.pk), "Retried by staff")]
+    assert _messages(response) == ["Retrying 1 SMS. 1 left as they were (not failed, or its conversation ended)."]
+
+
+def test_failed_sms_of_an_ended_conversation_is_not_retried(admin_client, conversation):
+    failed = _notification(conversation, "failed")
+    conversation.status = "closed"
+    conversation.save(update_fields=["status"])
+    response = admin_client.post(
+        reverse("admin:proxy_notification_changelist"), {"action": "retry", "_selected_action": [failed.pk]}
+    )
+    assert Notification.objects.get(pk=failed.pk).status == "failed"
+    assert not LogEntry.objects.filter(content_type__model="notification").exists()
+    assert _messages(response) == ["Retrying 0 SMS. 1 left as they were (not failed, or its conversation ended)."]
+
+
+def test_retry_failed_callbacks_from_the_console(admin_client, service):
+    failed = [_callback(service, "failed"), _callback(service, "failed")]
+    pending = _callback(service, "pending")
+    changelist = reverse("admin:proxy_callbackdelivery_changelist")
+
+    response = admin_client.post(
+        changelist, {"action": "retry", "_selected_action": [failed[0].pk, failed[1].pk, pending.pk]}
+    )
+
+    assert sorted(CallbackDelivery.objects.values_list("status", "attempts")) == [("pending", 0)] * 2 + [
+        ("pending", 12)
+    ]
+    logged = LogEntry.objects.filter(content_type__model="callbackdelivery", change_message="Retried by staff")
+    assert sorted(int(e.object_id) for e in logged) == sorted(d.pk for d in failed)
+    assert _messages(response) == ["Retrying 2 callbacks. 1 left as they were (not failed)."]
+
+
+def test_retrying_needs_the_change_permission(client, conversation):
+    failed = _notification(conversation, "failed")
+    client.force_login(_staff("Operators"))  # may view outboxes, not change them
+    changelist = reverse("admin:proxy_notification_changelist")
+    assert 'value="retry"' not in client.get(changelist).content.decode()
+    client.post(changelist, {"action": "retry", "_selected_action": [failed.pk]})
+    assert Notification.objects.get(pk=failed.pk).status == "failed"
+
+    user = User.objects.create_user(username="support", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_notification", "change_notification"]))
+    client.force_login(user)
+    client.post(changelist, {"action": "retry", "_selected_action": [failed.pk]})
+    assert Notification.objects.get(pk=failed.pk).status == "queued"
+
+
+def test_a_number_vonage_did_not_cancel_stays_in_sight_until_a_release_retry_succeeds(admin_client, service, fake):
+    number = VirtualNumberFactory(service=service, number="12015550240")
+    changelist = reverse("admin:numbers_virtualnumber_changelist")
+    fake.fail_cancel = True
+
+    response = admin_client.post(changelist, {"action": "release", "_selected_action": [number.pk], "apply": "1"})
+
+    assert _messages(response) == [
+        "+12015550240 is released in our pool but still rented at Vonage (Vonage did not cancel it: "
+        "Cancel refused (permanent)). Release it again to retry the cancel."
+    ]
+    assert LogEntry.objects.get(object_id=str(number.pk)).change_message == (
+        "Released in the pool; Vonage did not cancel the rental"
+    )
+    listed = admin_client.get(changelist).content.decode()
+    assert "+1 201-555-0240" in listed and "Released, still rented at Vonage" in listed
+    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
+    release = reverse("admin:numbers_virtualnumber_release_one", args=[number.pk])
+    assert release in page
+
+    fake.fail_cancel = False
+    admin_client.post(release, {"apply": "1"})
+    number.refresh_from_db()
+    assert (number.state, number.released_at is not None) == ("released", True)
+    assert [name for name, _ in fake.calls] == ["cancel", "cancel"]
+    assert "+1 201-555-0240" not in admin_client.get(changelist).content.decode()
+    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
+    assert release not in page
+
+
+def test_pool_records_are_read_only(admin_client, service):
+    exhaustion = PoolExhaustion.objects.create(service=service, country="US")
+    assert admin_client.get(reverse("admin:numbers_poolexhaustion_add")).status_code == 403
+    page = admin_client.get(reverse("admin:numbers_poolexhaustion_change", args=[exhaustion.pk])).content.decode()
+    assert 'name="_save"' not in page
+    response = admin_client.post(reverse("admin:numbers_poolexhaustion_delete", args=[exhaustion.pk]), {"post": "yes"})
+    assert response.status_code == 403 and PoolExhaustion.objects.filter(pk=exhaustion.pk).exists()
+
+
+def test_sidebar_lists_the_console_pages(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    for url in (
+        reverse("pool-health"),
+        reverse("admin:numbers_virtualnumber_buy"),
+        reverse("admin:proxy_notification_changelist"),
+    ):
+        assert url in page
