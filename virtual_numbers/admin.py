@@ -27,7 +27,7 @@ from proxy.models import Service
 from proxy.phone import mask, pretty
 from telephony.provider import ProviderError
 from virtual_numbers import services
-from virtual_numbers.admin_provisioning import ProvisioningPages
+from virtual_numbers.admin_provisioning import ProvisioningAdmin
 from virtual_numbers.models import NumberCheck, PoolExhaustion, VirtualNumber
 
 # Released in the pool, but Vonage did not confirm the cancel: we still pay for it.
@@ -67,7 +67,7 @@ class MoveForm(forms.Form):
 
 
 @admin.register(VirtualNumber)
-class VirtualNumberAdmin(ProvisioningPages, ModelAdmin):
+class VirtualNumberAdmin(ProvisioningAdmin):
     list_display = (
         "number_display",
         "country",

@@ -1,6 +1,6 @@
 """The pool's provisioning pages: search and buy numbers at Vonage, import numbers the account rents.
 
-Mixed into ``VirtualNumberAdmin`` as its buttons above the list. The pages stay thin:
+``VirtualNumberAdmin`` builds on it: the pages are its buttons above the list. They stay thin:
 Vonage is reached only through ``virtual_numbers.services``, and every number added
 is written to the admin log.
 """
@@ -8,26 +8,19 @@ is written to the admin log.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from unfold.admin import ModelAdmin
 from unfold.decorators import action
 
 from proxy.models import Service
 from telephony.provider import AvailableNumber, ProviderError
 from virtual_numbers import services
 from virtual_numbers.models import VirtualNumber
-
-if TYPE_CHECKING:
-    from unfold.admin import ModelAdmin
-
-    _Base = ModelAdmin
-else:
-    _Base = object
 
 
 class SearchForm(forms.Form):
@@ -82,8 +75,8 @@ def _plural(count: int) -> str:
     return f"{count} number{'s' if count != 1 else ''}"
 
 
-class ProvisioningPages(_Base):
-    """``buy`` and ``import_owned``: the list's provisioning buttons (permission ``provision``)."""
+class ProvisioningAdmin(ModelAdmin):
+    """A ModelAdmin with the pool's provisioning buttons, ``buy`` and ``import_owned`` (permission ``provision``)."""
 
     @action(description="Buy numbers", url_path="buy", permissions=["provision"], icon="add_shopping_cart")
     def buy(self, request: HttpRequest) -> HttpResponse:
