@@ -177,11 +177,11 @@ def _conversation_create_locked(
         )
         for i, person in enumerate(people)
     )
-    # A number released or moved while we chose it: the participant rows now hold a key
-    # lock on it (PostgreSQL), so a release that has not committed yet waits for us and
-    # then sees it in use; one that committed first shows here, and we choose again.
-    usable = VirtualNumber.objects.filter(number__in=chosen, service=service, state=VirtualNumber.State.ACTIVE)
-    if usable.count() != len(set(chosen)):
+    # A number released or moved while we chose it. Django's foreign keys are deferred on
+    # PostgreSQL, so the participant insert locks nothing yet: take the key-share lock
+    # ourselves. A release that has not committed yet then waits for us and sees the
+    # number in use; one that committed first shows here, and we choose again.
+    if _usable_locked(service=service, chosen=chosen) != len(set(chosen)):
         raise _PoolChanged()
     logger.info(
         "conversation %s opened for service=%s: %s via %s, %s via %s",
@@ -196,6 +196,23 @@ def _conversation_create_locked(
         on_created(conversation)
     events.on_conversation_opened(conversation, notify=notify)
     return conversation
+
+
+def _usable_locked(*, service: Service, chosen: list[str]) -> int:
+    """How many of ``chosen`` are still active in the pool, key-share locked until commit.
+
+    The lock does not block other conversations taking the same numbers; it blocks a
+    release or move (``SELECT ... FOR UPDATE`` on the number) until this commits.
+    """
+    usable = VirtualNumber.objects.filter(
+        number__in=sorted(set(chosen)), service=service, state=VirtualNumber.State.ACTIVE
+    )
+    if connection.vendor != "postgresql":
+        return usable.count()
+    sql, params = usable.values_list("number").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} FOR KEY SHARE", params)
+        return len(cursor.fetchall())
 
 
 def _lock_real_numbers(reals: Iterable[str]) -> None:

@@ -60,7 +60,7 @@ def _take_the_key_lock_now() -> None:
 
     Django creates foreign keys DEFERRABLE INITIALLY DEFERRED, so a plain participant
     insert locks the number's row only at commit. The allocation must take that lock
-    before its re-check (see the xfail test below); this does it from inside the hook.
+    before its re-check, which proxy.services does; this takes it earlier, from inside the hook.
     """
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -143,13 +143,6 @@ def test_release_and_move_wait_for_a_creation_holding_the_numbers_key_lock(requi
     _assert_refused_and_untouched(race, change)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy.services inserts participants under Django's DEFERRABLE INITIALLY DEFERRED foreign key, "
-    "so the number's row is locked only at commit and a release or move deciding meanwhile does not see "
-    "the conversation. Fixed when the allocation locks its chosen numbers (FOR KEY SHARE, or SET CONSTRAINTS "
-    "... IMMEDIATE before the insert); then this passes and the marker goes.",
-)
 @pytest.mark.parametrize("change", ["release", "move"])
 def test_release_and_move_wait_for_a_conversation_being_created(require_postgres, monkeypatch, change):
     race = _race(monkeypatch=monkeypatch, change=change, key_lock=False)
