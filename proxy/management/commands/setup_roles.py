@@ -43,6 +43,9 @@ ROLES: dict[str, list[str]] = {
         "proxy.change_apikey",
         "numbers.add_virtualnumber",
         "numbers.change_virtualnumber",
+        # the Retry actions of the SMS and callback outboxes
+        "proxy.change_notification",
+        "proxy.change_callbackdelivery",
         "admin.view_logentry",
     ],
 }
