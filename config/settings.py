@@ -234,5 +234,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The Vonage SDK logs request parameters and error bodies, real numbers included.
+        "vonage": {"level": "ERROR"},
+        "vonage_number_insight": {"level": "ERROR"},
+    },
 }
