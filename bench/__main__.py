@@ -130,11 +130,16 @@ def machine_summary(context: object) -> str:
     with contextlib.suppress(OSError, IndexError):
         memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.splitlines()[1]
     workers = getattr(context, "workers", "?")
+    commit = ""
+    with contextlib.suppress(OSError):
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False, cwd=ROOT
+        ).stdout.strip()
     return (
         f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} cores "
         f"({platform.processor() or platform.machine()}), memory: {' '.join(memory.split()[:2])}; "
         f"Python {platform.python_version()}, PostgreSQL {postgres}, gunicorn {_version('gunicorn')} "
-        f"({workers} sync workers), Django {_version('django')}"
+        f"({workers} sync workers), Django {_version('django')}; code {commit or 'unknown'}"
     )
 
 
