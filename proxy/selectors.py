@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from django.db.models import F, QuerySet
+from django.db import connection
+from django.db.models import Field, Model, QuerySet
+from django.db.models.expressions import Col
 from django.utils import timezone
 
 from proxy.models import Call, Conversation, Participant, Service
@@ -48,19 +51,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
         return Route(kind="unknown")
     now = now or timezone.now()
     if caller:
-        callee = (
-            Participant.objects.filter(
-                active=True,
-                conversation__participants__real_number=caller,
-                conversation__participants__proxy_number__number=proxy_number,
-                conversation__participants__active=True,
-            )
-            .exclude(real_number=caller)
-            .select_related("conversation", "service")
-            .annotate(caller_participant_id=F("conversation__participants__id"))
-            .order_by()[:1]
-        )
-        found = next(iter(callee), None)
+        found, caller_id = _open_route(caller=caller, proxy_number=proxy_number)
         if found is not None:
             if found.conversation.expires_at <= now:
                 # Expired before any sweep wrote it down: ended during the cooldown, then unknown.
@@ -72,7 +63,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 service=found.service,
                 conversation=found.conversation,
                 callee=found,
-                caller_id=found.caller_participant_id,  # type: ignore[attr-defined]
+                caller_id=caller_id,
             )
         cooling = (
             Participant.objects.filter(
@@ -86,3 +77,61 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
             return Route(kind="ended", service=cooling.service, conversation=None)
     owner = VirtualNumber.objects.select_related("service").filter(number=proxy_number).first()
     return Route(kind="unknown", service=owner.service if owner else None)
+
+
+def _select_list(model: type[Model], alias: str, names: list[str] | None = None) -> tuple[list[Field], str]:
+    fields = [f for f in model._meta.concrete_fields if names is None or f.attname in names]
+    return fields, ", ".join(f'{alias}."{f.column}"' for f in fields)
+
+
+_CALLEE_FIELDS, _CALLEE_SQL = _select_list(Participant, "callee")
+_CONVERSATION_FIELDS, _CONVERSATION_SQL = _select_list(
+    Conversation, "conversation", ["id", "service_id", "status", "expires_at", "record"]
+)
+_SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
+# The caller's row through the partial unique index on open (real_number, proxy_number),
+# the other participant of its conversation, the conversation and its service: one read,
+# and no ORM query compilation on the hot path (that cost more than the read itself).
+_ROUTE_SQL = f"""
+SELECT {_CALLEE_SQL}, caller.id, {_CONVERSATION_SQL}, {_SERVICE_SQL}
+FROM proxy_participant AS caller
+JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
+JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
+JOIN proxy_service AS service ON service.id = conversation.service_id
+WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND callee.active
+LIMIT 1
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None]:
+    """The other participant (with conversation and service) of the caller's open pair, and the caller's id."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ROUTE_SQL, [caller, proxy_number])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    a = len(_CALLEE_FIELDS)
+    b = a + 1 + len(_CONVERSATION_FIELDS)
+    callee = _instance(Participant, _CALLEE_FIELDS, row[:a])
+    callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a + 1 : b])
+    callee.service = _instance(Service, _SERVICE_FIELDS, row[b:])
+    return callee, row[a]
+
+
+def _instance(model: type[Model], fields: list[Field], values: tuple) -> Any:
+    """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite)."""
+    converted = list(values)
+    for i, (expression, converters) in enumerate(_converters(model, tuple(fields))):
+        for converter in converters:
+            converted[i] = converter(converted[i], expression, connection)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+@functools.cache
+def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col, list]]:
+    # One database per process: the backend's converters are the same for every row.
+    result = []
+    for field in fields:
+        expression = Col(model._meta.db_table, field)
+        result.append((expression, connection.ops.get_db_converters(expression) + field.get_db_converters(connection)))
+    return result

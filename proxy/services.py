@@ -376,10 +376,25 @@ def _cooldown_end(*, status: str, cooldown: int, now: datetime) -> Any:
 
 
 def conversations_expire_due(*, now: datetime | None = None, batch_size: int = 5000) -> int:
-    """Write down every open conversation past its expiry, in set-based batches."""
+    """Write down every open conversation past its expiry, in set-based batches.
+
+    On PostgreSQL each batch is one statement (pick, end the conversations, free their
+    participants with the cooldown running from expires_at): no ids travel to Python and
+    back. Concurrent sweeps skip each other's rows.
+    """
     now = now or timezone.now()
     total = 0
     while True:
+        if connection.vendor == "postgresql":
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(_EXPIRE_BATCH_SQL, {"now": now, "batch": batch_size})
+                    ids = [row[0] for row in cursor.fetchall()]
+                events.on_conversations_ended(ids, status=Conversation.Status.EXPIRED)
+            if not ids:
+                return total
+            total += len(ids)
+            continue
         ids = list(
             Conversation.objects.filter(status=Conversation.Status.OPEN, expires_at__lte=now)
             .order_by()
@@ -388,3 +403,26 @@ def conversations_expire_due(*, now: datetime | None = None, batch_size: int = 5
         if not ids:
             return total
         total += conversations_end(ids=ids, status=Conversation.Status.EXPIRED, reason="expired", now=now)
+
+
+_EXPIRE_BATCH_SQL = """
+WITH due AS (
+    SELECT id FROM proxy_conversation
+    WHERE status = 'open' AND expires_at <= %(now)s
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), ended AS (
+    UPDATE proxy_conversation AS c
+    SET status = 'expired', closed_reason = 'expired', ended_at = c.expires_at, updated_at = %(now)s
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, c.expires_at, c.service_id
+), freed AS (
+    UPDATE proxy_participant AS p
+    SET active = false,
+        cooldown_until = CASE WHEN s.cooldown > 0 THEN ended.expires_at + s.cooldown * interval '1 second' END
+    FROM ended JOIN proxy_service AS s ON s.id = ended.service_id
+    WHERE p.conversation_id = ended.id AND p.active
+    RETURNING p.id
+)
+SELECT id FROM ended
+"""

@@ -99,10 +99,26 @@ def _call_row_at_answer(*, route: Route, payload: dict[str, Any], uuid: str) -> 
         from_number=text(payload, "from"),
         to_number=text(payload, "to"),
     )
+    if connection.vendor == "postgresql":
+        # One statement, one round trip, committed without waiting for the WAL flush:
+        # set_config(..., true) holds for the statement's own transaction.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CALL_AT_ANSWER_SQL,
+                [
+                    row.uuid,
+                    row.conversation_uuid,
+                    row.conversation_id,
+                    row.service_id,
+                    row.direction,
+                    row.from_participant_id,
+                    row.to_participant_id,
+                    row.from_number,
+                    row.to_number,
+                ],
+            )
+        return
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         # Vonage retries answer requests and events may come first: upsert the links only.
         Call.objects.bulk_create(
             [row],
@@ -110,6 +126,23 @@ def _call_row_at_answer(*, route: Route, payload: dict[str, Any], uuid: str) -> 
             unique_fields=["uuid"],
             update_fields=["conversation", "service", "direction", "from_participant", "to_participant"],
         )
+
+
+_CALL_AT_ANSWER_SQL = """
+WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
+INSERT INTO proxy_call (
+    uuid, conversation_uuid, conversation_id, service_id, direction, from_participant_id, to_participant_id,
+    from_number, to_number, status, detail, network, created_at, updated_at
+)
+SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', '', now(), now() FROM async_commit
+ON CONFLICT (uuid) DO UPDATE SET
+    conversation_id = EXCLUDED.conversation_id,
+    service_id = EXCLUDED.service_id,
+    direction = EXCLUDED.direction,
+    from_participant_id = EXCLUDED.from_participant_id,
+    to_participant_id = EXCLUDED.to_participant_id,
+    updated_at = EXCLUDED.updated_at
+"""
 
 
 @dataclass(frozen=True)
