@@ -119,7 +119,8 @@ class Conversation(models.Model):
         EXPIRED = "expired", "Expired"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="conversations")
+    # Indexed by the composite indexes below, which start with it.
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="conversations", db_index=False)
     external_id = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     expires_at = models.DateTimeField()
@@ -169,7 +170,8 @@ class Participant(models.Model):
         UNKNOWN = "unknown", "Could not be checked"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="participants")
-    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+")
+    # Indexed by participant_service_real, which starts with it.
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+", db_index=False)
     position = models.PositiveSmallIntegerField(default=0)
     real_number = models.CharField(max_length=15)
     name = models.CharField(max_length=100, blank=True, default="")
