@@ -241,14 +241,8 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
         return list(Conversation.Status.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        now = timezone.now()
-        match self.value():
-            case "open":
-                return queryset.filter(status="open", expires_at__gt=now)
-            case "expired":
-                return queryset.filter(Q(status="expired") | Q(status="open", expires_at__lte=now))
-            case "closed":
-                return queryset.filter(status="closed")
+        if self.value() in Conversation.Status.values:
+            return queryset.with_effective_status(self.value())  # type: ignore[attr-defined]
         return queryset
 
 

@@ -6,6 +6,7 @@ Numbers are stored as E.164 digits without ``+`` everywhere.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -110,6 +111,18 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def with_effective_status(self, status: str, now: datetime | None = None) -> ConversationQuerySet:
+        """Filter on the status the API shows: an open conversation past expires_at is expired,
+        before any sweep writes it down."""
+        now = now or timezone.now()
+        if status == Conversation.Status.OPEN:
+            return self.filter(status=status, expires_at__gt=now)
+        if status == Conversation.Status.EXPIRED:
+            return self.filter(Q(status=status) | Q(status=Conversation.Status.OPEN, expires_at__lte=now))
+        return self.filter(status=status)
+
+
 class Conversation(models.Model):
     """A service's masked session between two participants."""
 
@@ -130,6 +143,8 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -152,6 +167,12 @@ class Conversation(models.Model):
     @property
     def is_live(self) -> bool:
         return self.effective_status == self.Status.OPEN
+
+
+class ParticipantQuerySet(models.QuerySet["Participant"]):
+    def live(self, now: datetime | None = None) -> ParticipantQuerySet:
+        """Participants whose pair routes calls now: open (``active``) and not past expiry."""
+        return self.filter(active=True, conversation__expires_at__gt=now or timezone.now())
 
 
 class Participant(models.Model):
@@ -190,6 +211,8 @@ class Participant(models.Model):
     validation = models.CharField(max_length=10, choices=Validation.choices, default=Validation.PENDING)
     number_type = models.CharField(max_length=30, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ParticipantQuerySet.as_manager()
 
     class Meta:
         ordering = ["conversation_id", "position"]

@@ -68,7 +68,7 @@ class DayStats:
 
 def _live_participants(*, now: datetime) -> QuerySet[Participant]:
     # An open conversation past expires_at reads as expired and no longer holds its numbers.
-    return Participant.objects.filter(active=True, conversation__status="open", conversation__expires_at__gt=now)
+    return Participant.objects.live(now)
 
 
 def pool_health(

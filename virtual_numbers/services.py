@@ -49,14 +49,7 @@ def _capabilities(features: tuple[str, ...] | list[str]) -> dict[str, bool]:
 def number_in_use_count(*, number: VirtualNumber, now: datetime | None = None) -> int:
     """Open, unexpired conversations that route calls through ``number``."""
     now = now or timezone.now()
-    return (
-        Participant.objects.filter(
-            proxy_number=number, active=True, conversation__status="open", conversation__expires_at__gt=now
-        )
-        .values("conversation_id")
-        .distinct()
-        .count()
-    )
+    return Participant.objects.live(now).filter(proxy_number=number).values("conversation_id").distinct().count()
 
 
 def number_buy(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
 
 from proxy.models import Conversation
 
@@ -26,9 +25,4 @@ class ConversationFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset: QuerySet[Conversation], name: str, value: str) -> QuerySet[Conversation]:
         # Matches Conversation.effective_status, so a sweep that has not run yet changes nothing.
-        now = timezone.now()
-        if value == OPEN:
-            return queryset.filter(status=OPEN, expires_at__gt=now)
-        if value == EXPIRED:
-            return queryset.filter(Q(status=EXPIRED) | Q(status=OPEN, expires_at__lte=now))
-        return queryset.filter(status=value)
+        return queryset.with_effective_status(value)  # type: ignore[attr-defined]

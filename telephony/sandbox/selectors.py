@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.utils import timezone
-
 from proxy.models import Participant
 from proxy.phone import mask, pretty
 from telephony.models import SandboxCall, SandboxFailure, SandboxMessage, SandboxNumber
@@ -20,11 +18,7 @@ class CallerChoice:
 
 def caller_choices(*, limit: int = 100) -> list[CallerChoice]:
     """Participants of open conversations: each can dial their proxy number to reach the other."""
-    participants = (
-        Participant.objects.filter(active=True, conversation__expires_at__gt=timezone.now())
-        .select_related("conversation__service")
-        .order_by("-created_at")[:limit]
-    )
+    participants = Participant.objects.live().select_related("conversation__service").order_by("-created_at")[:limit]
     return [
         CallerChoice(
             participant_id=p.pk,
