@@ -111,7 +111,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Without a broker the product still works: tasks run in-process, after commit.
 # Tests run tasks eagerly even with REDIS_URL set; tests/test_worker_redis.py turns a real worker on.

@@ -94,7 +94,8 @@ class Command(BaseCommand):
             "",
             f"Demo conversation {conversation.pk}: Alice {pretty(ALICE)} and Bob {pretty(BOB)}.",
             f"Alice calls {pretty(alice.proxy_number_id)} to reach Bob. Simulate it (in another terminal):",
-            f"  .venv/bin/python manage.py simulate_call --from {ALICE} --to {alice.proxy_number_id} --url {url}",
+            "  DJANGO_DEBUG=1 .venv/bin/python manage.py simulate_call"
+            f" --from {ALICE} --to {alice.proxy_number_id} --url {url}",
             "",
             "Open a conversation over the API:",
             f"  curl -s -X POST {url}/api/v1/conversations -H 'Authorization: Bearer {key}' \\",
