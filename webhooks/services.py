@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from proxy import events
 from proxy.models import Call, CallEvent, Participant, Recording
 from proxy.ncco import GENERIC_UNAVAILABLE_TEXT, ncco_for_route, talk_ncco, unavailable_ncco
 from proxy.phone import from_webhook, mask
-from proxy.selectors import Route, route_for_call
+from proxy.selectors import route_for_call
 from webhooks.payloads import (
     FALLBACK_ONLY_FIELDS,
     NCCO_REPLACING_STATUSES,
@@ -37,14 +37,11 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The NCCO for an inbound call. Never raises for bad input: unknown callers hear a message."""
     caller = from_webhook(payload.get("from"))
     dialled = from_webhook(payload.get("to"))
+    # One indexed read and nothing written: the caller hears silence until we answer. The
+    # call's row is written by its first event, which finds the conversation by the same
+    # (real number, proxy number) pair (_link_by_numbers).
     route = route_for_call(caller=caller, proxy_number=dialled)
     uuid = text(payload, "uuid")
-    if route.kind == "connect" and uuid:
-        try:
-            _call_row_at_answer(route=route, payload=payload, uuid=uuid)
-        except DatabaseError:
-            # The row is a convenience (the first event writes it too): connect anyway.
-            logger.warning("answer %s: call row not written", uuid, exc_info=True)
     logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
     return ncco_for_route(route, public_url=settings.PUBLIC_URL)
 
@@ -80,69 +77,6 @@ def fallback_receive(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
             ncco = None
         return ncco or unavailable_ncco(None)
     return answer_safely(payload={k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS})
-
-
-def _call_row_at_answer(*, route: Route, payload: dict[str, Any], uuid: str) -> None:
-    """Write the inbound leg with its conversation and participants, without waiting for a flush.
-
-    Losing this row in a database crash costs nothing: the first event writes it again.
-    """
-    assert route.callee is not None
-    row = Call(
-        uuid=uuid,
-        conversation_uuid=text(payload, "conversation_uuid"),
-        conversation=route.conversation,
-        service=route.service,
-        direction=Call.Direction.INBOUND,
-        from_participant_id=route.caller_id,
-        to_participant=route.callee,
-        from_number=text(payload, "from"),
-        to_number=text(payload, "to"),
-    )
-    if connection.vendor == "postgresql":
-        # One statement, one round trip, committed without waiting for the WAL flush:
-        # set_config(..., true) holds for the statement's own transaction.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _CALL_AT_ANSWER_SQL,
-                [
-                    row.uuid,
-                    row.conversation_uuid,
-                    row.conversation_id,
-                    row.service_id,
-                    row.direction,
-                    row.from_participant_id,
-                    row.to_participant_id,
-                    row.from_number,
-                    row.to_number,
-                ],
-            )
-        return
-    with transaction.atomic():
-        # Vonage retries answer requests and events may come first: upsert the links only.
-        Call.objects.bulk_create(
-            [row],
-            update_conflicts=True,
-            unique_fields=["uuid"],
-            update_fields=["conversation", "service", "direction", "from_participant", "to_participant"],
-        )
-
-
-_CALL_AT_ANSWER_SQL = """
-WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
-INSERT INTO proxy_call (
-    uuid, conversation_uuid, conversation_id, service_id, direction, from_participant_id, to_participant_id,
-    from_number, to_number, status, detail, network, created_at, updated_at
-)
-SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', '', now(), now() FROM async_commit
-ON CONFLICT (uuid) DO UPDATE SET
-    conversation_id = EXCLUDED.conversation_id,
-    service_id = EXCLUDED.service_id,
-    direction = EXCLUDED.direction,
-    from_participant_id = EXCLUDED.from_participant_id,
-    to_participant_id = EXCLUDED.to_participant_id,
-    updated_at = EXCLUDED.updated_at
-"""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import pytest
 from proxy.models import Call, CallEvent, Recording
 from proxy.ncco import ncco_validate
 from tests.webhooks.conftest import fixture_names, load_fixture, post_json
+from webhooks.payloads import event_from_payload
 
 INBOUND = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 OUTBOUND = "bbbbbbbb-bbbb-cccc-dddd-0123456789ab"
@@ -23,9 +24,10 @@ def send(client, payload, method="POST"):
 
 @pytest.fixture
 def answered(client, conversation):
-    """The inbound leg as the answer webhook left it."""
+    """The inbound leg once the call was answered and its first event arrived."""
     response = client.get("/webhooks/answer", load_fixture("answer_get.json")["payload"])
     assert response.json()[-1]["action"] == "connect"
+    send(client, {**load_fixture("event_started.json"), "timestamp": "2026-11-27T09:59:59.000Z"})
     return Call.objects.get(uuid=INBOUND)
 
 
@@ -34,8 +36,9 @@ def test_every_recorded_event_is_kept_once(client, answered, name):
     payload = load_fixture(name)
     send(client, payload)
     send(client, payload)
-    events = CallEvent.objects.all()
+    events = CallEvent.objects.filter(dedup_key=event_from_payload(payload).dedup_key)
     assert events.count() == 1
+    assert CallEvent.objects.count() == 2  # with the fixture's own started event
     event = events.get()
     assert event.payload == payload
     assert event.kind in {"status", "record", "input", "machine", "transfer"}
@@ -187,7 +190,7 @@ def test_legs_without_an_answer_time_row_are_linked_by_their_numbers(client, con
 
 
 @pytest.mark.parametrize("where", ["uuid", "extra"])
-def test_nul_characters_are_stored_not_refused(client, answered, where):
+def test_nul_characters_are_stored_not_refused(client, conversation, where):
     payload = {**load_fixture("event_ringing.json")}
     if where == "uuid":
         payload["uuid"] = "nul\u0000uuid"
@@ -197,7 +200,7 @@ def test_nul_characters_are_stored_not_refused(client, answered, where):
     assert "\u0000" not in str(CallEvent.objects.get().payload)
 
 
-def test_lone_surrogates_are_stored_not_refused(client, answered):
+def test_lone_surrogates_are_stored_not_refused(client, conversation):
     body = b'{"uuid": "x", "status": "ringing", "note": "\\ud800"}'
     assert client.post("/webhooks/event", body, content_type="application/json").status_code == 204
     assert CallEvent.objects.count() == 1
