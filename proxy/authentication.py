@@ -50,6 +50,7 @@ class ServiceKeyAuthentication(authentication.BaseAuthentication):
         row = (
             ApiKey.objects.select_related("service")
             .filter(key_hash=hash_key(key.strip()), revoked_at__isnull=True, service__is_active=True)
+            .order_by()
             .first()
         )
         if row is None:

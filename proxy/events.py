@@ -12,21 +12,27 @@ from typing import TYPE_CHECKING
 from proxy.outbox import enqueue_on_commit
 
 if TYPE_CHECKING:
-    from proxy.models import Call, Conversation, Recording
+    from proxy.models import Call, Conversation, Participant, Recording
 
 # Callback deliveries are queued in chunks: a sweep that ends 100,000 conversations
 # must not publish 100,000 messages from inside its own transaction's commit.
 _FANOUT_CHUNK = 500
 
 
-def on_conversation_opened(conversation: Conversation, *, notify: bool) -> None:
-    """A conversation was created: validate numbers, SMS participants when ``notify``, call back."""
+def on_conversation_opened(
+    conversation: Conversation, *, notify: bool, participants: list[Participant] | None = None
+) -> None:
+    """A conversation was created: validate numbers, SMS participants when ``notify``, call back.
+
+    ``participants``: the rows just written, when the caller has them (saves a read).
+    """
     from proxy import tasks
     from proxy.callbacks import callback_create_for_conversation
     from proxy.notifications import notifications_create_for_conversation
     from virtual_numbers import tasks as number_tasks
 
-    participants = list(conversation.participants.order_by("position", "pk"))
+    if participants is None or any(p.pk is None for p in participants):
+        participants = list(conversation.participants.order_by("position", "pk"))
     if notify:
         notifications_create_for_conversation(conversation=conversation, participants=participants)
     delivery = callback_create_for_conversation(conversation=conversation, event="conversation.opened")

@@ -134,10 +134,12 @@ def _conversation_create_locked(
     _lock_real_numbers(reals)
     holdings = _holdings_for(reals=reals, now=now)
     sticky = _sticky_numbers(service=service, reals=reals)
+    # Only the countries a participant can be served from: their own, else the default.
+    countries = {p["country"] for p in people} | {service.default_country}
     pool = [
         PoolNumber(number=n, country=c)
         for n, c in VirtualNumber.objects.filter(
-            service=service, state=VirtualNumber.State.ACTIVE, voice=True
+            service=service, state=VirtualNumber.State.ACTIVE, voice=True, country__in=countries
         ).values_list("number", "country")
     ]
     chosen: list[str] = []
@@ -164,7 +166,7 @@ def _conversation_create_locked(
         metadata=metadata,
         created_at=now,
     )
-    Participant.objects.bulk_create(
+    participants = Participant.objects.bulk_create(
         Participant(
             conversation=conversation,
             service=service,
@@ -194,7 +196,7 @@ def _conversation_create_locked(
     )
     if on_created is not None:
         on_created(conversation)
-    events.on_conversation_opened(conversation, notify=notify)
+    events.on_conversation_opened(conversation, notify=notify, participants=participants)
     return conversation
 
 
