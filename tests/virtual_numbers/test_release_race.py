@@ -74,7 +74,7 @@ def _race(*, monkeypatch: pytest.MonkeyPatch, change: str, key_lock: bool) -> di
     provider = FakeProvider()
     inserted, proceed = threading.Event(), threading.Event()
 
-    def held_open(conversation: Conversation, *, notify: bool) -> None:
+    def held_open(conversation: Conversation, *, notify: bool, participants: Any = None) -> None:
         # Runs inside the creation transaction, after the participants were inserted and re-checked.
         if key_lock:
             _take_the_key_lock_now()
