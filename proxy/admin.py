@@ -124,12 +124,7 @@ class ServiceAdmin(ModelAdmin):
             {
                 "fields": (
                     ("language", "voice_style"),
-                    "greeting_text",
-                    "recording_notice_text",
-                    "unknown_caller_text",
-                    "ended_text",
-                    "unavailable_text",
-                    "sms_template",
+                    *_TEXTS,
                 )
             },
         ),

@@ -38,7 +38,6 @@ class Route:
     service: Service | None = None
     conversation: Conversation | None = None
     callee: Participant | None = None
-    caller_id: int | None = None
 
 
 def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetime | None = None) -> Route:
@@ -51,7 +50,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
         return Route(kind="unknown")
     now = now or timezone.now()
     if caller:
-        found, caller_id = _open_route(caller=caller, proxy_number=proxy_number)
+        found = _open_route(caller=caller, proxy_number=proxy_number)
         if found is not None:
             if found.conversation.expires_at <= now:
                 # Expired before any sweep wrote it down: ended during the cooldown, then unknown.
@@ -63,7 +62,6 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 service=found.service,
                 conversation=found.conversation,
                 callee=found,
-                caller_id=caller_id,
             )
         cooling = (
             Participant.objects.filter(
@@ -93,7 +91,7 @@ _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
 # the other participant of its conversation, the conversation and its service: one read,
 # and no ORM query compilation on the hot path (that cost more than the read itself).
 _ROUTE_SQL = f"""
-SELECT {_CALLEE_SQL}, caller.id, {_CONVERSATION_SQL}, {_SERVICE_SQL}
+SELECT {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
 FROM proxy_participant AS caller
 JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
 JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
@@ -103,19 +101,19 @@ LIMIT 1
 """  # noqa: S608 (column lists come from model metadata)
 
 
-def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None]:
-    """The other participant (with conversation and service) of the caller's open pair, and the caller's id."""
+def _open_route(*, caller: str, proxy_number: str) -> Participant | None:
+    """The other participant of the caller's open pair, with its conversation and service."""
     with connection.cursor() as cursor:
         cursor.execute(_ROUTE_SQL, [caller, proxy_number])
         row = cursor.fetchone()
     if row is None:
-        return None, None
+        return None
     a = len(_CALLEE_FIELDS)
-    b = a + 1 + len(_CONVERSATION_FIELDS)
+    b = a + len(_CONVERSATION_FIELDS)
     callee = _instance(Participant, _CALLEE_FIELDS, row[:a])
-    callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a + 1 : b])
+    callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
     callee.service = _instance(Service, _SERVICE_FIELDS, row[b:])
-    return callee, row[a]
+    return callee
 
 
 def _instance(model: type[Model], fields: list[Field], values: tuple) -> Any:

@@ -234,19 +234,20 @@ def _lock_real_numbers(reals: Iterable[str]) -> None:
 
 def _holdings_for(*, reals: list[str], now: datetime) -> dict[str, Holdings]:
     """Active and cooling numbers of each real number; writes down expiries it meets."""
-    rows = list(
-        Participant.objects.filter(real_number__in=reals)
-        .filter(Q(active=True) | Q(cooldown_until__gt=now))
-        .values_list("real_number", "proxy_number__number", "active", "conversation_id", "conversation__expires_at")
-    )
-    expired = {conv for _, _, active, conv, expires in rows if active and expires <= now}
-    if expired:
-        conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
-        rows = list(
+
+    def pair_rows() -> list[tuple[str, str, bool, UUID, datetime]]:
+        return list(
             Participant.objects.filter(real_number__in=reals)
             .filter(Q(active=True) | Q(cooldown_until__gt=now))
             .values_list("real_number", "proxy_number__number", "active", "conversation_id", "conversation__expires_at")
         )
+
+    rows = pair_rows()
+    expired = {conv for _, _, active, conv, expires in rows if active and expires <= now}
+    if expired:
+        # Rare: an expiry no sweep wrote down yet. Its pairs now cool from expires_at.
+        conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
+        rows = pair_rows()
     cooling_convs = {conv for _, _, active, conv, _ in rows if not active}
     counterpart: dict[tuple[UUID, str], str] = {}
     if cooling_convs:

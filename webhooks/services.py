@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from proxy import events
 from proxy.models import Call, CallEvent, Participant, Recording
-from proxy.ncco import GENERIC_UNAVAILABLE_TEXT, ncco_for_route, talk_ncco, unavailable_ncco
+from proxy.ncco import ncco_for_route, unavailable_ncco
 from proxy.phone import from_webhook, mask
 from proxy.selectors import route_for_call
 from webhooks.payloads import (
@@ -52,13 +52,13 @@ def answer_safely(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
         return answer_call(payload=payload)
     except Exception:
         logger.exception("answer webhook failed; speaking the generic message")
-        return talk_ncco(GENERIC_UNAVAILABLE_TEXT, None)
+        return unavailable_ncco(None)
 
 
 def failed_connect_ncco(payload: dict[str, Any]) -> list[dict[str, Any]] | None:
     """What a caller hears when the event of a failed synchronous connect could not be kept."""
     if text(payload, "status", 20).lower() in NCCO_REPLACING_STATUSES:
-        return talk_ncco(GENERIC_UNAVAILABLE_TEXT, None)
+        return unavailable_ncco(None)
     return None
 
 
@@ -81,7 +81,6 @@ def fallback_receive(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class EventOutcome:
-    duplicate: bool
     call: Call | None
     ncco: list[dict[str, Any]] | None = None
 
@@ -107,9 +106,8 @@ def event_receive(*, payload: dict[str, Any], source: str = "event", now: dateti
                     payload=payload,
                 )
         except IntegrityError:
-            duplicate = True
+            pass  # seen before: kept once, applied once
         else:
-            duplicate = False
             if call is not None and event.kind == "status":
                 _apply_status(call, event, now=now)
             if event.kind == "record":
@@ -117,18 +115,19 @@ def event_receive(*, payload: dict[str, Any], source: str = "event", now: dateti
     ncco = None
     if call is not None and event.status in NCCO_REPLACING_STATUSES and call.direction == Call.Direction.OUTBOUND:
         ncco = unavailable_ncco(call.conversation.service if call.conversation else call.service)
-    return EventOutcome(duplicate=duplicate, call=call, ncco=ncco)
+    return EventOutcome(call=call, ncco=ncco)
 
 
 def _call_for_event(event: Event) -> Call:
     """The call row for the event's leg, created if new, locked for the update."""
     payload = event.payload
+    direction = text(payload, "direction", 10)
     Call.objects.bulk_create(
         [
             Call(
                 uuid=event.uuid,
                 conversation_uuid=event.conversation_uuid,
-                direction=text(payload, "direction", 10) if text(payload, "direction", 10) in Call.Direction else "",
+                direction=direction if direction in Call.Direction else "",
                 from_number=text(payload, "from"),
                 to_number=text(payload, "to"),
             )
@@ -142,7 +141,8 @@ def _call_for_event(event: Event) -> Call:
 
 
 def _link_to_conversation(call: Call) -> None:
-    """A leg Vonage created for our connect shares the conversation_uuid of the inbound leg."""
+    """Find the leg's conversation: through another leg of the same Vonage conversation
+    (our connect's leg shares the inbound leg's conversation_uuid), else by its numbers."""
     sibling = (
         Call.objects.filter(conversation_uuid=call.conversation_uuid, conversation__isnull=False)
         .exclude(pk=call.pk)
@@ -166,7 +166,7 @@ def _link_to_conversation(call: Call) -> None:
 
 
 def _link_by_numbers(call: Call) -> bool:
-    """No answer-time row (lost, or never written): reverse-map the leg's own numbers.
+    """Reverse-map the leg's own numbers, as the answer webhook routed them.
 
     Inbound legs run from a participant's real number to their proxy number; the legs
     our connect creates run from the callee's proxy number to the callee's real number.
