@@ -177,6 +177,13 @@ def run(context: Context) -> None:
             met=pairs + lonely == 0,
         )
     )
+    done = created.requests + created.errors
+    if done:
+        report.note(
+            "4",
+            f"CPU per creation: server workers {meter.workers / done * 1000:.2f} ms, "
+            f"their PostgreSQL backends {meter.database / done * 1000:.2f} ms",
+        )
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM proxy_notification")
         notifications = cur.fetchone()[0]
