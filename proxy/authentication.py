@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from proxy import selectors
 from proxy.models import ApiKey, Service
 
 KEY_PREFIX = "mk_"
@@ -47,12 +48,7 @@ class ServiceKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <API key>'.")
-        row = (
-            ApiKey.objects.select_related("service")
-            .filter(key_hash=hash_key(key.strip()), revoked_at__isnull=True, service__is_active=True)
-            .order_by()
-            .first()
-        )
+        row = selectors.api_key_for_hash(key_hash=hash_key(key.strip()))
         if row is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         now = timezone.now()

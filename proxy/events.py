@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from proxy.outbox import enqueue_on_commit
 
 if TYPE_CHECKING:
-    from proxy.models import Call, Conversation, Participant, Recording
+    from proxy.models import Call, Conversation, Notification, Participant, Recording
 
 # Callback deliveries are queued in chunks: a sweep that ends 100,000 conversations
 # must not publish 100,000 messages from inside its own transaction's commit.
@@ -21,10 +21,11 @@ _FANOUT_CHUNK = 500
 
 def on_conversation_opened(
     conversation: Conversation, *, notify: bool, participants: list[Participant] | None = None
-) -> None:
+) -> list[Notification]:
     """A conversation was created: validate numbers, SMS participants when ``notify``, call back.
 
     ``participants``: the rows just written, when the caller has them (saves a read).
+    Returns the SMS rows it queued.
     """
     from proxy import tasks
     from proxy.callbacks import callback_create_for_conversation
@@ -33,13 +34,15 @@ def on_conversation_opened(
 
     if participants is None or any(p.pk is None for p in participants):
         participants = list(conversation.participants.order_by("position", "pk"))
-    if notify:
-        notifications_create_for_conversation(conversation=conversation, participants=participants)
+    notifications = (
+        notifications_create_for_conversation(conversation=conversation, participants=participants) if notify else []
+    )
     delivery = callback_create_for_conversation(conversation=conversation, event="conversation.opened")
     # Validation queues the SMS once the numbers are known good, so none goes to an invalid one.
     enqueue_on_commit(number_tasks.validate_conversation_numbers, str(conversation.pk))
     if delivery is not None:
         enqueue_on_commit(tasks.deliver_callback, delivery.pk)
+    return notifications
 
 
 def on_conversations_ended(conversation_ids: list, *, status: str) -> None:

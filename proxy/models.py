@@ -6,12 +6,27 @@ Numbers are stored as E.164 digits without ``+`` everywhere.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+
+def prefetched(instance: models.Model, accessor: str, objects: Iterable[models.Model]) -> None:
+    """Make ``instance.<accessor>.all()`` answer ``objects`` without a query.
+
+    For rows a service has just written and holds in memory: it fills the same cache
+    ``prefetch_related`` fills, so serialisers read them as if prefetched.
+    """
+    manager = getattr(instance, accessor)
+    queryset = manager.get_queryset()
+    queryset._result_cache = list(objects)
+    queryset._prefetch_done = True
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    cache[manager.field.remote_field.cache_name] = queryset
 
 
 def _default_ttl() -> int:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import Field, Model, QuerySet
 from django.db.models.expressions import Col
 from django.utils import timezone
 
-from proxy.models import Call, Conversation, Participant, Service
+from proxy.allocation import PoolNumber
+from proxy.models import ApiKey, Call, Conversation, Participant, Service
 from virtual_numbers.models import VirtualNumber
 
 
@@ -116,6 +119,27 @@ def _open_route(*, caller: str, proxy_number: str) -> Participant | None:
     return callee
 
 
+_KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])
+# Every API request starts here: one fixed statement, the key's service alongside.
+_API_KEY_SQL = f"""
+SELECT {_KEY_SQL}, {_SERVICE_SQL}
+FROM proxy_apikey AS api_key JOIN proxy_service AS service ON service.id = api_key.service_id
+WHERE api_key.key_hash = %s AND api_key.revoked_at IS NULL AND service.is_active
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def api_key_for_hash(*, key_hash: str) -> ApiKey | None:
+    """The live key with this hash, its service attached; None when unknown, revoked or its service is off."""
+    with connection.cursor() as cursor:
+        cursor.execute(_API_KEY_SQL, [key_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    api_key = _instance(ApiKey, _KEY_FIELDS, row[: len(_KEY_FIELDS)])
+    api_key.service = _instance(Service, _SERVICE_FIELDS, row[len(_KEY_FIELDS) :])
+    return api_key
+
+
 def _instance(model: type[Model], fields: list[Field], values: tuple) -> Any:
     """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite)."""
     converted = list(values)
@@ -133,3 +157,74 @@ def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col
         expression = Col(model._meta.db_table, field)
         result.append((expression, connection.ops.get_db_converters(expression) + field.get_db_converters(connection)))
     return result
+
+
+# --- Allocation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldPair:
+    """A proxy number a real number holds (``active``) or is cooling on."""
+
+    real_number: str
+    proxy_number: str
+    active: bool
+    conversation_id: UUID
+    # The conversation is past expires_at though no sweep has ended it yet.
+    expired: bool
+
+
+@dataclass(frozen=True)
+class AllocationView:
+    held: list[HeldPair]
+    # real number -> proxy number it had in the pair's latest conversation together
+    sticky: dict[str, str]
+    pool: list[PoolNumber]
+
+
+# Three reads in one round trip; as ORM queries they cost more to build than to run.
+# 'held': both people's open and cooling pairs; 'sticky': the numbers of their latest
+# conversation together; 'pool': the service's usable numbers in the given countries.
+_ALLOCATION_SQL = """
+SELECT 'held', p.real_number, p.proxy_number, p.active, p.conversation_id, c.expires_at <= %s
+FROM proxy_participant AS p JOIN proxy_conversation AS c ON c.id = p.conversation_id
+WHERE p.real_number IN (%s, %s) AND (p.active OR p.cooldown_until > %s)
+UNION ALL
+SELECT 'sticky', p.real_number, p.proxy_number, NULL, NULL, NULL
+FROM proxy_participant AS p
+WHERE p.conversation_id = (
+    SELECT a.conversation_id FROM proxy_participant AS a
+    JOIN proxy_participant AS b ON b.conversation_id = a.conversation_id
+    WHERE a.service_id = %s AND a.real_number = %s AND b.real_number = %s
+    ORDER BY a.created_at DESC LIMIT 1
+)
+UNION ALL
+SELECT 'pool', v.number, v.country, NULL, NULL, NULL
+FROM numbers_virtualnumber AS v
+WHERE v.service_id = %s AND v.state = %s AND v.voice AND v.country IN ({countries})
+"""
+
+
+def allocation_view(
+    *, service: Service, reals: tuple[str, str], countries: Collection[str], now: datetime
+) -> AllocationView:
+    """What choosing proxy numbers for the two people ``reals`` needs to know, in one read."""
+    a, b = reals
+    at = connection.ops.adapt_datetimefield_value(now)
+    countries = sorted(countries)
+    sql = _ALLOCATION_SQL.format(countries=", ".join(["%s"] * len(countries)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [at, a, b, at, service.pk, a, b, service.pk, VirtualNumber.State.ACTIVE.value, *countries])
+        rows = cursor.fetchall()
+    held: list[HeldPair] = []
+    sticky: dict[str, str] = {}
+    pool: list[PoolNumber] = []
+    for kind, first, second, active, conversation_id, expired in rows:
+        if kind == "held":
+            # SQLite answers 0/1 for booleans and hex text for UUIDs.
+            held.append(HeldPair(first, second, bool(active), UUID(str(conversation_id)), bool(expired)))
+        elif kind == "sticky":
+            sticky[first] = second
+        else:
+            pool.append(PoolNumber(number=first, country=second))
+    return AllocationView(held=held, sticky=sticky, pool=pool)

@@ -11,14 +11,14 @@ from typing import Any, NotRequired, TypedDict
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Q, Subquery, Value
+from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Subquery, Value
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from proxy import events
-from proxy.allocation import Holdings, PoolNumber, choose_proxy_number, pool_for_country
+from proxy import events, selectors
+from proxy.allocation import Holdings, choose_proxy_number, pool_for_country
 from proxy.exceptions import ConversationEnded, PoolExhausted
-from proxy.models import Conversation, Participant, Service
+from proxy.models import Conversation, Notification, Participant, Service, prefetched
 from proxy.phone import InvalidNumber, mask, normalize, region_of
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
@@ -80,8 +80,10 @@ def conversation_create(
 ) -> Conversation:
     """Open a conversation and give each participant a proxy number.
 
-    ``on_created`` runs inside the creating transaction (the API ties its
-    Idempotency-Key to the new conversation there).
+    The conversation comes back with its participants and their SMS rows attached, so
+    it can be shown without reading it back. ``on_created`` runs inside the creating
+    transaction, once all of that is written (the API stores its Idempotency-Key
+    response there, in the same commit as the conversation).
 
     Raises ValidationError for bad input and PoolExhausted (409) when a participant
     has no free number; in both cases nothing is written but the exhaustion record.
@@ -132,24 +134,23 @@ def _conversation_create_locked(
 ) -> Conversation:
     reals = [p["number"] for p in people]
     _lock_real_numbers(reals)
-    holdings = _holdings_for(reals=reals, now=now)
-    sticky = _sticky_numbers(service=service, reals=reals)
     # Only the countries a participant can be served from: their own, else the default.
     countries = {p["country"] for p in people} | {service.default_country}
-    pool = [
-        PoolNumber(number=n, country=c)
-        for n, c in VirtualNumber.objects.filter(
-            service=service, state=VirtualNumber.State.ACTIVE, voice=True, country__in=countries
-        ).values_list("number", "country")
-    ]
+    view = selectors.allocation_view(service=service, reals=(reals[0], reals[1]), countries=countries, now=now)
+    expired = {h.conversation_id for h in view.held if h.active and h.expired}
+    if expired:
+        # Rare: an expiry no sweep wrote down yet. Its pairs now cool from expires_at.
+        conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
+        view = selectors.allocation_view(service=service, reals=(reals[0], reals[1]), countries=countries, now=now)
+    holdings = _holdings(reals=reals, held=view.held)
     chosen: list[str] = []
     for person, other in ((people[0], people[1]), (people[1], people[0])):
-        candidates = pool_for_country(pool, country=person["country"], default_country=service.default_country)
+        candidates = pool_for_country(view.pool, country=person["country"], default_country=service.default_country)
         number = choose_proxy_number(
             candidates=candidates,
             holdings=holdings[person["number"]],
             counterpart=other["number"],
-            sticky=sticky.get(person["number"]),
+            sticky=view.sticky.get(person["number"]),
         )
         if number is None:
             country = candidates[0].country if candidates else person["country"]
@@ -194,9 +195,15 @@ def _conversation_create_locked(
         mask(reals[1]),
         chosen[1],
     )
+    notifications = events.on_conversation_opened(conversation, notify=notify, participants=participants)
+    by_participant: dict[int, list[Notification]] = defaultdict(list)
+    for notification in notifications:
+        by_participant[notification.participant_id].append(notification)
+    for participant in participants:
+        prefetched(participant, "notifications", by_participant[participant.pk])
+    prefetched(conversation, "participants", participants)
     if on_created is not None:
         on_created(conversation)
-    events.on_conversation_opened(conversation, notify=notify, participants=participants)
     return conversation
 
 
@@ -206,14 +213,18 @@ def _usable_locked(*, service: Service, chosen: list[str]) -> int:
     The lock does not block other conversations taking the same numbers; it blocks a
     release or move (``SELECT ... FOR UPDATE`` on the number) until this commits.
     """
-    usable = VirtualNumber.objects.filter(
-        number__in=sorted(set(chosen)), service=service, state=VirtualNumber.State.ACTIVE
-    )
+    numbers = sorted(set(chosen))
     if connection.vendor != "postgresql":
-        return usable.count()
-    sql, params = usable.values_list("number").query.sql_with_params()
+        return VirtualNumber.objects.filter(
+            number__in=numbers, service=service, state=VirtualNumber.State.ACTIVE
+        ).count()
+    marks = ", ".join(["%s"] * len(numbers))
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} FOR KEY SHARE", params)
+        cursor.execute(
+            f"SELECT number FROM numbers_virtualnumber WHERE number IN ({marks}) AND service_id = %s AND state = %s "  # noqa: S608 (placeholders only)
+            "FOR KEY SHARE",
+            [*numbers, service.pk, VirtualNumber.State.ACTIVE.value],
+        )
         return len(cursor.fetchall())
 
 
@@ -227,28 +238,14 @@ def _lock_real_numbers(reals: Iterable[str]) -> None:
     keys = sorted(
         int.from_bytes(hashlib.blake2b(r.encode(), digest_size=8).digest(), "big", signed=True) for r in reals
     )
+    # One round trip; PostgreSQL takes them left to right, in this sorted order.
     with connection.cursor() as cursor:
-        for key in keys:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * len(keys)), keys)
 
 
-def _holdings_for(*, reals: list[str], now: datetime) -> dict[str, Holdings]:
-    """Active and cooling numbers of each real number; writes down expiries it meets."""
-
-    def pair_rows() -> list[tuple[str, str, bool, UUID, datetime]]:
-        return list(
-            Participant.objects.filter(real_number__in=reals)
-            .filter(Q(active=True) | Q(cooldown_until__gt=now))
-            .values_list("real_number", "proxy_number__number", "active", "conversation_id", "conversation__expires_at")
-        )
-
-    rows = pair_rows()
-    expired = {conv for _, _, active, conv, expires in rows if active and expires <= now}
-    if expired:
-        # Rare: an expiry no sweep wrote down yet. Its pairs now cool from expires_at.
-        conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
-        rows = pair_rows()
-    cooling_convs = {conv for _, _, active, conv, _ in rows if not active}
+def _holdings(*, reals: list[str], held: list[selectors.HeldPair]) -> dict[str, Holdings]:
+    """Active and cooling numbers of each real number, with each cooling pair's counterpart."""
+    cooling_convs = {h.conversation_id for h in held if not h.active}
     counterpart: dict[tuple[UUID, str], str] = {}
     if cooling_convs:
         pairs = Participant.objects.filter(conversation_id__in=cooling_convs).values_list(
@@ -263,25 +260,12 @@ def _holdings_for(*, reals: list[str], now: datetime) -> dict[str, Holdings]:
                 counterpart[(conv, real)] = others[0] if others else ""
     active: dict[str, set[str]] = defaultdict(set)
     cooling: dict[str, dict[str, str]] = defaultdict(dict)
-    for real, proxy, is_active, conv, _ in rows:
-        if is_active:
-            active[real].add(proxy)
+    for h in held:
+        if h.active:
+            active[h.real_number].add(h.proxy_number)
         else:
-            cooling[real][proxy] = counterpart.get((conv, real), "")
+            cooling[h.real_number][h.proxy_number] = counterpart.get((h.conversation_id, h.real_number), "")
     return {r: Holdings(active=frozenset(active[r]), cooling=cooling[r]) for r in reals}
-
-
-def _sticky_numbers(*, service: Service, reals: list[str]) -> dict[str, str]:
-    """Proxy numbers the two people had in their latest conversation together, if any."""
-    a, b = reals
-    latest = (
-        Participant.objects.filter(service=service, real_number=a, conversation__participants__real_number=b)
-        .order_by("-created_at")
-        .values("conversation_id")[:1]
-    )
-    return dict(
-        Participant.objects.filter(conversation_id__in=latest).values_list("real_number", "proxy_number__number")
-    )
 
 
 def conversation_update(

@@ -6,7 +6,8 @@ import math
 import time
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -32,18 +33,31 @@ class ServiceRateThrottle(BaseThrottle):
             return True
         now = self.timer()
         slot = int(now // self.window)
-        key = f"throttle:service:{service.pk}:{slot}"
-        # Two windows' lifetime: a slow clock elsewhere still finds the counter.
-        cache.add(key, 0, timeout=2 * self.window + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.add(key, 1, timeout=2 * self.window + 1)
-            count = 1
+        count = self._count(f"throttle:service:{service.pk}:{slot}")
         if count <= service.rate_limit:
             return True
         self.retry_after = (slot + 1) * self.window - now
         return False
+
+    def _count(self, key: str) -> int:
+        """Add one to the window's counter and return it."""
+        # Two windows' lifetime: a slow clock elsewhere still finds the counter.
+        timeout = 2 * self.window + 1
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            # One round trip: create the counter if missing, then count (Django's add and
+            # incr would take three).
+            name = backend.make_and_validate_key(key)
+            pipeline = backend._cache.get_client(name, write=True).pipeline(transaction=False)
+            pipeline.set(name, 0, ex=timeout, nx=True)
+            pipeline.incr(name)
+            return int(pipeline.execute()[1])
+        cache.add(key, 0, timeout=timeout)
+        try:
+            return int(cache.incr(key))
+        except ValueError:  # evicted between add and incr
+            cache.add(key, 1, timeout=timeout)
+            return 1
 
     def wait(self) -> float | None:
         # DRF rounds up; Retry-After is never 0 while the window is closed.

@@ -1,9 +1,9 @@
 """Idempotency-Key for conversation creation (IETF httpapi idempotency-key draft).
 
-A key is claimed in its own committed transaction before the work starts, so that of
-two concurrent requests with one key exactly one does the work: the unique
-(service, key) constraint decides. The claim then either stores the 201 it produced
-or is deleted, so a retry after a 400 or 409 runs afresh.
+A key is claimed by one committed INSERT before the work starts, so that of two
+concurrent requests with one key exactly one does the work: the unique (service, key)
+constraint decides. The claim then stores the 201 it produced, in the transaction that
+creates the conversation, or is deleted, so a retry after a 400 or 409 runs afresh.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -31,8 +31,6 @@ ABANDONED_AFTER = timedelta(seconds=60)
 class Claim:
     record: IdempotencyRecord
     replay: bool
-    # Set when an abandoned request had already created its conversation: answer with it.
-    created: Any = None
 
 
 def request_fingerprint(data: Any) -> str:
@@ -65,25 +63,18 @@ def idempotency_claim(*, service: Service, key: str, fingerprint: str, now: date
     now = now or timezone.now()
     # A claim deleted between our insert and our read sends us round again; twice is plenty.
     for _ in range(3):
+        record = _insert_or_none(service=service, key=key, request_hash=fingerprint, created_at=now)
+        if record is not None:
+            return Claim(record=record, replay=False)
         with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    record = IdempotencyRecord.objects.create(
-                        service=service, key=key, request_hash=fingerprint, created_at=now
-                    )
-                return Claim(record=record, replay=False)
-            except IntegrityError:
-                pass
             found = IdempotencyRecord.objects.select_for_update().filter(service=service, key=key).first()
             if found is None:
                 continue
             record = found
             expired = record.created_at <= now - _ttl()
+            # A claim's response is stored in the commit that creates its conversation, so
+            # one without a response after this long created nothing: run it afresh.
             abandoned = record.response_status is None and record.created_at <= now - ABANDONED_AFTER
-            if abandoned and not expired and record.conversation_id is not None:
-                if record.request_hash != fingerprint:
-                    raise IdempotencyKeyReused()
-                return Claim(record=record, replay=False, created=record.conversation_id)
             if expired or abandoned:
                 record.conversation = None
                 record.request_hash = fingerprint
@@ -102,12 +93,31 @@ def idempotency_claim(*, service: Service, key: str, fingerprint: str, now: date
     raise RequestInProgress()
 
 
-def idempotency_complete(*, claim: Claim, status: int, body: Any) -> None:
-    """Remember the response of a claimed request."""
+def _insert_or_none(**fields: Any) -> IdempotencyRecord | None:
+    """The new record, or None when (service, key) is taken.
+
+    Outside a transaction the INSERT is its own, one round trip; inside one, a
+    savepoint keeps a refused INSERT from spoiling the caller's transaction.
+    """
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(**fields)
+        return IdempotencyRecord.objects.create(**fields)
+    except IntegrityError:
+        return None
+
+
+def idempotency_complete(*, claim: Claim, status: int, body: Any, conversation_id: Any = None) -> None:
+    """Remember the response of a claimed request, and the conversation it created.
+
+    Call it inside the creating transaction: a conversation then never exists without
+    the answer a retry with the same key must get.
+    """
     # Round-trip through DRF's encoder: dates, UUIDs and decimals become what clients saw.
     stored = json.loads(json.dumps(body, cls=JSONEncoder))
     IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
-        response_status=status, response_body=stored
+        response_status=status, response_body=stored, conversation_id=conversation_id
     )
 
 
@@ -122,13 +132,6 @@ def idempotency_release(*, claim: Claim) -> None:
         response_status__isnull=True,
         conversation__isnull=True,
     ).delete()
-
-
-def idempotency_link(*, claim: Claim, conversation_id: Any) -> None:
-    """Tie the claim to the conversation it created (call inside the creation transaction)."""
-    IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
-        conversation_id=conversation_id
-    )
 
 
 def idempotency_records_purge(*, now: datetime | None = None) -> int:

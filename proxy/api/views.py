@@ -25,7 +25,6 @@ from proxy.api.idempotency import (
     Claim,
     idempotency_claim,
     idempotency_complete,
-    idempotency_link,
     idempotency_release,
     request_fingerprint,
 )
@@ -153,28 +152,28 @@ class ConversationListCreateApi(APIView):
                 status=claim.record.response_status,
                 headers={"Idempotent-Replayed": "true", **self._location(claim.record.response_body)},
             )
-        if claim.created is not None:
-            # The first request created the conversation but died before answering.
-            body = _output(_conversation_or_404(service, str(claim.created)), request)
-            idempotency_complete(claim=claim, status=status.HTTP_201_CREATED, body=body)
-            headers = {"Idempotent-Replayed": "true", **self._location(body)}
-            return Response(body, status=status.HTTP_201_CREATED, headers=headers)
         try:
-            response = self._create(request, service, claim=claim)
+            return self._create(request, service, claim=claim)
         except BaseException:
             idempotency_release(claim=claim)
             raise
-        if response.status_code == status.HTTP_201_CREATED:
-            idempotency_complete(claim=claim, status=response.status_code, body=response.data)
-        else:
-            idempotency_release(claim=claim)
-        return response
 
     def _create(self, request: Request, service: Service, claim: Claim | None = None) -> Response:
         serializer = ConversationCreateInputSerializer(data=request.data, context={"service": service})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        conversation = services.conversation_create(
+        answer: dict[str, Any] = {}
+
+        def respond(conversation: Conversation) -> None:
+            # Inside the creating transaction, from the rows in hand: a retry with the same
+            # key finds this very answer once the conversation exists.
+            answer["body"] = _output(conversation, request)
+            if claim is not None:
+                idempotency_complete(
+                    claim=claim, status=status.HTTP_201_CREATED, body=answer["body"], conversation_id=conversation.pk
+                )
+
+        services.conversation_create(
             service=service,
             # "+" keeps the normalised digits from being read again as a national number.
             participants=[
@@ -185,9 +184,9 @@ class ConversationListCreateApi(APIView):
             record=data["record"],
             notify=data["notify"],
             metadata=data.get("metadata") or {},
-            on_created=(lambda c: idempotency_link(claim=claim, conversation_id=c.pk)) if claim else None,
+            on_created=respond,
         )
-        body = _output(_conversation_or_404(service, str(conversation.pk)), request)
+        body = answer["body"]
         return Response(body, status=status.HTTP_201_CREATED, headers=self._location(body))
 
     @staticmethod

@@ -63,6 +63,37 @@ def test_create_returns_the_contract_shape(api, service, pool):
     assert alice["proxy_number"] in pool_numbers and bob["proxy_number"] in pool_numbers
 
 
+@pytest.mark.parametrize("notify", [True, False])
+def test_create_answers_what_a_read_back_shows(api, pool, notify):
+    # The 201 is built from the rows in hand, not read back: it must equal a fresh GET.
+    created = create(api, external_id="order-1", metadata={"order": 1.5, "tags": ["a"]}, ttl=600, notify=notify)
+
+    shown = api.get(f"{URL}/{created.json()['id']}")
+
+    assert created.status_code == 201 and shown.status_code == 200
+    assert created.json() == shown.json()
+    notifications = [p["notification"] for p in created.json()["participants"]]
+    if notify:
+        assert [n["status"] for n in notifications] == ["queued", "queued"]
+    else:
+        assert notifications == [None, None]
+
+
+def test_create_round_trips_are_bounded(api, pool, django_assert_max_num_queries):
+    # Key look-up (and its last-used mark), the claim, then one transaction: advisory
+    # locks (PostgreSQL), the pool and what both people hold in one read, two inserts,
+    # the pool re-check, SMS rows, and the stored answer. Inside the test's transaction
+    # the claim and the creation add two savepoints each.
+    with django_assert_max_num_queries(14):
+        response = api.post(
+            URL,
+            {"participants": [{"number": "+" + ALICE}, {"number": "+" + BOB}]},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="one",
+        )
+    assert response.status_code == 201, response.content
+
+
 def test_create_reads_national_numbers_with_the_country_hint(api, pool):
     response = api.post(
         URL,

@@ -241,23 +241,36 @@ def test_equal_json_numbers_spelt_differently_have_one_fingerprint():
     assert request_fingerprint({"x": 1}) != request_fingerprint({"x": 1.5})
 
 
-def test_a_request_that_died_after_creating_is_answered_with_its_conversation(api, service, pool, monkeypatch):
+def test_a_request_that_died_after_its_commit_is_replayed_at_once(api, service, pool, monkeypatch):
     from proxy.api import views
 
-    def die(**kwargs):
-        raise SystemExit("worker killed after the commit")
+    def die(body):
+        raise SystemExit("worker killed after the commit, before answering")
 
-    monkeypatch.setattr(views, "idempotency_complete", die)
+    monkeypatch.setattr(views.ConversationListCreateApi, "_location", staticmethod(die))
     with pytest.raises(SystemExit):
         post(api, BODY)
     monkeypatch.undo()
     created = Conversation.objects.get()
-    # the claim survives the failure, tied to its conversation
-    IdempotencyRecord.objects.filter(key="key-1").update(created_at=timezone.now() - timedelta(minutes=5))
+    # The answer was stored in the commit that created the conversation.
+    record = IdempotencyRecord.objects.get(key="key-1")
+    assert (record.response_status, record.conversation_id) == (201, created.pk)
 
     retry = post(api, BODY)
 
     assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.json() == record.response_body
     assert retry.json()["id"] == str(created.pk)
     assert Conversation.objects.count() == 1
-    assert post(api, BODY).json()["id"] == str(created.pk)
+
+
+def test_an_abandoned_claim_without_a_conversation_runs_afresh(api, service, pool):
+    IdempotencyRecord.objects.create(
+        service=service, key="key-1", request_hash="whatever", created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    response = post(api, BODY)
+
+    assert response.status_code == 201 and "Idempotent-Replayed" not in response
+    record = IdempotencyRecord.objects.get(key="key-1")
+    assert record.conversation_id == Conversation.objects.get().pk

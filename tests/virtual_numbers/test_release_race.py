@@ -74,13 +74,14 @@ def _race(*, monkeypatch: pytest.MonkeyPatch, change: str, key_lock: bool) -> di
     provider = FakeProvider()
     inserted, proceed = threading.Event(), threading.Event()
 
-    def held_open(conversation: Conversation, *, notify: bool, participants: Any = None) -> None:
+    def held_open(conversation: Conversation, *, notify: bool, participants: Any = None) -> list[Any]:
         # Runs inside the creation transaction, after the participants were inserted and re-checked.
         if key_lock:
             _take_the_key_lock_now()
         inserted.set()
         if not proceed.wait(timeout=DEADLINE * 2):
             raise AssertionError("the test never let the creation finish")
+        return []
 
     monkeypatch.setattr("proxy.events.on_conversation_opened", held_open)
 
