@@ -139,6 +139,21 @@ def test_the_answer_path_is_one_read(client, conversation, django_assert_num_que
     assert not Call.objects.exists()
 
 
+@pytest.mark.postgres
+def test_the_answer_read_is_a_prepared_statement_on_postgresql(client, conversation):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    for _ in range(6):  # psycopg prepares a statement on its sixth run on a connection
+        _answer(client, {"from": ALICE, "to": "12015550200"})
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert [s for s in prepared if "FROM proxy_participant AS caller" in s]
+
+
 def test_database_failure_still_answers_with_a_message(client, conversation, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database is down")
