@@ -31,6 +31,7 @@ class Sizes:
     buyers: int
     orders: int
     # 4. creation over the API
+    create_existing: int  # open conversations already in the database
     create_total: int
     create_clients: int
     # 5. expiry sweep
@@ -52,6 +53,7 @@ FULL = Sizes(
     sellers=3_000,
     buyers=20_000,
     orders=6_000,
+    create_existing=50_000,
     create_total=4_000,
     create_clients=50,
     expiry_conversations=100_000,
@@ -72,6 +74,7 @@ SMOKE = Sizes(
     sellers=20,
     buyers=200,
     orders=100,
+    create_existing=1_000,
     create_total=100,
     create_clients=50,
     expiry_conversations=1_000,
