@@ -180,6 +180,9 @@ def _conversation_create_locked(
         )
         for i, person in enumerate(people)
     )
+    if any(p.pk is None for p in participants):
+        # SQLite before 3.35 returns no ids from a bulk insert.
+        participants = list(conversation.participants.order_by("position", "pk"))
     # A number released or moved while we chose it. Django's foreign keys are deferred on
     # PostgreSQL, so the participant insert locks nothing yet: take the key-share lock
     # ourselves. A release that has not committed yet then waits for us and sees the
@@ -222,7 +225,8 @@ def _usable_locked(*, service: Service, chosen: list[str]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT number FROM numbers_virtualnumber WHERE number IN ({marks}) AND service_id = %s AND state = %s "  # noqa: S608 (placeholders only)
-            "FOR KEY SHARE",
+            # The order add_numbers and the release lock numbers in: no deadlock between them.
+            "ORDER BY country, number FOR KEY SHARE",
             [*numbers, service.pk, VirtualNumber.State.ACTIVE.value],
         )
         return len(cursor.fetchall())

@@ -45,13 +45,13 @@ class ServiceRateThrottle(BaseThrottle):
         timeout = 2 * self.window + 1
         backend = caches["default"]
         if isinstance(backend, RedisCache):
-            # One round trip: create the counter if missing, then count (Django's add and
-            # incr would take three).
+            # One round trip (Django's add and incr would take three): count, and make
+            # sure the counter expires whoever created it.
             name = backend.make_and_validate_key(key)
             pipeline = backend._cache.get_client(name, write=True).pipeline(transaction=False)
-            pipeline.set(name, 0, ex=timeout, nx=True)
             pipeline.incr(name)
-            return int(pipeline.execute()[1])
+            pipeline.expire(name, timeout)
+            return int(pipeline.execute()[0])
         cache.add(key, 0, timeout=timeout)
         try:
             return int(cache.incr(key))

@@ -116,9 +116,13 @@ def idempotency_complete(*, claim: Claim, status: int, body: Any, conversation_i
     """
     # Round-trip through DRF's encoder: dates, UUIDs and decimals become what clients saw.
     stored = json.loads(json.dumps(body, cls=JSONEncoder))
-    IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
+    updated = IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
         response_status=status, response_body=stored, conversation_id=conversation_id
     )
+    if not updated:
+        # This request ran so long that another took its key over as abandoned: that
+        # one does the work. Raised inside the creating transaction, it undoes ours.
+        raise RequestInProgress()
 
 
 def idempotency_release(*, claim: Claim) -> None:

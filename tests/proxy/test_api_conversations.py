@@ -94,6 +94,20 @@ def test_create_round_trips_are_bounded(api, pool, django_assert_max_num_queries
     assert response.status_code == 201, response.content
 
 
+def test_create_answers_ids_where_bulk_inserts_return_none(api, pool, monkeypatch):
+    # SQLite before 3.35 gives no ids back from a bulk insert: the answer still has them.
+    from django.db import connection
+
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+
+    created = create(api)
+
+    assert created.status_code == 201, created.content
+    ids = [p["id"] for p in created.json()["participants"]]
+    conversation = Conversation.objects.get(pk=created.json()["id"])
+    assert ids == list(conversation.participants.order_by("position").values_list("pk", flat=True))
+
+
 def test_create_reads_national_numbers_with_the_country_hint(api, pool):
     response = api.post(
         URL,

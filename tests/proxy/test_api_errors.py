@@ -314,3 +314,23 @@ def test_other_methods_on_another_services_conversation_are_404(api, method):
 
 def test_a_nul_in_a_recording_id_is_404(api):
     assert api.get("/api/v1/recordings/abc%00def").status_code == 404
+
+
+@pytest.mark.postgres
+def test_the_rate_counter_in_redis_expires(service, api_key, settings):
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("needs REDIS_URL: the counter lives in Redis")
+    service.rate_limit = 100
+    service.save()
+
+    assert client_for(api_key).get(URL).status_code == 200
+
+    client = backend._cache.get_client(write=False)
+    keys = client.keys(backend.make_and_validate_key(f"throttle:service:{service.pk}:*"))
+    assert len(keys) == 1
+    assert 0 < client.ttl(keys[0]) <= 2 * ServiceRateThrottle.window + 1
+    assert int(client.get(keys[0])) == 1

@@ -274,3 +274,22 @@ def test_an_abandoned_claim_without_a_conversation_runs_afresh(api, service, poo
     assert response.status_code == 201 and "Idempotent-Replayed" not in response
     record = IdempotencyRecord.objects.get(key="key-1")
     assert record.conversation_id == Conversation.objects.get().pk
+
+
+def test_a_request_whose_key_was_taken_over_undoes_its_conversation(api, service, pool, monkeypatch):
+    from proxy.api import views
+
+    real_output = views._output
+
+    def taken_over_meanwhile(conversation, request):
+        # Another request found this claim abandoned and took the key over.
+        IdempotencyRecord.objects.filter(key="key-1").update(created_at=timezone.now() + timedelta(seconds=1))
+        return real_output(conversation, request)
+
+    monkeypatch.setattr(views, "_output", taken_over_meanwhile)
+
+    response = post(api, BODY)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "request_in_progress"
+    assert not Conversation.objects.exists()
