@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -79,9 +80,14 @@ def _outbox() -> dict[str, Any]:
     now = timezone.now()
     stale = now - timedelta(seconds=STALE_AFTER_SECONDS)
     stuck_sms = Notification.objects.filter(status=Notification.Status.QUEUED, updated_at__lt=stale).count()
-    overdue_callbacks = CallbackDelivery.objects.filter(
-        status=CallbackDelivery.Status.PENDING, next_attempt_at__lt=now - timedelta(minutes=5)
-    ).count()
+    # Past the redrive's own minute, so what it fixes never shows: a delivery due (or,
+    # never tried, created) five minutes ago and still pending is stuck.
+    late = now - timedelta(minutes=5)
+    overdue_callbacks = (
+        CallbackDelivery.objects.filter(status=CallbackDelivery.Status.PENDING)
+        .filter(Q(next_attempt_at__lt=late) | Q(next_attempt_at__isnull=True, created_at__lt=late))
+        .count()
+    )
     return {
         "ok": not stuck_sms and not overdue_callbacks,
         "stuck_sms": stuck_sms,

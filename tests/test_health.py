@@ -74,6 +74,22 @@ def test_a_stuck_outbox_is_reported_as_degraded(client: Client, settings):
     assert body["checks"]["outbox"]["stuck_sms"] == 1
 
 
+def test_a_callback_never_tried_for_long_is_reported_as_overdue(client: Client, settings):
+    from proxy.models import CallbackDelivery
+    from tests.factories import ServiceFactory
+
+    settings.REDIS_URL = ""
+    service = ServiceFactory(callback_url="https://marketplace.example/hook")
+    fresh = {"service": service, "event": "conversation.opened", "payload": {}, "url": service.callback_url}
+    CallbackDelivery.objects.create(**fresh)  # just queued: not overdue
+    CallbackDelivery.objects.create(**fresh, created_at=timezone.now() - timedelta(hours=1))
+
+    outbox = client.get("/health").json()["checks"]["outbox"]
+
+    assert outbox["overdue_callbacks"] == 1
+    assert outbox["ok"] is False
+
+
 def test_head_works_and_post_is_not_allowed(client: Client, settings):
     settings.REDIS_URL = ""
     assert client.head("/health").status_code == 200
