@@ -6,6 +6,9 @@
 - ``/bench/one-read``: the bare view plus one indexed read of the caller's participant
   row (the partial unique index on open (real_number, proxy_number)): the floor of any
   answer path that reads the database once.
+- ``/bench/signed``: the bare view behind the answer webhook's own signature check
+  (HS256 JWT): the ceiling of any answer that verifies Vonage's signature, as every
+  webhook here must, before it reads anything.
 - ``/bench/bare-api``: a DRF view with the API's own authentication (API key look-up),
   throttle and JSON parser, answering 201: the ceiling for conversation creation.
 """
@@ -19,11 +22,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webhooks.views import signed_voice_webhook
+
 _CONSTANT_NCCO = [{"action": "talk", "text": "Sorry, we could not find a conversation for your number. Goodbye."}]
 
 
 def bare(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_CONSTANT_NCCO, safe=False)
+
+
+signed = signed_voice_webhook(bare)
 
 
 def one_read(request: HttpRequest) -> JsonResponse:
@@ -44,6 +52,7 @@ class BareApi(APIView):
 
 urlpatterns = [
     path("bench/bare", bare, name="bench-bare"),
+    path("bench/signed", signed, name="bench-signed"),
     path("bench/one-read", one_read, name="bench-one-read"),
     path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
     path("", include("config.urls")),
