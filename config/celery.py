@@ -47,6 +47,10 @@ app.conf.beat_schedule = {
         "task": "proxy.tasks.idempotency_purge",
         "schedule": crontab(minute=7),
     },
+    "call-event-payloads-redact": {
+        "task": "proxy.tasks.call_event_payloads_redact",
+        "schedule": crontab(minute=37, hour=3),
+    },
     "number-checks-prune": {
         "task": "virtual_numbers.tasks.number_checks_prune_task",
         "schedule": crontab(minute=17, hour=3),

@@ -209,6 +209,8 @@ PROXY_DEFAULT_COOLDOWN = env.int("PROXY_DEFAULT_COOLDOWN", default=3600)
 PROXY_DEFAULT_RATE_LIMIT = env.int("PROXY_DEFAULT_RATE_LIMIT", default=50)
 PROXY_DEFAULT_COUNTRY = env.str("PROXY_DEFAULT_COUNTRY", default="US")
 IDEMPOTENCY_TTL = 24 * 3600
+# Days a raw Vonage event keeps its payload (real numbers, inbound SMS text); 0 = for ever.
+CALL_EVENT_RETENTION_DAYS = env.int("CALL_EVENT_RETENTION_DAYS", default=90)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 

@@ -302,9 +302,16 @@ class CallEvent(models.Model):
     source = models.CharField(max_length=20, default="event", help_text="Which webhook received it.")
     dedup_key = models.CharField(max_length=64, unique=True)
     payload = models.JSONField()
+    # Set once the payload's personal data is gone (CALL_EVENT_RETENTION_DAYS).
+    payload_redacted = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["timestamp", "received_at"]
+        indexes = [
+            # Only events still holding a payload: the retention job finds the old ones
+            # without walking everything it redacted before.
+            models.Index(fields=["received_at"], condition=Q(payload_redacted=False), name="callevent_unredacted_age")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.status or '-'} {self.call_uuid}"

@@ -112,6 +112,14 @@ def worker_heartbeat() -> float:
 
 
 @shared_task(acks_late=True)
+def call_event_payloads_redact() -> int:
+    """Beat: drop the personal data of raw events past their retention."""
+    from webhooks.services import call_event_payloads_redact as redact
+
+    return redact()
+
+
+@shared_task(acks_late=True)
 def idempotency_purge() -> int:
     """Beat: forget Idempotency-Key records past their 24 hours."""
     from proxy.api.idempotency import idempotency_records_purge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -283,3 +283,29 @@ def recording_announced(*, payload: dict[str, Any], call: Call | None = None) ->
     if created:
         events.on_recording_announced(recording)
     return recording
+
+
+# Raw payloads hold both people's real numbers and, for inbound SMS, what they wrote.
+REDACTED_PAYLOAD = {"redacted": True}
+_REDACT_BATCH = 5000
+
+
+def call_event_payloads_redact(*, now: datetime | None = None, keep_days: int | None = None) -> int:
+    """Replace the raw payload of events older than the retention with ``REDACTED_PAYLOAD``.
+
+    The event rows stay (kind, status, times, call uuids): the call log keeps its shape;
+    the personal data in them goes. ``keep_days`` defaults to CALL_EVENT_RETENTION_DAYS;
+    0 keeps payloads for ever. Returns how many were redacted.
+    """
+    keep_days = settings.CALL_EVENT_RETENTION_DAYS if keep_days is None else keep_days
+    if keep_days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=keep_days)
+    due = CallEvent.objects.filter(payload_redacted=False, received_at__lt=cutoff)
+    redacted = 0
+    while True:
+        # In batches, each its own short statement: no long lock on a big table.
+        ids = list(due.order_by("received_at").values_list("pk", flat=True)[:_REDACT_BATCH])
+        if not ids:
+            return redacted
+        redacted += CallEvent.objects.filter(pk__in=ids).update(payload=REDACTED_PAYLOAD, payload_redacted=True)
