@@ -303,7 +303,8 @@ class CallEvent(models.Model):
     dedup_key = models.CharField(max_length=64, unique=True)
     payload = models.JSONField()
     # Set once the payload's personal data is gone (CALL_EVENT_RETENTION_DAYS).
-    payload_redacted = models.BooleanField(default=False)
+    # db_default: processes still running the code before this field insert without it.
+    payload_redacted = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["timestamp", "received_at"]

@@ -111,7 +111,8 @@ def worker_heartbeat() -> float:
     return now
 
 
-@shared_task(acks_late=True)
+# The first run after enabling it may face months of events: more than the default limits.
+@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900)
 def call_event_payloads_redact() -> int:
     """Beat: drop the personal data of raw events past their retention."""
     from webhooks.services import call_event_payloads_redact as redact

@@ -308,4 +308,6 @@ def call_event_payloads_redact(*, now: datetime | None = None, keep_days: int | 
         ids = list(due.order_by("received_at").values_list("pk", flat=True)[:_REDACT_BATCH])
         if not ids:
             return redacted
-        redacted += CallEvent.objects.filter(pk__in=ids).update(payload=REDACTED_PAYLOAD, payload_redacted=True)
+        redacted += CallEvent.objects.filter(pk__in=ids, payload_redacted=False).update(
+            payload=REDACTED_PAYLOAD, payload_redacted=True
+        )

@@ -215,7 +215,7 @@ def test_run_periodic_command_sweeps_and_redrives(service):
     report = out.getvalue()
     assert "expire-conversations: 1" in report
     # every job of the beat schedule runs, the purges of personal data included
-    for job in ("outbox-redrive", "idempotency-purge", "number-checks-prune"):
+    for job in ("outbox-redrive", "idempotency-purge", "number-checks-prune", "call-event-payloads-redact"):
         assert f"{job}: " in report and f"{job}: failed" not in report
     assert Conversation.objects.get().status == "expired"
 

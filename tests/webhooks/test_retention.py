@@ -45,6 +45,18 @@ def test_payloads_past_the_retention_are_redacted_and_the_rows_kept(settings):
     assert call_event_payloads_redact() == 0
 
 
+def test_batches_go_on_until_nothing_is_left(settings, monkeypatch):
+    from webhooks import services
+
+    monkeypatch.setattr(services, "_REDACT_BATCH", 2)
+    settings.CALL_EVENT_RETENTION_DAYS = 30
+    for i in range(5):
+        _event(f"e{i}", days_ago=40 + i)
+
+    assert call_event_payloads_redact() == 5
+    assert not CallEvent.objects.filter(payload_redacted=False).exists()
+
+
 def test_zero_days_keeps_payloads(settings):
     settings.CALL_EVENT_RETENTION_DAYS = 0
     event = _event("kept", days_ago=3650)
