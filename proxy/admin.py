@@ -14,7 +14,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -46,6 +47,7 @@ from proxy.models import (
     Service,
 )
 from proxy.phone import mask
+from virtual_numbers.models import VirtualNumber
 
 # --- Services and API keys ------------------------------------------------------------------
 admin.site.site_title = "Masked calling"
@@ -104,6 +106,12 @@ class IssueKeyForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="What the key is for, e.g. 'production'.")
 
 
+def _count_per_service(rows: QuerySet[Any]) -> Coalesce:
+    """How many of ``rows`` belong to each service, as a correlated subquery (0 when none)."""
+    counted = rows.filter(service=OuterRef("pk")).order_by().values("service").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted), 0)
+
+
 @admin.register(Service)
 class ServiceAdmin(ModelAdmin):
     form = ServiceForm
@@ -132,18 +140,15 @@ class ServiceAdmin(ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Service]:
+        # One correlated count each: three joins would multiply numbers x conversations x keys.
         now = timezone.now()
         return (
             super()
             .get_queryset(request)
             .annotate(
-                n_numbers=Count("numbers", filter=Q(numbers__state="active"), distinct=True),
-                n_open=Count(
-                    "conversations",
-                    filter=Q(conversations__status="open", conversations__expires_at__gt=now),
-                    distinct=True,
-                ),
-                n_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
+                n_numbers=_count_per_service(VirtualNumber.objects.filter(state="active")),
+                n_open=_count_per_service(Conversation.objects.filter(status="open", expires_at__gt=now)),
+                n_keys=_count_per_service(ApiKey.objects.filter(revoked_at__isnull=True)),
             )
         )
 

@@ -12,11 +12,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from unfold.admin import ModelAdmin
@@ -29,6 +28,7 @@ from telephony.provider import ProviderError
 from virtual_numbers import services
 from virtual_numbers.admin_provisioning import ProvisioningAdmin
 from virtual_numbers.models import NumberCheck, PoolExhaustion, VirtualNumber
+from virtual_numbers.selectors import with_open_conversations
 
 # Released in the pool, but Vonage did not confirm the cancel: we still pay for it.
 _CANCEL_PENDING = Q(state=VirtualNumber.State.RELEASED, released_at__isnull=True)
@@ -110,16 +110,7 @@ class VirtualNumberAdmin(ProvisioningAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[VirtualNumber]:
-        live = Q(
-            participants__active=True,
-            participants__conversation__status="open",
-            participants__conversation__expires_at__gt=timezone.now(),
-        )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(open_count=Count("participants__conversation", filter=live, distinct=True))
-        )
+        return with_open_conversations(super().get_queryset(request))
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None

@@ -13,8 +13,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from proxy.models import Call, Participant, Service
@@ -166,6 +166,24 @@ def calls_per_day(*, service: Service | None = None, days: int = 14, now: dateti
             )
         )
     return result
+
+
+def with_open_conversations(
+    numbers: QuerySet[VirtualNumber], *, now: datetime | None = None
+) -> QuerySet[VirtualNumber]:
+    """``numbers`` annotated with ``open_count``: the open, unexpired conversations each routes.
+
+    A correlated count per number, so a page of numbers never joins their whole history.
+    """
+    counts = (
+        _live_participants(now=now or timezone.now())
+        .filter(proxy_number=OuterRef("number"))
+        .order_by()
+        .values("proxy_number")
+        .annotate(n=Count("conversation_id", distinct=True))
+        .values("n")
+    )
+    return numbers.annotate(open_count=Coalesce(Subquery(counts), 0))
 
 
 def number_open_conversations(*, numbers: list[str], now: datetime | None = None) -> dict[str, int]:

@@ -556,3 +556,29 @@ def test_sidebar_lists_the_console_pages(admin_client):
         reverse("admin:proxy_notification_changelist"),
     ):
         assert url in page
+
+
+def test_list_counts_are_per_row_however_many_rows_meet(service, conversation):
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    from proxy.authentication import api_key_create
+
+    second = VirtualNumberFactory(service=service, number="12015550201")
+    VirtualNumberFactory(service=service, number="12015550202", state=VirtualNumber.State.DRAINING)
+    other = ConversationFactory(service=service)
+    ParticipantFactory(conversation=other, real_number=ALICE, proxy_number=second, position=0)
+    ParticipantFactory(conversation=other, real_number="12015550103", proxy_number=second, position=1)
+    ConversationFactory(service=service, status=Conversation.Status.CLOSED)
+    for _ in range(3):
+        api_key_create(service=service)
+    revoked, _ = api_key_create(service=service)
+    ApiKey.objects.filter(pk=revoked.pk).update(revoked_at=conversation.created_at)
+    request = RequestFactory().get("/")
+
+    row = site._registry[Service].get_queryset(request).get(pk=service.pk)
+    numbers = {n.number: n.open_count for n in site._registry[VirtualNumber].get_queryset(request)}
+
+    # 3 numbers, 2 of them active; 2 open conversations of 3; 3 live keys of 4.
+    assert (row.n_numbers, row.n_open, row.n_keys) == (2, 2, 3)
+    assert numbers == {"12015550200": 1, "12015550201": 1, "12015550202": 0}
