@@ -20,20 +20,17 @@ _FANOUT_CHUNK = 500
 
 
 def on_conversation_opened(
-    conversation: Conversation, *, notify: bool, participants: list[Participant] | None = None
+    conversation: Conversation, *, notify: bool, participants: list[Participant]
 ) -> list[Notification]:
     """A conversation was created: validate numbers, SMS participants when ``notify``, call back.
 
-    ``participants``: the rows just written, when the caller has them (saves a read).
-    Returns the SMS rows it queued.
+    ``participants``: the rows just written, with their ids. Returns the SMS rows it queued.
     """
     from proxy import tasks
     from proxy.callbacks import callback_create_for_conversation
     from proxy.notifications import notifications_create_for_conversation
     from virtual_numbers import tasks as number_tasks
 
-    if participants is None or any(p.pk is None for p in participants):
-        participants = list(conversation.participants.order_by("position", "pk"))
     notifications = (
         notifications_create_for_conversation(conversation=conversation, participants=participants) if notify else []
     )

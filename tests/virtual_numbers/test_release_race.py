@@ -74,7 +74,7 @@ def _race(*, monkeypatch: pytest.MonkeyPatch, change: str, key_lock: bool) -> di
     provider = FakeProvider()
     inserted, proceed = threading.Event(), threading.Event()
 
-    def held_open(conversation: Conversation, *, notify: bool, participants: Any = None) -> list[Any]:
+    def held_open(conversation: Conversation, *, notify: bool, participants: Any) -> list[Any]:
         # Runs inside the creation transaction, after the participants were inserted and re-checked.
         if key_lock:
             _take_the_key_lock_now()
