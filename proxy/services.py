@@ -297,7 +297,8 @@ def conversation_update(
             locked.save(update_fields=[*fields, "updated_at"])
         if close:
             conversations_end(ids=[locked.pk], status=Conversation.Status.CLOSED, reason="closed", now=now)
-    locked.refresh_from_db()
+    if close:
+        locked.refresh_from_db()  # conversations_end wrote in SQL; the rest is in hand
     return locked
 
 

@@ -67,13 +67,15 @@ def _service(request: Request) -> Service:
     return service
 
 
-def _conversation_or_404(service: Service, conversation_id: str) -> Conversation:
+def _conversation_or_404(service: Service, conversation_id: str, *, shown: bool = True) -> Conversation:
+    """The service's conversation, with what its output needs when ``shown``, else the row alone."""
     # The path takes any string so that a malformed id is a JSON 404 like a foreign one.
     try:
         pk = uuid.UUID(conversation_id)
     except ValueError:
         raise NotFound("No such conversation.") from None
-    conversation = _conversations(service).filter(pk=pk).first()
+    rows = _conversations(service) if shown else selectors.conversations_for_service(service=service)
+    conversation = rows.filter(pk=pk).first()
     if conversation is None:
         raise NotFound("No such conversation.")
     return conversation
@@ -200,11 +202,11 @@ class ConversationScopedApi(APIView):
     """Another service's conversation is a 404 whatever the method, OPTIONS and unsupported ones included."""
 
     def http_method_not_allowed(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        _conversation_or_404(_service(request), kwargs["conversation_id"])
+        _conversation_or_404(_service(request), kwargs["conversation_id"], shown=False)
         return super().http_method_not_allowed(request, *args, **kwargs)
 
     def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        _conversation_or_404(_service(request), kwargs["conversation_id"])
+        _conversation_or_404(_service(request), kwargs["conversation_id"], shown=False)
         return super().options(request, *args, **kwargs)
 
 
@@ -239,7 +241,7 @@ class ConversationDetailApi(ConversationScopedApi):
         },
     )
     def patch(self, request: Request, conversation_id: str) -> Response:
-        conversation = _conversation_or_404(_service(request), conversation_id)
+        conversation = _conversation_or_404(_service(request), conversation_id, shown=False)
         serializer = ConversationUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -263,7 +265,7 @@ class ConversationDetailApi(ConversationScopedApi):
         },
     )
     def delete(self, request: Request, conversation_id: str) -> Response:
-        conversation = _conversation_or_404(_service(request), conversation_id)
+        conversation = _conversation_or_404(_service(request), conversation_id, shown=False)
         services.conversation_close(conversation=conversation)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -281,7 +283,7 @@ class ConversationCallsApi(ConversationScopedApi):
         },
     )
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = _conversation_or_404(_service(request), conversation_id)
+        conversation = _conversation_or_404(_service(request), conversation_id, shown=False)
         calls = selectors.calls_for_conversation(conversation=conversation).prefetch_related("recordings")
         paginator = Pagination()
         page = paginator.paginate_queryset(calls, request, view=self)

@@ -390,6 +390,20 @@ def test_patch_extends_ttl_from_now_and_replaces_metadata(api, service):
     assert 3600 * 5 - 60 < remaining <= 3600 * 5
 
 
+def test_changes_read_the_conversation_once_in_full(api, service, django_assert_max_num_queries):
+    # Key look-up and its last-used mark aside: DELETE and the calls list need the row
+    # alone; PATCH locks and writes it, then reads it in full (3 queries) for its answer.
+    conversation = _conversation(service)
+    api.get(f"{URL}/{conversation.pk}/calls")  # the key's last-used mark is written once
+
+    with django_assert_max_num_queries(4):  # key, row, calls count, calls page
+        assert api.get(f"{URL}/{conversation.pk}/calls").status_code == 200
+    with django_assert_max_num_queries(10):
+        assert api.patch(f"{URL}/{conversation.pk}", {"metadata": {"x": 1}}, format="json").status_code == 200
+    with django_assert_max_num_queries(11):  # the close itself: lock, end, free, callbacks
+        assert api.delete(f"{URL}/{conversation.pk}").status_code == 204
+
+
 def test_patch_closes(api, service):
     conversation = _conversation(service)
 
