@@ -172,6 +172,8 @@ class HeldPair:
     conversation_id: UUID
     # The conversation is past expires_at though no sweep has ended it yet.
     expired: bool
+    # The other person of that conversation ("" if none).
+    counterpart: str
 
 
 @dataclass(frozen=True)
@@ -183,14 +185,19 @@ class AllocationView:
 
 
 # Three reads in one round trip; as ORM queries they cost more to build than to run.
-# 'held': both people's open and cooling pairs; 'sticky': the numbers of their latest
-# conversation together; 'pool': the service's usable numbers in the given countries.
+# 'held': both people's open and cooling pairs, each with the other person of its
+# conversation; 'sticky': the numbers of their latest conversation together; 'pool':
+# the service's usable numbers in the given countries.
 _ALLOCATION_SQL = """
-SELECT 'held', p.real_number, p.proxy_number, p.active, p.conversation_id, c.expires_at <= %s
+SELECT 'held', p.real_number, p.proxy_number, p.active, p.conversation_id, c.expires_at <= %s,
+    COALESCE((
+        SELECT o.real_number FROM proxy_participant AS o
+        WHERE o.conversation_id = p.conversation_id AND o.real_number <> p.real_number LIMIT 1
+    ), '')
 FROM proxy_participant AS p JOIN proxy_conversation AS c ON c.id = p.conversation_id
 WHERE p.real_number IN (%s, %s) AND (p.active OR p.cooldown_until > %s)
 UNION ALL
-SELECT 'sticky', p.real_number, p.proxy_number, NULL, NULL, NULL
+SELECT 'sticky', p.real_number, p.proxy_number, NULL, NULL, NULL, NULL
 FROM proxy_participant AS p
 WHERE p.conversation_id = (
     SELECT a.conversation_id FROM proxy_participant AS a
@@ -199,7 +206,7 @@ WHERE p.conversation_id = (
     ORDER BY a.created_at DESC LIMIT 1
 )
 UNION ALL
-SELECT 'pool', v.number, v.country, NULL, NULL, NULL
+SELECT 'pool', v.number, v.country, NULL, NULL, NULL, NULL
 FROM numbers_virtualnumber AS v
 WHERE v.service_id = %s AND v.state = %s AND v.voice AND v.country IN ({countries})
 """
@@ -219,10 +226,10 @@ def allocation_view(
     held: list[HeldPair] = []
     sticky: dict[str, str] = {}
     pool: list[PoolNumber] = []
-    for kind, first, second, active, conversation_id, expired in rows:
+    for kind, first, second, active, conversation_id, expired, counterpart in rows:
         if kind == "held":
             # SQLite answers 0/1 for booleans and hex text for UUIDs.
-            held.append(HeldPair(first, second, bool(active), UUID(str(conversation_id)), bool(expired)))
+            held.append(HeldPair(first, second, bool(active), UUID(str(conversation_id)), bool(expired), counterpart))
         elif kind == "sticky":
             sticky[first] = second
         else:

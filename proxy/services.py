@@ -8,7 +8,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
-from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Subquery, Value
@@ -249,26 +248,13 @@ def _lock_real_numbers(reals: Iterable[str]) -> None:
 
 def _holdings(*, reals: list[str], held: list[selectors.HeldPair]) -> dict[str, Holdings]:
     """Active and cooling numbers of each real number, with each cooling pair's counterpart."""
-    cooling_convs = {h.conversation_id for h in held if not h.active}
-    counterpart: dict[tuple[UUID, str], str] = {}
-    if cooling_convs:
-        pairs = Participant.objects.filter(conversation_id__in=cooling_convs).values_list(
-            "conversation_id", "real_number"
-        )
-        by_conv: dict[UUID, list[str]] = defaultdict(list)
-        for conv, real in pairs:
-            by_conv[conv].append(real)
-        for conv, members in by_conv.items():
-            for real in members:
-                others = [m for m in members if m != real]
-                counterpart[(conv, real)] = others[0] if others else ""
     active: dict[str, set[str]] = defaultdict(set)
     cooling: dict[str, dict[str, str]] = defaultdict(dict)
     for h in held:
         if h.active:
             active[h.real_number].add(h.proxy_number)
         else:
-            cooling[h.real_number][h.proxy_number] = counterpart.get((h.conversation_id, h.real_number), "")
+            cooling[h.real_number][h.proxy_number] = h.counterpart
     return {r: Holdings(active=frozenset(active[r]), cooling=cooling[r]) for r in reals}
 
 
