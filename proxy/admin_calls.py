@@ -267,7 +267,7 @@ class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
 
     @action(description="Retry selected failed SMS", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
-        rows = queryset.select_related("participant")
+        rows = queryset.select_related("participant__conversation")
         retried = _retry_each(self, request, rows, lambda row: notification_retry(notification=row))
         _report_retries(
             self, request, retried=retried, selected=len(rows), noun="SMS", why="not failed, or its conversation ended"

@@ -167,7 +167,8 @@ def notification_send(*, notification_id: int, now: datetime | None = None) -> O
             return Outcome.skipped("not queued")
     if participant.validation == Participant.Validation.INVALID:
         return _fail(notification, "Not sent: the number is not valid.", now=now)
-    conversation = Conversation.objects.get(pk=participant.conversation_id)
+    # Loaded with the row, or read again after the validation above refreshed the participant.
+    conversation = participant.conversation
     if not conversation.is_live:
         return _fail(notification, "Not sent: the conversation ended first.", now=now)
     if notification.attempts >= MAX_ATTEMPTS:
@@ -293,8 +294,7 @@ def notification_retry(*, notification: Notification) -> bool:
     from proxy.outbox import enqueue_on_commit
     from proxy.tasks import send_notification
 
-    conversation = Conversation.objects.get(pk=notification.participant.conversation_id)
-    if notification.status != Notification.Status.FAILED or not conversation.is_live:
+    if notification.status != Notification.Status.FAILED or not notification.participant.conversation.is_live:
         return False
     updated = Notification.objects.filter(pk=notification.pk, status=Notification.Status.FAILED).update(
         status=Notification.Status.QUEUED, attempts=0, last_error="", updated_at=timezone.now()
