@@ -29,7 +29,9 @@ def test_healthy_without_redis(client: Client, settings):
     body = response.json()
     assert body["status"] == "ok"
     assert body["checks"]["database"]["ok"] is True
-    assert body["checks"]["redis"] == {"ok": True, "configured": False, "ms": body["checks"]["redis"]["ms"]}
+    redis = body["checks"]["redis"]
+    assert {k: v for k, v in redis.items() if k != "ms"} == {"ok": True, "configured": False}
+    assert isinstance(redis["ms"], float)
     assert body["checks"]["workers"]["mode"] == "in-process"
     assert response["Cache-Control"].startswith("max-age=0")
 
@@ -98,18 +100,18 @@ def test_head_works_and_post_is_not_allowed(client: Client, settings):
 
 @pytest.mark.redis
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL")
-def test_with_redis_and_no_worker_reports_workers_missing(client: Client, settings):
+def test_with_redis_and_no_worker_reports_workers_missing(client: Client, settings, monkeypatch):
     from config.celery import app
 
     settings.REDIS_URL = os.environ["REDIS_URL"]
-    app.conf.task_always_eager = False
-    try:
-        response = client.get("/health")
-    finally:
-        app.conf.task_always_eager = True
+    # Another test's worker may share this Redis: here none answers the ping.
+    # (tests/test_worker_redis.py checks a real worker's answer.)
+    monkeypatch.setattr(app.control, "ping", lambda **kwargs: [])
+    monkeypatch.setitem(app.conf, "task_always_eager", False)
+    response = client.get("/health")
     assert response.status_code == 200
     body = response.json()
     assert body["checks"]["redis"]["ok"] is True
-    assert body["checks"]["workers"]["mode"] == "broker"
-    assert body["status"] in {"ok", "degraded"}
-    assert body["checks"]["workers"]["ok"] == bool(body["checks"]["workers"]["responding"])
+    workers = body["checks"]["workers"]
+    assert (workers["mode"], workers["ok"], workers["responding"]) == ("broker", False, [])
+    assert body["status"] == "degraded"
