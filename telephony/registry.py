@@ -20,11 +20,17 @@ def vonage_configured() -> bool:
     return has_app or has_key
 
 
+def sandbox_chosen() -> bool:
+    """Whether the sandbox plays Vonage: asked for, or no Vonage credentials and no choice."""
+    choice = (settings.VONAGE_PROVIDER or "").lower()
+    return choice == "sandbox" or (not choice and not vonage_configured())
+
+
 def build_provider() -> Provider:
     choice = (settings.VONAGE_PROVIDER or "").lower()
     if choice not in ("", "vonage", "sandbox"):
         raise ImproperlyConfigured(f"VONAGE_PROVIDER must be 'vonage' or 'sandbox', not {choice!r}.")
-    if choice == "vonage" or (not choice and vonage_configured()):
+    if not sandbox_chosen():
         from telephony.vonage_provider import VonageProvider
 
         return VonageProvider(

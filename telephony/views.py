@@ -23,7 +23,7 @@ from proxy.phone import InvalidNumber, normalize
 from telephony.callplayer import OUTCOMES, ClientTransport, call_play
 from telephony.masking import played_call_shown
 from telephony.models import SandboxFailure
-from telephony.registry import vonage_configured
+from telephony.registry import sandbox_chosen
 from telephony.sandbox.engine import failure_inject, sandbox_reset
 from telephony.sandbox.selectors import caller_choices, participant_call_numbers, sandbox_state
 
@@ -68,16 +68,10 @@ class FailureForm(forms.Form):
     count = forms.IntegerField(min_value=1, max_value=100, initial=1)
 
 
-def sandbox_active() -> bool:
-    """Whether the sandbox is the provider, as ``telephony.registry.build_provider`` decides."""
-    choice = (settings.VONAGE_PROVIDER or "").lower()
-    return choice == "sandbox" or (not choice and not vonage_configured())
-
-
 def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not sandbox_active():
+        if not sandbox_chosen():
             raise Http404("The sandbox is not the active provider.")
         return view(request, *args, **kwargs)
 
