@@ -30,7 +30,9 @@ def ensure_venv(requirements: str = "requirements-dev.txt") -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     files = [ROOT / requirements, ROOT / "requirements.txt"]
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    stamp = VENV / ".requirements.sha256"
+    # One stamp per requirements file: scripts/run and scripts/test take turns without
+    # reinstalling everything each time.
+    stamp = VENV / f".{requirements}.sha256"
     if not stamp.exists() or stamp.read_text() != digest:
         say(f"installing {requirements} (pinned)")
         subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
