@@ -209,6 +209,10 @@ PROXY_DEFAULT_COOLDOWN = env.int("PROXY_DEFAULT_COOLDOWN", default=3600)
 PROXY_DEFAULT_RATE_LIMIT = env.int("PROXY_DEFAULT_RATE_LIMIT", default=50)
 PROXY_DEFAULT_COUNTRY = env.str("PROXY_DEFAULT_COUNTRY", default="US")
 IDEMPOTENCY_TTL = 24 * 3600
+# Number Insight depth for participants' numbers: "basic" (format, country) or "standard" (+ line type).
+NUMBER_INSIGHT_LEVEL = env.str("NUMBER_INSIGHT_LEVEL", default="standard")
+if NUMBER_INSIGHT_LEVEL not in ("basic", "standard"):
+    raise ImproperlyConfigured(f"NUMBER_INSIGHT_LEVEL must be 'basic' or 'standard', not {NUMBER_INSIGHT_LEVEL!r}.")
 # Days a raw Vonage event keeps its payload (real numbers, inbound SMS text); 0 = for ever.
 CALL_EVENT_RETENTION_DAYS = env.int("CALL_EVENT_RETENTION_DAYS", default=90)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.

@@ -48,8 +48,7 @@ def number_check_get(*, number: str, now: datetime | None = None) -> NumberCheck
     cached = NumberCheck.objects.filter(number=number, checked_at__gte=now - CACHE_TTL).first()
     if cached is not None:
         return cached
-    level = getattr(settings, "NUMBER_INSIGHT_LEVEL", "standard")
-    result = get_provider().number_insight(number, level=level)
+    result = get_provider().number_insight(number, level=settings.NUMBER_INSIGHT_LEVEL)
     values = {
         "valid": result.valid,
         "country": (result.country or "")[:2],
