@@ -130,12 +130,13 @@ class ProvisioningAdmin(ModelAdmin):
                     features=found.features,
                     monthly_cost=found.monthly_cost,
                 )
-            except services.NumberError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+            except services.NumberNotLinked as exc:
                 # Bought but not linked: we rent it, so it is logged as added all the same.
-                row = VirtualNumber.objects.filter(number=found.number).first()
-                if row is None:
-                    continue
+                self.message_user(request, str(exc), messages.ERROR)
+                row = exc.number
+            except services.NumberError as exc:  # e.g. already in the pool: nothing was bought
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
             except ProviderError as exc:
                 self.message_user(request, f"Vonage refused +{found.number}: {exc}", messages.ERROR)
                 continue

@@ -34,6 +34,14 @@ class NumberStillRented(NumberError):
     """Released in the pool, but Vonage did not cancel the rental; releasing again retries."""
 
 
+class NumberNotLinked(NumberError):
+    """Rented and stored, but not pointed at our application; ``number_link`` retries."""
+
+    def __init__(self, message: str, *, number: VirtualNumber) -> None:
+        super().__init__(message)
+        self.number = number
+
+
 _TYPES = {choice.value for choice in VirtualNumber.Type}
 
 
@@ -66,7 +74,7 @@ def number_buy(
 
     Raises ProviderError when Vonage refuses the purchase (nothing is stored then).
     When the purchase succeeds but linking fails, the number is stored unlinked
-    (we pay for it either way) and NumberError says so; ``number_link`` retries.
+    (we pay for it either way) and NumberNotLinked says so; ``number_link`` retries.
     """
     provider = provider or get_provider()
     country = country.upper()
@@ -95,7 +103,9 @@ def number_link(*, number: VirtualNumber, provider: Provider | None = None) -> V
     try:
         provider.link_number(country=number.country, number=number.number, app_id=app_id)
     except ProviderError as exc:
-        raise NumberError(f"+{number.number} was bought but could not be linked to the application: {exc}") from exc
+        raise NumberNotLinked(
+            f"+{number.number} was bought but could not be linked to the application: {exc}", number=number
+        ) from exc
     number.linked_app_id = app_id or provider.name
     number.save(update_fields=["linked_app_id", "updated_at"])
     return number

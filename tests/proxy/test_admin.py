@@ -209,6 +209,23 @@ def test_buy_numbers_from_the_console(admin_client, service, fake):
     assert LogEntry.objects.filter(action_flag=ADDITION, content_type__model="virtualnumber").count() == 2
 
 
+def test_buying_a_number_already_in_the_pool_buys_and_logs_nothing(admin_client, service, fake):
+    from virtual_numbers.admin_provisioning import offer_encode
+
+    url = reverse("admin:numbers_virtualnumber_buy")
+    # Offered on the page a moment ago; since then someone else put it in the pool.
+    chosen = offer_encode(offer("12015550300"))
+    VirtualNumberFactory(service=service, number="12015550300")
+
+    response = admin_client.post(url, {"number": [chosen], "service": service.pk}, follow=True)
+
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert any("already in the pool" in m for m in shown)
+    assert not any(m.startswith("Bought") for m in shown)
+    assert not LogEntry.objects.filter(action_flag=ADDITION, content_type__model="virtualnumber").exists()
+    assert "12015550300" not in fake.owned
+
+
 def test_import_owned_numbers(admin_client, service, fake):
     fake.buy_number(country="US", number="12015550300")
     admin_client.post(reverse("admin:numbers_virtualnumber_import_owned"), {"service": service.pk})
