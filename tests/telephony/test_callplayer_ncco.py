@@ -124,3 +124,23 @@ def test_an_ncco_loop_is_cut_short():
 def test_simulate_call_rejects_invalid_numbers():
     with pytest.raises(CommandError):
         call_command("simulate_call", "--from", "123", "--to", "12015550200", "--url", "http://127.0.0.1:9")
+
+
+@pytest.mark.django_db
+def test_simulate_call_records_legs_only_where_the_sandbox_tables_exist(monkeypatch):
+    from django.db import DatabaseError, connection
+
+    from telephony.management.commands.simulate_call import _sandbox_tables_exist
+
+    assert _sandbox_tables_exist() is True
+    real = connection.introspection.table_names
+    monkeypatch.setattr(
+        connection.introspection, "table_names", lambda: [t for t in real() if not t.startswith("telephony_")]
+    )
+    assert _sandbox_tables_exist() is False
+
+    def unreachable():
+        raise DatabaseError("could not connect")
+
+    monkeypatch.setattr(connection.introspection, "table_names", unreachable)
+    assert _sandbox_tables_exist() is False
