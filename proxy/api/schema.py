@@ -6,8 +6,16 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from rest_framework.exceptions import APIException
 
 from proxy.api.serializers import DetailSerializer, ErrorSerializer
+from proxy.exceptions import (
+    ConversationEnded,
+    IdempotencyKeyReused,
+    PayloadTooLarge,
+    PoolExhausted,
+    RequestInProgress,
+)
 
 
 class ServiceKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -18,12 +26,14 @@ class ServiceKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "A service API key (create_api_key)."}
 
 
-def _coded(description: str, code: str, detail: str) -> OpenApiResponse:
-    return OpenApiResponse(
-        ErrorSerializer,
-        description=description,
-        examples=[OpenApiExample(code, value={"code": code, "detail": detail})],
-    )
+def _example(error: type[APIException]) -> OpenApiExample:
+    """The body the API answers with for ``error``, taken from the exception itself."""
+    code = str(error.default_code)
+    return OpenApiExample(code, value={"code": code, "detail": str(error.default_detail)})
+
+
+def _coded(description: str, error: type[APIException]) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description, examples=[_example(error)])
 
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -43,23 +53,13 @@ BAD_REQUEST = OpenApiResponse(
 )
 UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Missing, unknown or revoked API key.")
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such conversation in this service.")
-TOO_LARGE = _coded("Request body over 64 KiB.", "request_too_large", "The request body is too large.")
+TOO_LARGE = _coded("Request body over 64 KiB.", PayloadTooLarge)
 THROTTLED = OpenApiResponse(DetailSerializer, description="Over the service's rate; see `Retry-After`.")
 POOL_EXHAUSTED_OR_IN_PROGRESS = OpenApiResponse(
     ErrorSerializer,
     description="`pool_exhausted`: no proxy number is free; "
     "`request_in_progress`: the first request with this Idempotency-Key is still running.",
-    examples=[
-        OpenApiExample("pool_exhausted", value={"code": "pool_exhausted", "detail": "No proxy number is free."}),
-        OpenApiExample(
-            "request_in_progress",
-            value={"code": "request_in_progress", "detail": "A request with this Idempotency-Key is running."},
-        ),
-    ],
+    examples=[_example(PoolExhausted), _example(RequestInProgress)],
 )
-KEY_REUSED = _coded(
-    "The Idempotency-Key was used with a different body.",
-    "idempotency_key_reused",
-    "This Idempotency-Key was used with a different request body.",
-)
-ENDED = _coded("The conversation has ended.", "conversation_ended", "This conversation has ended.")
+KEY_REUSED = _coded("The Idempotency-Key was used with a different body.", IdempotencyKeyReused)
+ENDED = _coded("The conversation has ended.", ConversationEnded)

@@ -71,3 +71,21 @@ def test_schema_is_valid_openapi_3(openapi):
 def test_schema_generates_without_warnings(db, tmp_path):
     # Fails on any view or serializer drf-spectacular cannot describe.
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "schema.yaml"))
+
+
+def test_documented_error_bodies_are_the_ones_the_api_sends(openapi):
+    from proxy.exceptions import _CODED
+
+    sent = {str(e.default_code): {"code": str(e.default_code), "detail": str(e.default_detail)} for e in _CODED}
+    documented = [
+        example["value"]
+        for path in openapi["paths"].values()
+        for operation in path.values()
+        for response in operation.get("responses", {}).values()
+        for content in response.get("content", {}).values()
+        for example in content.get("examples", {}).values()
+        if isinstance(example.get("value"), dict) and "code" in example["value"]
+    ]
+
+    assert {body["code"] for body in documented} == set(sent)
+    assert all(body == sent[body["code"]] for body in documented)
