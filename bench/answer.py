@@ -131,134 +131,130 @@ def run(context: Context) -> None:
     report = context.report
     pool = seed(context, sizes.answer_conversations)
     callers = callers_file(context, pool=pool, upto=sizes.answer_conversations, count=5000, name="answer.txt")
-    context.server_env["VONAGE_SIGNATURE_SECRET"] = SIGNATURE_SECRET
-    try:
-        with context.server() as server:
-            headers = signed_headers()
-            actions = route_check(server.base_url, callers.read_text().splitlines()[0], headers)
-            if "connect" not in actions:
-                report.note("1", f"a known caller got {actions!r}, not a connect: figures measure the wrong path")
-            auth = headers["Authorization"]
-            if not load.wrk_available():
-                report.note("1", "wrk is not installed (apt-get install wrk): the Python driver stands in, slower")
-            driver = "wrk" if load.wrk_available() and sizes.peak_seconds >= 1 else "python driver"
-            measured = peaks(context, server, callers=callers, auth=auth)
-            bare, signed, floor, answer = (measured[name] for name in PATHS)
-            ratio = answer.best.rate / bare.best.rate if bare.best.rate else 0.0
-            report.add(
-                Figure(
-                    "1",
-                    f"answer webhook peak throughput ({driver}, {sizes.peak_connections} connections, "
-                    f"best of {sizes.peak_rounds})",
-                    round(answer.best.rate),
-                    "req/s",
-                    "bare view",
-                    round(bare.best.rate),
-                    f"ratio {ratio:.2f}",
-                    ">= 0.70 of bare",
-                    ratio >= 0.70,
-                )
+    with context.server(VONAGE_SIGNATURE_SECRET=SIGNATURE_SECRET) as server:
+        headers = signed_headers()
+        actions = route_check(server.base_url, callers.read_text().splitlines()[0], headers)
+        if "connect" not in actions:
+            report.note("1", f"a known caller got {actions!r}, not a connect: figures measure the wrong path")
+        auth = headers["Authorization"]
+        if not load.wrk_available():
+            report.note("1", "wrk is not installed (apt-get install wrk): the Python driver stands in, slower")
+        driver = "wrk" if load.wrk_available() and sizes.peak_seconds >= 1 else "python driver"
+        measured = peaks(context, server, callers=callers, auth=auth)
+        bare, signed, floor, answer = (measured[name] for name in PATHS)
+        ratio = answer.best.rate / bare.best.rate if bare.best.rate else 0.0
+        report.add(
+            Figure(
+                "1",
+                f"answer webhook peak throughput ({driver}, {sizes.peak_connections} connections, "
+                f"best of {sizes.peak_rounds})",
+                round(answer.best.rate),
+                "req/s",
+                "bare view",
+                round(bare.best.rate),
+                f"ratio {ratio:.2f}",
+                ">= 0.70 of bare",
+                ratio >= 0.70,
             )
-            report.add(
-                Figure(
-                    "1",
-                    f"ceiling: bare view + signature check, peak throughput (CPU {signed.cpu_ms:.3g} ms a request)",
-                    round(signed.best.rate),
-                    "req/s",
-                    "bare view",
-                    round(bare.best.rate),
-                    f"ratio {signed.best.rate / bare.best.rate:.2f}" if bare.best.rate else "",
-                )
+        )
+        report.add(
+            Figure(
+                "1",
+                f"ceiling: bare view + signature check, peak throughput (CPU {signed.cpu_ms:.3g} ms a request)",
+                round(signed.best.rate),
+                "req/s",
+                "bare view",
+                round(bare.best.rate),
+                f"ratio {signed.best.rate / bare.best.rate:.2f}" if bare.best.rate else "",
             )
-            report.add(
-                Figure(
-                    "1",
-                    "floor: bare view + one indexed read, peak throughput",
-                    round(floor.best.rate),
-                    "req/s",
-                    "bare view",
-                    round(bare.best.rate),
-                    f"ratio {floor.best.rate / bare.best.rate:.2f}" if bare.best.rate else "",
-                )
+        )
+        report.add(
+            Figure(
+                "1",
+                "floor: bare view + one indexed read, peak throughput",
+                round(floor.best.rate),
+                "req/s",
+                "bare view",
+                round(bare.best.rate),
+                f"ratio {floor.best.rate / bare.best.rate:.2f}" if bare.best.rate else "",
             )
+        )
+        report.add(
+            Figure(
+                "1",
+                f"answer webhook CPU per request, server + database (one-read floor {floor.cpu_ms:.3g} ms)",
+                answer.cpu_ms,
+                "ms",
+                "bare view",
+                bare.cpu_ms,
+                f"CPU ratio {bare.cpu_ms / answer.cpu_ms:.2f}" if answer.cpu_ms else "",
+            )
+        )
+        for q in (50, 99):
             report.add(
                 Figure(
                     "1",
-                    f"answer webhook CPU per request, server + database (one-read floor {floor.cpu_ms:.3g} ms)",
-                    answer.cpu_ms,
+                    f"answer webhook p{q} at peak",
+                    answer.best.p(q),
                     "ms",
                     "bare view",
-                    bare.cpu_ms,
-                    f"CPU ratio {bare.cpu_ms / answer.cpu_ms:.2f}" if answer.cpu_ms else "",
+                    bare.best.p(q),
+                    f"{answer.best.p(q) / bare.best.p(q):.2f}x" if bare.best.p(q) else "",
                 )
             )
-            for q in (50, 99):
-                report.add(
-                    Figure(
-                        "1",
-                        f"answer webhook p{q} at peak",
-                        answer.best.p(q),
-                        "ms",
-                        "bare view",
-                        bare.best.p(q),
-                        f"{answer.best.p(q) / bare.best.p(q):.2f}x" if bare.best.p(q) else "",
+        failures = {name: peak.best.failures for name, peak in measured.items() if peak.best.failures}
+        if failures:
+            report.note("1", f"non-2xx or socket errors at peak: {failures}")
+
+        rate = answer.best.rate / 2
+        lines = callers.read_text().splitlines()
+
+        def make(path: str) -> Callable[[int], bytes]:
+            return request_maker(path=path, callers=lines, auth=auth, port=server.port, tag=f"ol{path[1:4]}")
+
+        # Rounds alternate bare and answer; the quietest round of each is kept, as
+        # for the peaks. The driver's own CPU is measured: it shares the two cores.
+        steady_rounds: dict[str, list[load.LoadResult]] = {"bare": [], "answer": []}
+        driver_cpu = 0.0
+        for _ in range(sizes.peak_rounds):
+            for name, path in (("bare", "/bench/bare"), ("answer", "/webhooks/answer")):
+                before = time.process_time()
+                steady_rounds[name].append(
+                    load.open_loop(
+                        port=server.port,
+                        make=make(path),
+                        rate=rate,
+                        seconds=sizes.steady_seconds / sizes.peak_rounds,
                     )
                 )
-            failures = {name: peak.best.failures for name, peak in measured.items() if peak.best.failures}
-            if failures:
-                report.note("1", f"non-2xx or socket errors at peak: {failures}")
-
-            rate = answer.best.rate / 2
-            lines = callers.read_text().splitlines()
-
-            def make(path: str) -> Callable[[int], bytes]:
-                return request_maker(path=path, callers=lines, auth=auth, port=server.port, tag=f"ol{path[1:4]}")
-
-            # Rounds alternate bare and answer; the quietest round of each is kept, as
-            # for the peaks. The driver's own CPU is measured: it shares the two cores.
-            steady_rounds: dict[str, list[load.LoadResult]] = {"bare": [], "answer": []}
-            driver_cpu = 0.0
-            for _ in range(sizes.peak_rounds):
-                for name, path in (("bare", "/bench/bare"), ("answer", "/webhooks/answer")):
-                    before = time.process_time()
-                    steady_rounds[name].append(
-                        load.open_loop(
-                            port=server.port,
-                            make=make(path),
-                            rate=rate,
-                            seconds=sizes.steady_seconds / sizes.peak_rounds,
-                        )
-                    )
-                    driver_cpu += time.process_time() - before
-            steady_bare = min(steady_rounds["bare"], key=lambda x: x.p(99))
-            steady = min(steady_rounds["answer"], key=lambda x: x.p(99))
-            worst = max(x.p(99) for x in steady_rounds["answer"])
-            sent = sum(x.requests + x.errors for rounds in steady_rounds.values() for x in rounds)
-            report.note(
-                "1",
-                f"open loop: p99 of the answer webhook per round {[round(x.p(99), 1) for x in steady_rounds['answer']]}"
-                f" ms (worst {worst:.3g}); the Python driver used {driver_cpu / sent * 1000:.2f} ms CPU a request",
-            )
-            for q in (50, 99):
-                report.add(
-                    Figure(
-                        "1",
-                        f"answer webhook p{q} at half its peak ({rate:.0f} req/s, open loop)",
-                        steady.p(q),
-                        "ms",
-                        "bare view, same rate",
-                        steady_bare.p(q),
-                        f"{steady.p(q) / steady_bare.p(q):.2f}x" if steady_bare.p(q) else "",
-                        "< 30 ms" if q == 99 else "",
-                        steady.p(99) < 30 if q == 99 else None,
-                    )
+                driver_cpu += time.process_time() - before
+        steady_bare = min(steady_rounds["bare"], key=lambda x: x.p(99))
+        steady = min(steady_rounds["answer"], key=lambda x: x.p(99))
+        worst = max(x.p(99) for x in steady_rounds["answer"])
+        sent = sum(x.requests + x.errors for rounds in steady_rounds.values() for x in rounds)
+        report.note(
+            "1",
+            f"open loop: p99 of the answer webhook per round {[round(x.p(99), 1) for x in steady_rounds['answer']]}"
+            f" ms (worst {worst:.3g}); the Python driver used {driver_cpu / sent * 1000:.2f} ms CPU a request",
+        )
+        for q in (50, 99):
+            report.add(
+                Figure(
+                    "1",
+                    f"answer webhook p{q} at half its peak ({rate:.0f} req/s, open loop)",
+                    steady.p(q),
+                    "ms",
+                    "bare view, same rate",
+                    steady_bare.p(q),
+                    f"{steady.p(q) / steady_bare.p(q):.2f}x" if steady_bare.p(q) else "",
+                    "< 30 ms" if q == 99 else "",
+                    steady.p(99) < 30 if q == 99 else None,
                 )
-            if steady.failures:
-                report.note("1", f"open loop: {steady.failures} failed requests of {steady.requests + steady.errors}")
-            report.note(
-                "1",
-                f"open loop achieved {steady.rate:.0f} req/s of {rate:.0f} asked "
-                f"(bare: {steady_bare.rate:.0f}); {server.workers} gunicorn sync workers",
             )
-    finally:
-        context.server_env.pop("VONAGE_SIGNATURE_SECRET", None)
+        if steady.failures:
+            report.note("1", f"open loop: {steady.failures} failed requests of {steady.requests + steady.errors}")
+        report.note(
+            "1",
+            f"open loop achieved {steady.rate:.0f} req/s of {rate:.0f} asked "
+            f"(bare: {steady_bare.rate:.0f}); {server.workers} gunicorn sync workers",
+        )

@@ -95,8 +95,10 @@ class Context:
     server_env: dict[str, str] = field(default_factory=dict)
 
     @contextmanager
-    def server(self) -> Iterator[server.Server]:
-        with server.gunicorn(env=self.server_env, workers=self.workers, log_path=self.scratch / "gunicorn.log") as s:
+    def server(self, **extra_env: str) -> Iterator[server.Server]:
+        """gunicorn with the server environment, plus ``extra_env`` for this one server."""
+        env = {**self.server_env, **extra_env}
+        with server.gunicorn(env=env, workers=self.workers, log_path=self.scratch / "gunicorn.log") as s:
             yield s
 
 

@@ -10,15 +10,14 @@ at random from every conversation seeded so far.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench import answer, db, load
 from bench.context import Context
 from bench.report import Figure
+from bench.server import cpu_seconds
 
 TITLE = "Scale: routing latency against the number of open conversations"
 
@@ -46,11 +45,7 @@ def _backend_cpu_seconds() -> float:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         pid = cur.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # PostgreSQL on another machine
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pid, missing=float("nan"))  # NaN: PostgreSQL on another machine
 
 
 def _route_sample(context: Context, *, pool: list[str], upto: int, samples: int, rounds: int) -> Sample:
@@ -84,35 +79,29 @@ def run(context: Context) -> None:
     db.truncate_all()
     service = db.service_create(slug="bench-scale")
     pool = db.pool_seed(service=service, country="US", count=answer.POOL_SIZE, base=db.US_POOL_BASE)
-    context.server_env["VONAGE_SIGNATURE_SECRET"] = answer.SIGNATURE_SECRET
     in_process: dict[int, Sample] = {}
     over_http: dict[int, list[load.LoadResult]] = {}
     seeded = 0
-    try:
-        with context.server() as server:
-            headers = answer.signed_headers()
-            for step in sizes.scale_steps:
-                started = time.monotonic()
-                db.conversations_seed(
-                    service=service, start=seeded, stop=step, pool=pool, expires_in=dt.timedelta(days=1)
-                )
-                seeded = step
-                db.analyze()
-                report.note("2", f"seeded {step:,} open conversations in {time.monotonic() - started:.1f} s (SQL)")
-                in_process[step] = _route_sample(
-                    context, pool=pool, upto=step, samples=sizes.route_samples, rounds=sizes.scale_rounds
-                )
-                callers = answer.callers_file(context, pool=pool, upto=step, count=5000, name=f"scale-{step}.txt")
-                common = {"path": "/webhooks/answer", "callers": callers, "auth": headers["Authorization"]}
-                if sizes.warmup_seconds:
-                    answer.drive(server, **common, connections=1, seconds=sizes.warmup_seconds, seed=context.seed + 1)
-                seconds = sizes.scale_http_seconds / sizes.scale_rounds
-                over_http[step] = [
-                    answer.drive(server, **common, connections=1, seconds=seconds, seed=context.seed + r)
-                    for r in range(sizes.scale_rounds)
-                ]
-    finally:
-        context.server_env.pop("VONAGE_SIGNATURE_SECRET", None)
+    with context.server(VONAGE_SIGNATURE_SECRET=answer.SIGNATURE_SECRET) as server:
+        headers = answer.signed_headers()
+        for step in sizes.scale_steps:
+            started = time.monotonic()
+            db.conversations_seed(service=service, start=seeded, stop=step, pool=pool, expires_in=dt.timedelta(days=1))
+            seeded = step
+            db.analyze()
+            report.note("2", f"seeded {step:,} open conversations in {time.monotonic() - started:.1f} s (SQL)")
+            in_process[step] = _route_sample(
+                context, pool=pool, upto=step, samples=sizes.route_samples, rounds=sizes.scale_rounds
+            )
+            callers = answer.callers_file(context, pool=pool, upto=step, count=5000, name=f"scale-{step}.txt")
+            common = {"path": "/webhooks/answer", "callers": callers, "auth": headers["Authorization"]}
+            if sizes.warmup_seconds:
+                answer.drive(server, **common, connections=1, seconds=sizes.warmup_seconds, seed=context.seed + 1)
+            seconds = sizes.scale_http_seconds / sizes.scale_rounds
+            over_http[step] = [
+                answer.drive(server, **common, connections=1, seconds=seconds, seed=context.seed + r)
+                for r in range(sizes.scale_rounds)
+            ]
 
     smallest, largest = sizes.scale_steps[0], sizes.scale_steps[-1]
     base = in_process[smallest]

@@ -99,11 +99,12 @@ def _wait_ready(server: Server, process: subprocess.Popen[bytes], log_path: Path
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, missing: float = 0.0) -> float:
+    """User + system CPU of process ``pid`` from /proc; ``missing`` when it cannot be read."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return missing
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
@@ -138,8 +139,8 @@ class CpuMeter:
         self.workers = self.database = 0.0
 
     def _sample(self) -> tuple[float, float]:
-        workers = sum(_cpu_seconds(p) for p in [self.server.pid, *_children(self.server.pid)])
-        database = sum(_cpu_seconds(p) for p in _database_backends())
+        workers = sum(cpu_seconds(p) for p in [self.server.pid, *_children(self.server.pid)])
+        database = sum(cpu_seconds(p) for p in _database_backends())
         return workers, database
 
     def start(self) -> None:
