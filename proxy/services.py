@@ -43,12 +43,20 @@ class ParticipantInput(TypedDict):
     country: NotRequired[str]
 
 
-def participants_normalize(*, service: Service, participants: list[ParticipantInput]) -> list[dict[str, str]]:
+class Person(TypedDict):
+    """A validated participant: E.164 digits, a name (may be empty), a country (may be empty)."""
+
+    number: str
+    name: str
+    country: str
+
+
+def participants_normalize(*, service: Service, participants: list[ParticipantInput]) -> list[Person]:
     """Validate and normalise two participants; errors are DRF-shaped and name each field."""
     if len(participants) != 2:
         raise ValidationError({"participants": ["Exactly two participants are required."]})
     errors: list[dict[str, list[str]]] = []
-    people: list[dict[str, str]] = []
+    people: list[Person] = []
     for item in participants:
         hint = (item.get("country") or "").upper()
         try:
@@ -77,17 +85,47 @@ def conversation_create(
     now: datetime | None = None,
     on_created: Callable[[Conversation], None] | None = None,
 ) -> Conversation:
-    """Open a conversation and give each participant a proxy number.
+    """Open a conversation between two people as given (numbers in any form people type).
 
-    The conversation comes back with its participants and their SMS rows attached, so
-    it can be shown without reading it back. ``on_created`` runs inside the creating
-    transaction, once all of that is written (the API stores its Idempotency-Key
-    response there, in the same commit as the conversation).
-
-    Raises ValidationError for bad input and PoolExhausted (409) when a participant
-    has no free number; in both cases nothing is written but the exhaustion record.
+    Raises ValidationError for bad input; otherwise as ``conversation_open``.
     """
-    people = participants_normalize(service=service, participants=participants)
+    return conversation_open(
+        service=service,
+        people=participants_normalize(service=service, participants=participants),
+        ttl=ttl,
+        external_id=external_id,
+        record=record,
+        notify=notify,
+        metadata=metadata,
+        now=now,
+        on_created=on_created,
+    )
+
+
+def conversation_open(
+    *,
+    service: Service,
+    people: list[Person],
+    ttl: int | None = None,
+    external_id: str = "",
+    record: bool = False,
+    notify: bool = True,
+    metadata: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    on_created: Callable[[Conversation], None] | None = None,
+) -> Conversation:
+    """Open a conversation between two validated people and give each a proxy number.
+
+    ``people``: as ``participants_normalize`` returns them (E.164 digits, two different
+    numbers, country of the number else the hint). The conversation comes back with its
+    participants and their SMS rows attached, so it can be shown without reading it
+    back. ``on_created`` runs inside the creating transaction, once all of that is
+    written (the API stores its Idempotency-Key response there, in the same commit as
+    the conversation).
+
+    Raises PoolExhausted (409) when a participant has no free number; nothing is
+    written then but the exhaustion record.
+    """
     if service.recording_policy == Service.RecordingPolicy.NEVER:
         record = False
     elif service.recording_policy == Service.RecordingPolicy.ALWAYS:
@@ -122,7 +160,7 @@ def conversation_create(
 def _conversation_create_locked(
     *,
     service: Service,
-    people: list[dict[str, str]],
+    people: list[Person],
     ttl: int,
     external_id: str,
     record: bool,

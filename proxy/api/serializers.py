@@ -106,7 +106,9 @@ class ParticipantInputSerializer(serializers.Serializer):
             digits = self._normalize(attrs["number"], attrs.get("country"))
         except phone.InvalidNumber as exc:
             raise serializers.ValidationError({"number": [str(exc)]}) from exc
-        return {"number": digits, "name": attrs.get("name") or "", "country": attrs.get("country") or ""}
+        # What services.participants_normalize makes of a participant: a services.Person.
+        hint = attrs.get("country") or ""
+        return {"number": digits, "name": attrs.get("name") or "", "country": phone.region_of(digits) or hint}
 
 
 class ParticipantPairSerializer(serializers.ListSerializer):

@@ -175,12 +175,10 @@ class ConversationListCreateApi(APIView):
                     claim=claim, status=status.HTTP_201_CREATED, body=answer["body"], conversation_id=conversation.pk
                 )
 
-        services.conversation_create(
+        services.conversation_open(
             service=service,
-            # "+" keeps the normalised digits from being read again as a national number.
-            participants=[
-                {"number": "+" + p["number"], "name": p["name"], "country": p["country"]} for p in data["participants"]
-            ],
+            # Validated and normalised by the serializer: not parsed a second time.
+            people=data["participants"],
             ttl=data.get("ttl"),
             external_id=data.get("external_id") or "",
             record=data["record"],
