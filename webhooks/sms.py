@@ -16,7 +16,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -129,14 +130,22 @@ def _keep(params: dict[str, str], *, source: str, kind: str, key_fields: tuple[s
     return True
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-def sms_status(request: HttpRequest) -> HttpResponse:
+def signed_sms_webhook(view: Callable[[dict[str, str]], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Read and verify the callback (400 malformed, 401 bad signature), then ``view(params)``."""
+
+    @csrf_exempt
+    @require_http_methods(["GET", "POST"])
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        accepted = _accept(request)
+        return accepted if isinstance(accepted, HttpResponse) else view(accepted)
+
+    return wrapper
+
+
+@signed_sms_webhook
+def sms_status(params: dict[str, str]) -> HttpResponse:
     """A delivery receipt: update the SMS outbox row it is about (200 even when none matches)."""
-    accepted = _accept(request)
-    if isinstance(accepted, HttpResponse):
-        return accepted
-    params = accepted
     # One transaction: a receipt whose update fails is not remembered as seen, so
     # Vonage's retry applies it.
     with transaction.atomic():
@@ -151,14 +160,9 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=200)
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-def sms_inbound(request: HttpRequest) -> HttpResponse:
+@signed_sms_webhook
+def sms_inbound(params: dict[str, str]) -> HttpResponse:
     """An SMS someone sent to a pool number: kept for audit, nothing else happens."""
-    accepted = _accept(request)
-    if isinstance(accepted, HttpResponse):
-        return accepted
-    params = accepted
     if _keep(params, source="sms-inbound", kind="sms_inbound", key_fields=("messageId",)):
         logger.info("inbound SMS from %s to %s", mask(params.get("msisdn")), params.get("to", ""))
     return HttpResponse(status=200)
