@@ -14,6 +14,8 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from proxy.phone import region_of
+
 INVENTORY_SIZE = 50
 
 _COSTS = {"mobile-lvn": "0.90", "landline": "0.75", "landline-toll-free": "1.50"}
@@ -81,8 +83,4 @@ def inventory(country: str) -> tuple[ForSale, ...]:
 
 def for_sale_lookup(msisdn: str) -> ForSale | None:
     """The inventory entry for ``msisdn``, whatever its country, or None."""
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse("+" + msisdn, None))
-    except phonenumbers.NumberParseException:
-        return None
-    return next((n for n in inventory(region or "") if n.msisdn == msisdn), None)
+    return next((n for n in inventory(region_of(msisdn)) if n.msisdn == msisdn), None)
