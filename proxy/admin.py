@@ -30,8 +30,8 @@ from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
 from proxy.admin_support import (
     STATUS_LABELS,
+    CallEndsMixin,
     ReadOnlyMixin,
-    call_end,
     numbers_from_search,
     on_action_page,
     with_pool_flags,
@@ -275,7 +275,7 @@ class ParticipantInline(ReadOnlyMixin, TabularInline):
         return f"{last.status}{' — ' + last.last_error if last.last_error else ''}"
 
 
-class CallInline(ReadOnlyMixin, TabularInline):
+class CallInline(CallEndsMixin, ReadOnlyMixin, TabularInline):
     model = Call
     hide_title = True
     fk_name = "conversation"
@@ -291,14 +291,6 @@ class CallInline(ReadOnlyMixin, TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
         return with_pool_flags(super().get_queryset(request))
-
-    @display(description="From")
-    def masked_from(self, obj: Call) -> str:
-        return call_end(obj.from_number, is_pool=getattr(obj, "from_is_pool", False))
-
-    @display(description="To")
-    def masked_to(self, obj: Call) -> str:
-        return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
 
 
 class ExtendForm(forms.Form):

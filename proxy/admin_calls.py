@@ -24,7 +24,13 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
-from proxy.admin_support import STATUS_LABELS, ReadOnlyMixin, call_end, numbers_from_search, with_pool_flags
+from proxy.admin_support import (
+    STATUS_LABELS,
+    CallEndsMixin,
+    ReadOnlyMixin,
+    numbers_from_search,
+    with_pool_flags,
+)
 from proxy.callbacks import callback_retry
 from proxy.models import (
     Call,
@@ -55,7 +61,7 @@ def _masked_payload(payload: Any) -> Any:
 
 
 @admin.register(Call)
-class CallAdmin(ReadOnlyMixin, ModelAdmin):
+class CallAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     list_display = (
         "created_at",
         "short_uuid",
@@ -126,14 +132,6 @@ class CallAdmin(ReadOnlyMixin, ModelAdmin):
             return "—"
         url = reverse("admin:proxy_conversation_change", args=[obj.conversation_id])
         return format_html('<a class="underline" href="{}">{}</a>', url, str(obj.conversation_id)[:8])
-
-    @display(description="From")
-    def masked_from(self, obj: Call) -> str:
-        return call_end(obj.from_number, is_pool=getattr(obj, "from_is_pool", False))
-
-    @display(description="To")
-    def masked_to(self, obj: Call) -> str:
-        return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
 
     @display(description="Status", label=STATUS_LABELS)
     def status_label(self, obj: Call) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
+from unfold.decorators import display
 
 from proxy.models import Call
 from proxy.phone import InvalidNumber, from_webhook, mask, normalize
@@ -84,3 +85,15 @@ def call_end(raw: str, *, is_pool: bool) -> str:
     """A call's from/to for display: pool numbers in full, people's numbers masked."""
     digits = from_webhook(raw) or raw
     return f"+{digits}" if is_pool else mask(digits)
+
+
+class CallEndsMixin:
+    """``masked_from`` and ``masked_to`` columns for admin pages of calls (with_pool_flags rows)."""
+
+    @display(description="From")
+    def masked_from(self, obj: Call) -> str:
+        return call_end(obj.from_number, is_pool=getattr(obj, "from_is_pool", False))
+
+    @display(description="To")
+    def masked_to(self, obj: Call) -> str:
+        return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
