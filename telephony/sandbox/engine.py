@@ -74,7 +74,7 @@ def _failure_reply(path: str, failure: SandboxFailure) -> Reply:
     if mode == SandboxFailure.Mode.SERVER_ERROR:
         if path.startswith("/v1/"):
             return voice_error(500, "internal-error", "Internal Error", "An internal error occurred.")
-        return Reply(500, {"error-code": "500", "error-code-label": "internal error"})
+        return _numbers_reply(500, "internal error")
     if path.startswith("/sms/"):
         if mode == SandboxFailure.Mode.THROTTLE:
             return _sms_error("1", "Throughput Rate Exceeded - please wait [ 1000 ] and retry")
@@ -82,16 +82,16 @@ def _failure_reply(path: str, failure: SandboxFailure) -> Reply:
     if path.startswith("/ni/"):
         if mode == SandboxFailure.Mode.THROTTLE:
             return Reply(200, {"status": 1, "status_message": "Throttled"})
-        return Reply(200, {"status": 4, "status_message": "Invalid credentials"})
+        return _insight_bad_credentials()
     if mode == SandboxFailure.Mode.THROTTLE:
         if path.startswith("/v1/"):
             return voice_error(429, "throttled", "Throttled", "You have exceeded your rate limit.")
-        return Reply(429, {"error-code": "429", "error-code-label": "too many requests"})
+        return _numbers_reply(429, "too many requests")
     if path.startswith("/v1/"):
         return voice_error(400, "bad-request", "Bad Request", "The request was refused.")
     if path in ("/number/buy", "/number/cancel", "/number/update"):
         return _method_failed()
-    return Reply(401, {"error-code": "401", "error-code-label": "authentication failed"})
+    return _numbers_reply(401, "authentication failed")
 
 
 # --- Dispatch ------------------------------------------------------------------------------
@@ -155,8 +155,8 @@ def _check_auth(request: SandboxRequest) -> Reply | None:
     if request.path.startswith("/sms/"):
         return _sms_error("4", "Bad Credentials")
     if request.path.startswith("/ni/"):
-        return Reply(200, {"status": 4, "status_message": "Invalid credentials"})
-    return Reply(401, {"error-code": "401", "error-code-label": "authentication failed"})
+        return _insight_bad_credentials()
+    return _numbers_reply(401, "authentication failed")
 
 
 def _b64(text: str) -> str:
@@ -285,8 +285,17 @@ def insight(*, level: str, number: str) -> Reply:
 # --- Numbers --------------------------------------------------------------------------------
 
 
+def _insight_bad_credentials() -> Reply:
+    return Reply(200, {"status": 4, "status_message": "Invalid credentials"})
+
+
+def _numbers_reply(code: int, label: str) -> Reply:
+    """The Numbers and Account APIs' answer shape: the HTTP status again as error-code."""
+    return Reply(code, {"error-code": str(code), "error-code-label": label})
+
+
 def _method_failed() -> Reply:
-    return Reply(420, {"error-code": "420", "error-code-label": "method failed"})
+    return _numbers_reply(420, "method failed")
 
 
 def _pattern_filter(numbers: list[dict], params: dict[str, str]) -> list[dict]:
@@ -340,7 +349,7 @@ def number_buy(*, country: str, msisdn: str) -> Reply:
     )
     if not created:
         return _method_failed()
-    return Reply(200, {"error-code": "200", "error-code-label": "success"})
+    return _numbers_reply(200, "success")
 
 
 def number_cancel(*, country: str, msisdn: str) -> Reply:
@@ -348,7 +357,7 @@ def number_cancel(*, country: str, msisdn: str) -> Reply:
     deleted, _ = SandboxNumber.objects.filter(msisdn=msisdn, country=country.upper()).delete()
     if not deleted:
         return _method_failed()
-    return Reply(200, {"error-code": "200", "error-code-label": "success"})
+    return _numbers_reply(200, "success")
 
 
 def number_update(*, params: dict[str, str]) -> Reply:
@@ -362,7 +371,7 @@ def number_update(*, params: dict[str, str]) -> Reply:
     if "moHttpUrl" in params:
         changes["mo_http_url"] = params["moHttpUrl"]
     number.update(**changes)
-    return Reply(200, {"error-code": "200", "error-code-label": "success"})
+    return _numbers_reply(200, "success")
 
 
 def _owned_as_vonage(number: SandboxNumber) -> dict:

@@ -9,7 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from telephony.models import SandboxCall, SandboxRecording
-from telephony.sandbox.wire import ERRORS_BASE, Reply, int_param, voice_error
+from telephony.sandbox.wire import Reply, int_param, validation_error, voice_error
 
 FAKE_AUDIO = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 64  # a few silent MP3 frame headers
 
@@ -68,14 +68,7 @@ def call_create_from_api(*, body: dict) -> Reply:
     to = (body.get("to") or [{}])[0]
     sender = body.get("from") or {}
     if not to.get("number") or not (body.get("ncco") or body.get("answer_url")):
-        return Reply(
-            400,
-            {
-                "type": f"{ERRORS_BASE}/voice#validation",
-                "title": "Bad Request",
-                "invalid_parameters": [{"name": "to", "reason": "is required"}],
-            },
-        )
+        return validation_error("to", "is required")
     call = call_record(
         uuid=str(uuidlib.uuid4()),
         conversation_uuid=f"CON-{uuidlib.uuid4()}",
@@ -130,16 +123,7 @@ def call_route(method: str, uuid: str, sub: str, body: dict) -> Reply:
         return _call_media(call, method, sub, body)
     action = body.get("action")
     if action not in _LEG_ACTIONS:
-        return Reply(
-            400,
-            {
-                "type": f"{ERRORS_BASE}/voice#validation",
-                "title": "Bad Request",
-                "invalid_parameters": [
-                    {"name": "action", "reason": "must be one of " + ", ".join(sorted(_LEG_ACTIONS))}
-                ],
-            },
-        )
+        return validation_error("action", "must be one of " + ", ".join(sorted(_LEG_ACTIONS)))
     if action == "transfer":
         destination = body.get("destination") or {}
         if not (destination.get("ncco") or destination.get("url")):
@@ -165,14 +149,7 @@ def _call_media(call: SandboxCall, method: str, sub: str, body: dict) -> Reply:
         return Reply(200, {"message": f"{kind.capitalize()} stopped", "uuid": call.uuid})
     required = {"talk": "text", "stream": "stream_url", "dtmf": "digits"}[kind]
     if not body.get(required):
-        return Reply(
-            400,
-            {
-                "type": f"{ERRORS_BASE}/voice#validation",
-                "title": "Bad Request",
-                "invalid_parameters": [{"name": required, "reason": "is required"}],
-            },
-        )
+        return validation_error(required, "is required")
     call.actions = [*call.actions, {"action": kind, **body}]
     call.save(update_fields=["actions"])
     return Reply(200, {"message": f"{kind.capitalize()} started", "uuid": call.uuid})

@@ -38,6 +38,18 @@ def voice_error(status: int, kind: str, title: str, detail: str) -> Reply:
     )
 
 
+def validation_error(name: str, reason: str) -> Reply:
+    """Voice API's 400 for one invalid parameter."""
+    return Reply(
+        400,
+        {
+            "type": f"{ERRORS_BASE}/voice#validation",
+            "title": "Bad Request",
+            "invalid_parameters": [{"name": name, "reason": reason}],
+        },
+    )
+
+
 def int_param(raw: str | None, default: int, low: int, high: int) -> int:
     try:
         return min(max(int(raw or default), low), high)
