@@ -122,14 +122,7 @@ class ProvisioningAdmin(ModelAdmin):
         for found in chosen:
             row: VirtualNumber | None
             try:
-                row = services.number_buy(
-                    number=found.number,
-                    country=found.country,
-                    service=service,
-                    number_type=found.number_type,
-                    features=found.features,
-                    monthly_cost=found.monthly_cost,
-                )
+                row = services.number_buy_offer(offer=found, service=service)
             except services.NumberNotLinked as exc:
                 # Bought but not linked: we rent it, so it is logged as added all the same.
                 self.message_user(request, str(exc), messages.ERROR)

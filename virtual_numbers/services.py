@@ -96,6 +96,21 @@ def number_buy(
     return row
 
 
+def number_buy_offer(
+    *, offer: AvailableNumber, service: Service | None, provider: Provider | None = None
+) -> VirtualNumber:
+    """``number_buy`` for a number as a search offered it (type, features and cost included)."""
+    return number_buy(
+        number=offer.number,
+        country=offer.country,
+        service=service,
+        number_type=offer.number_type,
+        features=offer.features,
+        monthly_cost=offer.monthly_cost,
+        provider=provider,
+    )
+
+
 def number_link(*, number: VirtualNumber, provider: Provider | None = None) -> VirtualNumber:
     """Point the number's inbound calls at our Vonage application."""
     provider = provider or get_provider()

@@ -14,7 +14,7 @@ from proxy.phone import pretty
 from proxy.services import conversation_create
 from telephony.provider import ProviderError, get_provider
 from virtual_numbers.models import VirtualNumber
-from virtual_numbers.services import number_buy
+from virtual_numbers.services import number_buy_offer, number_search_offers
 
 ALICE = "12015550101"
 BOB = "12015550102"
@@ -51,17 +51,12 @@ class Command(BaseCommand):
             if have >= wanted:
                 continue
             try:
-                offers = provider.search_numbers(country=country, features=("VOICE", "SMS"), size=wanted * 2)
+                # Offers already in a pool are left out: buying one would be refused.
+                offers = number_search_offers(
+                    country=country, features=("VOICE", "SMS"), size=wanted * 2, provider=provider
+                )
                 for offer in offers[: wanted - have]:
-                    number_buy(
-                        number=offer.number,
-                        country=offer.country,
-                        service=service,
-                        number_type=offer.number_type,
-                        features=offer.features,
-                        monthly_cost=offer.monthly_cost,
-                        provider=provider,
-                    )
+                    number_buy_offer(offer=offer, service=service, provider=provider)
             except ProviderError as exc:
                 raise CommandError(f"Could not rent demo numbers from {provider.name}: {exc}") from exc
 
