@@ -28,7 +28,6 @@ def sign_voice_webhook(
     *,
     body: bytes,
     secret: str,
-    api_key: str = "sandbox",
     application_id: str = "sandbox",
     iat: int | None = None,
 ) -> str:
@@ -37,7 +36,7 @@ def sign_voice_webhook(
         "iat": int(time.time()) if iat is None else iat,
         "jti": str(uuid.uuid4()),
         "iss": "Vonage",
-        "api_key": api_key,
+        "api_key": "sandbox",
         "application_id": application_id,
     }
     if body:
@@ -45,7 +44,7 @@ def sign_voice_webhook(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(*, token: str, body: bytes, secret: str, now: float | None = None) -> dict:
+def verify_token(*, token: str, body: bytes, secret: str) -> dict:
     """Return the claims or raise SignatureError."""
     try:
         claims = jwt.decode(
@@ -61,7 +60,7 @@ def verify_token(*, token: str, body: bytes, secret: str, now: float | None = No
         not isinstance(iat, int | float)
         or isinstance(iat, bool)
         or not math.isfinite(iat)
-        or abs((now or time.time()) - iat) > MAX_CLOCK_SKEW
+        or abs(time.time() - iat) > MAX_CLOCK_SKEW
     ):
         raise SignatureError("token iat outside the allowed window")
     expected = claims.get("payload_hash")
