@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Subquery, Value
@@ -73,33 +73,27 @@ def participants_normalize(*, service: Service, participants: list[ParticipantIn
     return people
 
 
+class OpenOptions(TypedDict, total=False):
+    """``conversation_open``'s options, which ``conversation_create`` passes on."""
+
+    ttl: int | None
+    external_id: str
+    record: bool
+    notify: bool
+    metadata: dict[str, Any] | None
+    now: datetime | None
+    on_created: Callable[[Conversation], None] | None
+
+
 def conversation_create(
-    *,
-    service: Service,
-    participants: list[ParticipantInput],
-    ttl: int | None = None,
-    external_id: str = "",
-    record: bool = False,
-    notify: bool = True,
-    metadata: dict[str, Any] | None = None,
-    now: datetime | None = None,
-    on_created: Callable[[Conversation], None] | None = None,
+    *, service: Service, participants: list[ParticipantInput], **options: Unpack[OpenOptions]
 ) -> Conversation:
     """Open a conversation between two people as given (numbers in any form people type).
 
     Raises ValidationError for bad input; otherwise as ``conversation_open``.
     """
-    return conversation_open(
-        service=service,
-        people=participants_normalize(service=service, participants=participants),
-        ttl=ttl,
-        external_id=external_id,
-        record=record,
-        notify=notify,
-        metadata=metadata,
-        now=now,
-        on_created=on_created,
-    )
+    people = participants_normalize(service=service, participants=participants)
+    return conversation_open(service=service, people=people, **options)
 
 
 def conversation_open(
