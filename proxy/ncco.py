@@ -1,11 +1,10 @@
-"""NCCOs the product returns to Vonage, built and validated with the SDK's action models."""
+"""NCCOs the product returns to Vonage, built with the SDK's action models (validated by ``telephony.ncco``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from vonage_voice.errors import NccoActionError
+from pydantic import BaseModel
 from vonage_voice.models import ncco as actions
 from vonage_voice.models.connect_endpoints import PhoneEndpoint
 
@@ -15,22 +14,6 @@ from proxy.selectors import Route
 DEFAULT_LANGUAGE = "en-US"
 GENERIC_UNKNOWN_TEXT = "Sorry, this number is not in service. Goodbye."
 GENERIC_UNAVAILABLE_TEXT = "Sorry, we cannot connect your call right now. Please try again later."
-
-_ACTION_MODELS: dict[str, type[BaseModel]] = {
-    "talk": actions.Talk,
-    "connect": actions.Connect,
-    "record": actions.Record,
-    "input": actions.Input,
-    "stream": actions.Stream,
-    "notify": actions.Notify,
-    "conversation": actions.Conversation,
-    "wait": actions.Wait,
-    "transfer": actions.Transfer,
-}
-
-
-class InvalidNcco(ValueError):
-    pass
 
 
 def _dump(models: list[BaseModel]) -> list[dict[str, Any]]:
@@ -81,22 +64,3 @@ def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
 def unavailable_ncco(service: Service | None) -> list[dict[str, Any]]:
     """Said to the caller when the other party does not answer, is busy or fails."""
     return talk_ncco(service.unavailable_text if service else GENERIC_UNAVAILABLE_TEXT, service)
-
-
-def ncco_validate(ncco: Any) -> list[BaseModel]:
-    """Parse an NCCO with the SDK's models; raise InvalidNcco naming the first bad action."""
-    if not isinstance(ncco, list) or not ncco:
-        raise InvalidNcco("An NCCO is a non-empty JSON array of actions.")
-    parsed = []
-    for index, item in enumerate(ncco):
-        if not isinstance(item, dict):
-            raise InvalidNcco(f"Action {index} is not an object.")
-        model = _ACTION_MODELS.get(str(item.get("action")))
-        if model is None:
-            raise InvalidNcco(f"Action {index} has unknown action {item.get('action')!r}.")
-        data = {("from_" if k == "from" else k): v for k, v in item.items()}
-        try:
-            parsed.append(model.model_validate(data))
-        except (ValidationError, NccoActionError) as exc:
-            raise InvalidNcco(f"Action {index} ({item.get('action')}) is invalid: {exc}") from exc
-    return parsed

@@ -23,7 +23,8 @@ from config.celery import backoff_delay
 from proxy.models import Conversation, Notification, Participant, Service
 from proxy.outbox import Outcome, truncate
 from proxy.phone import mask, pretty
-from telephony.provider import ProviderError, get_provider
+from telephony.provider import ProviderError
+from telephony.registry import get_provider
 
 logger = logging.getLogger(__name__)
 

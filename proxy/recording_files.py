@@ -12,7 +12,8 @@ from django.utils import timezone
 from config.celery import backoff_delay
 from proxy.models import Recording
 from proxy.outbox import Outcome, truncate
-from telephony.provider import ProviderError, get_provider
+from telephony.provider import ProviderError
+from telephony.registry import get_provider
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The call player: Vonage's side of one inbound call, played against a running server.
 
 It sends the signed answer webhook (GET with query parameters, Vonage's default),
-validates the NCCO it gets with the SDK's models (``proxy.ncco.ncco_validate``) and runs
+validates the NCCO it gets with the SDK's models (``telephony.ncco.ncco_validate``) and runs
 it: ``talk``/``stream``/``wait``/``conversation`` are narrated, ``record`` starts a
 recording whose record event is posted when the call ends, ``input`` and ``notify`` post
 to their ``eventUrl`` and follow a returned NCCO, ``connect`` "rings" the other party and
@@ -240,7 +240,7 @@ class CallPlayer:
         )
 
     def _validated(self, ncco: Any, source: str) -> list[dict[str, Any]]:
-        from proxy.ncco import InvalidNcco, ncco_validate
+        from telephony.ncco import InvalidNcco, ncco_validate
 
         try:
             ncco_validate(ncco)

@@ -2,7 +2,7 @@
 
 Two implementations exist: ``telephony.vonage_provider.VonageProvider`` on the
 official SDK, and ``telephony.sandbox`` which plays Vonage's part on one machine.
-``get_provider()`` picks one from settings. Nothing outside ``telephony`` imports
+``telephony.registry.get_provider()`` picks one from settings. Nothing outside ``telephony`` imports
 the SDK, except the NCCO builder (``proxy.ncco``), which uses its action models.
 
 Every method either returns the product's own small typed objects or raises
@@ -165,25 +165,3 @@ class Provider(abc.ABC):
 
         Must not send credentials anywhere but Vonage (or the host the provider is aimed at).
         """
-
-
-_provider: Provider | None = None
-
-
-def get_provider() -> Provider:
-    """The configured provider: Vonage when credentials are set, else the sandbox.
-
-    ``VONAGE_PROVIDER`` ("vonage" or "sandbox") forces the choice.
-    """
-    global _provider
-    if _provider is None:
-        from telephony.registry import build_provider
-
-        _provider = build_provider()
-    return _provider
-
-
-def reset_provider() -> None:
-    """Forget the cached provider (tests change settings between cases)."""
-    global _provider
-    _provider = None

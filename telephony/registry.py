@@ -45,3 +45,20 @@ def build_provider() -> Provider:
     from telephony.sandbox.provider import SandboxProvider
 
     return SandboxProvider()
+
+
+_provider: Provider | None = None
+
+
+def get_provider() -> Provider:
+    """The configured provider, built once per process (see ``build_provider``)."""
+    global _provider
+    if _provider is None:
+        _provider = build_provider()
+    return _provider
+
+
+def reset_provider() -> None:
+    """Forget the cached provider (tests change settings between cases)."""
+    global _provider
+    _provider = None

@@ -51,6 +51,7 @@ from vonage_sms import SmsMessage
 from vonage_voice.models import AudioStreamOptions, TtsStreamOptions
 
 from telephony.failures import http_failure, insight_failure, sms_failure, transport_failure
+from telephony.ncco import InvalidNcco, ncco_validate
 from telephony.provider import (
     AvailableNumber,
     CallInfo,
@@ -342,8 +343,6 @@ class VonageProvider(Provider):
         self._call("Hang up", self._client.voice.hangup, uuid)
 
     def transfer_call(self, uuid: str, *, ncco: list[dict[str, Any]]) -> None:
-        from proxy.ncco import InvalidNcco, ncco_validate
-
         try:
             actions = ncco_validate(ncco)
         except InvalidNcco as error:

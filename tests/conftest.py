@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from proxy.authentication import api_key_create
 from proxy.models import Service
-from telephony.provider import reset_provider
+from telephony.registry import reset_provider
 from tests.factories import ServiceFactory, VirtualNumberFactory
 from virtual_numbers.models import VirtualNumber
 

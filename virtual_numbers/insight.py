@@ -20,7 +20,8 @@ from django.utils import timezone
 from proxy.models import Conversation, Notification, Participant
 from proxy.outbox import truncate
 from proxy.phone import mask
-from telephony.provider import ProviderError, get_provider
+from telephony.provider import ProviderError
+from telephony.registry import get_provider
 from virtual_numbers.models import NumberCheck
 
 logger = logging.getLogger(__name__)

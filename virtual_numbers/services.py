@@ -16,7 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from proxy.models import Participant, Service
-from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError, get_provider
+from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError
+from telephony.registry import get_provider
 from virtual_numbers.models import VirtualNumber
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telephony.failures import http_failure, insight_failure, sms_failure
+from telephony.ncco import InvalidNcco, ncco_validate
 from telephony.provider import (
     AvailableNumber,
     CallInfo,
@@ -175,8 +176,6 @@ class SandboxProvider(Provider):
         self._send("Hang up", "PUT", f"/v1/calls/{uuid}", json={"action": "hangup"})
 
     def transfer_call(self, uuid: str, *, ncco: list[dict[str, Any]]) -> None:
-        from proxy.ncco import InvalidNcco, ncco_validate
-
         try:
             ncco_validate(ncco)
         except InvalidNcco as error:

@@ -14,7 +14,7 @@ from proxy.authentication import api_key_create
 from proxy.models import Notification
 from telephony.callplayer import HttpTransport, call_play
 from telephony.models import SandboxMessage
-from telephony.provider import get_provider, reset_provider
+from telephony.registry import get_provider, reset_provider
 from telephony.sandbox.server import serve_sandbox
 from tests.conftest import ALICE, BOB
 from tests.factories import ServiceFactory, VirtualNumberFactory

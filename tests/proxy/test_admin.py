@@ -25,7 +25,7 @@ ALICE, BOB = "12015550101", "12015550102"
 @pytest.fixture
 def fake(monkeypatch) -> FakeProvider:
     provider = FakeProvider(for_sale=[offer("12015550300"), offer("12015550301")])
-    monkeypatch.setattr("telephony.provider._provider", provider)
+    monkeypatch.setattr("telephony.registry._provider", provider)
     return provider
 
 

@@ -5,7 +5,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from telephony.checks import vonage_deploy_check
-from telephony.provider import get_provider
+from telephony.registry import get_provider
 from telephony.sandbox.provider import SandboxProvider
 from telephony.vonage_provider import VonageProvider
 

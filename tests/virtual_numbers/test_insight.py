@@ -11,7 +11,7 @@ from django.utils import timezone
 from proxy.models import Conversation, Notification, Participant
 from proxy.services import conversation_create
 from telephony.models import SandboxMessage
-from telephony.provider import get_provider
+from telephony.registry import get_provider
 from telephony.sandbox.engine import failure_inject
 from tests.conftest import ALICE, BOB
 from virtual_numbers import tasks

@@ -244,7 +244,7 @@ def test_list_owned_splits_new_numbers_from_pooled_ones(provider):
 def test_provisioning_against_the_sandbox(settings):
     """The same services against the sandbox provider, which speaks Vonage's shapes."""
     from telephony.models import SandboxNumber
-    from telephony.provider import get_provider
+    from telephony.registry import get_provider
 
     settings.VONAGE_PROVIDER = "sandbox"
     provider = get_provider()

@@ -6,8 +6,9 @@ import pytest
 from django.utils import timezone
 
 from proxy.models import Call, Service
-from proxy.ncco import GENERIC_UNKNOWN_TEXT, ncco_validate
+from proxy.ncco import GENERIC_UNKNOWN_TEXT
 from proxy.services import conversation_close
+from telephony.ncco import ncco_validate
 from tests.conftest import ALICE, BOB, CAROL
 from tests.webhooks.conftest import load_fixture, post_json
 

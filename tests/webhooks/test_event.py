@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from proxy.models import Call, CallEvent, Recording
-from proxy.ncco import ncco_validate
+from telephony.ncco import ncco_validate
 from tests.webhooks.conftest import fixture_names, load_fixture, post_json
 from webhooks.payloads import event_from_payload
 

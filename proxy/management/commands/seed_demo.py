@@ -12,7 +12,8 @@ from proxy.authentication import api_key_create, api_key_revoke
 from proxy.models import Conversation, Service
 from proxy.phone import pretty
 from proxy.services import conversation_create
-from telephony.provider import ProviderError, get_provider
+from telephony.provider import ProviderError
+from telephony.registry import get_provider
 from virtual_numbers.models import VirtualNumber
 from virtual_numbers.services import number_buy_offer, number_search_offers
 
