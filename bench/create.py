@@ -65,7 +65,7 @@ def _queue_delete(redis_url: str) -> None:
 def run(context: Context) -> None:
     from django.db import connection
 
-    from proxy.authentication import api_key_create
+    from proxy.api_keys import api_key_create
 
     sizes = context.sizes
     report = context.report

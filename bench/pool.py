@@ -135,7 +135,7 @@ def product_allocation(
     """The real conversation_create over the set; returns numbers used, 409s, seconds."""
     from django.db import connection
 
-    from proxy.exceptions import PoolExhausted
+    from proxy.errors import PoolExhausted
     from proxy.services import conversation_create
 
     db.truncate_all()

@@ -8,12 +8,14 @@ so the product works on a bare machine; periodic work then needs
 from __future__ import annotations
 
 import os
-import random
 
 from celery import Celery, Task
 from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Where the beat's heartbeat task leaves its time, for /health.
+WORKER_HEARTBEAT_KEY = "celery:worker-heartbeat"
 
 app = Celery("masked_calling")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -48,7 +50,7 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=7),
     },
     "call-event-payloads-redact": {
-        "task": "proxy.tasks.call_event_payloads_redact",
+        "task": "webhooks.tasks.call_event_payloads_redact",
         "schedule": crontab(minute=37, hour=3),
     },
     "number-checks-prune": {
@@ -56,16 +58,6 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=17, hour=3),
     },
 }
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, full jitter.
-
-    Full jitter spreads retries of many rows that failed together (a throttling burst)
-    instead of sending them back in lockstep.
-    """
-    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
-    return max(1.0, random.uniform(ceiling / 2, ceiling))
 
 
 def retry_later(task: Task, countdown: float) -> None:

@@ -54,14 +54,13 @@ def _redis() -> dict[str, Any]:
 
 
 def _workers() -> dict[str, Any]:
-    from config.celery import app
-    from proxy.tasks import HEARTBEAT_KEY
+    from config.celery import WORKER_HEARTBEAT_KEY, app
 
     if app.conf.task_always_eager:
         return {"ok": True, "mode": "in-process"}
     from django.core.cache import cache
 
-    heartbeat = cache.get(HEARTBEAT_KEY)
+    heartbeat = cache.get(WORKER_HEARTBEAT_KEY)
     age = round(time.time() - heartbeat, 1) if heartbeat else None
     replies = app.control.ping(timeout=WORKER_PING_TIMEOUT, limit=1) or []
     return {

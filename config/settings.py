@@ -183,12 +183,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["proxy.authentication.IsService"],
     "DEFAULT_THROTTLE_CLASSES": ["proxy.throttling.ServiceRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["proxy.parsers.SafeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["proxy.api.parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "proxy.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "proxy.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "proxy.api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -36,8 +36,8 @@ from proxy.admin_support import (
     on_action_page,
     with_pool_flags,
 )
-from proxy.authentication import api_key_create, api_key_revoke
-from proxy.exceptions import ConversationEnded
+from proxy.api_keys import api_key_create, api_key_revoke
+from proxy.errors import ConversationEnded
 from proxy.models import (
     ApiKey,
     Call,

@@ -6,4 +6,11 @@ class ProxyConfig(AppConfig):
     verbose_name = "Masked calling"
 
     def ready(self) -> None:
-        from proxy import checks  # noqa: F401 - registers the deploy checks
+        # The deploy checks register, and the outbox kinds declare themselves, on import.
+        from proxy import (  # noqa: F401
+            callbacks,
+            checks,
+            notifications,
+            recordings,
+            validation,
+        )

@@ -1,157 +1,29 @@
-"""Marketplace callbacks: signed JSON POSTs of conversation and call events, from an outbox.
+"""Marketplace callbacks, writer side: signed JSON POSTs of conversation and call events.
 
 Each event is a ``CallbackDelivery`` row written in the transaction that caused it, with
-the exact body that will be sent. A worker POSTs it, signed with HMAC-SHA256 over
-``"<timestamp>.<body>"``, and retries with backoff for a day. Callback URLs never reach
-private, loopback or link-local addresses (unless ``CALLBACK_ALLOW_PRIVATE_NETWORKS``):
-every address the host resolves to is checked, and again at connect time so that DNS
-cannot swap in an internal address between the check and the request.
+the exact body that will be sent. A worker (``proxy.delivery.callbacks``) POSTs it,
+signed with HMAC-SHA256 over ``"<timestamp>.<body>"``, and retries with backoff for a day.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
-import logging
-import socket
-import time
 import uuid
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
 
-from config.celery import backoff_delay
 from proxy.models import Call, CallbackDelivery, Conversation, Service
-from proxy.outbox import Outcome, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit
 
-logger = logging.getLogger(__name__)
-
+DELIVER_TASK = "proxy.tasks.deliver_callback"
+FAN_OUT_TASK = "proxy.tasks.deliver_callbacks"
 RETRY_WINDOW = timedelta(days=1)
-RETRY_BASE_SECONDS = 30.0
-RETRY_CAP_SECONDS = 3600.0
-# A claimed delivery is left alone this long (longer than any request can take).
-CLAIM_LEASE = timedelta(seconds=120)
-TIMEOUT = (3.05, 10.0)
-USER_AGENT = "masked-calling-callbacks/1"
-
-
-class UnsafeCallbackUrl(ValueError):
-    """The callback URL is malformed or points at an address we refuse to call."""
-
-
-# --- URL safety --------------------------------------------------------------------------------
-
-
-def _allow_private() -> bool:
-    return bool(getattr(settings, "CALLBACK_ALLOW_PRIVATE_NETWORKS", False))
-
-
-def _address_allowed(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
-    try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeCallbackUrl(f"cannot resolve {host!r}: {exc}") from exc
-
-
-def _check_addresses(host: str, infos: Iterable[tuple[Any, ...]]) -> None:
-    if _allow_private():
-        return
-    for info in infos:
-        address = info[4][0]
-        if not _address_allowed(address):
-            raise UnsafeCallbackUrl(f"{host!r} resolves to a non-public address ({address})")
-
-
-def callback_url_check(url: str) -> None:
-    """Raise UnsafeCallbackUrl unless ``url`` is http(s) and every address of its host is public."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeCallbackUrl("callback URLs must be http or https URLs with a host")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise UnsafeCallbackUrl(str(exc)) from exc
-    _check_addresses(parts.hostname, _resolve(parts.hostname, port))
-
-
-class _GuardedConnectionMixin:
-    """Connects only to addresses that pass the check, resolving the host itself."""
-
-    def _new_conn(self) -> socket.socket:
-        host, port = self._dns_host, self.port  # type: ignore[attr-defined]
-        try:
-            infos = _resolve(host, port)
-            _check_addresses(host, infos)
-        except UnsafeCallbackUrl as exc:
-            raise NewConnectionError(self, str(exc)) from exc  # type: ignore[arg-type]
-        last_error: OSError | None = None
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
-            try:
-                for option in self.socket_options or ():  # type: ignore[attr-defined]
-                    sock.setsockopt(*option)
-                sock.settimeout(self.timeout)  # type: ignore[attr-defined]
-                sock.connect(address)
-                return sock
-            except OSError as exc:
-                sock.close()
-                last_error = exc
-        raise NewConnectionError(self, f"cannot connect to {host}: {last_error}")  # type: ignore[arg-type]
-
-
-class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-
-
-def _session() -> requests.Session:
-    session = requests.Session()
-    # Environment proxies would make the connection go somewhere the guard never sees.
-    session.trust_env = False
-    adapter = _GuardedAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-# --- Payloads and signatures -------------------------------------------------------------------
 
 
 def callback_signature(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -242,100 +114,40 @@ def callback_create_for_call(*, call: Call) -> CallbackDelivery | None:
     return delivery
 
 
-# --- Delivery ----------------------------------------------------------------------------------
-
-
-def _body(delivery: CallbackDelivery) -> bytes:
-    return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-
-
-def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcome:
-    """Make one attempt at POSTing a pending delivery and record how it went."""
-    now = now or timezone.now()
-    delivery = CallbackDelivery.objects.select_related("service").filter(pk=delivery_id).first()
-    if delivery is None or delivery.status != CallbackDelivery.Status.PENDING:
-        return Outcome.skipped("not pending")
-    if delivery.next_attempt_at and delivery.next_attempt_at > now:
-        return Outcome.skipped("not due, or being delivered by another worker")
-    claimed = (
-        CallbackDelivery.objects.filter(pk=delivery.pk, status=CallbackDelivery.Status.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(attempts=F("attempts") + 1, next_attempt_at=now + CLAIM_LEASE)
-    )
-    if not claimed:
-        return Outcome.skipped("claimed by another worker")
-    attempt = delivery.attempts + 1
-
-    status_code: int | None = None
-    try:
-        callback_url_check(delivery.url)
-    except UnsafeCallbackUrl as exc:
-        return _give_up(delivery, f"Refused: {exc}", status_code=None)
-    body = _body(delivery)
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "X-Callback-Event": delivery.event,
-        "X-Callback-Id": str(delivery.payload.get("id", "")),
-        "X-Signature-Timestamp": str(timestamp),
-    }
-    if delivery.service.callback_secret:
-        headers["X-Signature"] = callback_signature(
-            secret=delivery.service.callback_secret, timestamp=timestamp, body=body
-        )
-    try:
-        with _session() as session:
-            response = session.post(delivery.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False)
-    except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        status_code = response.status_code
-        if 200 <= status_code < 300:
-            CallbackDelivery.objects.filter(pk=delivery.pk).update(
-                status=CallbackDelivery.Status.DELIVERED,
-                last_status_code=status_code,
-                last_error="",
-                delivered_at=timezone.now(),
-                next_attempt_at=None,
-            )
-            return Outcome.done(str(status_code))
-        error = f"HTTP {status_code}"
-
-    delay = backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
-    next_attempt = timezone.now() + timedelta(seconds=delay)
-    if next_attempt > delivery.created_at + RETRY_WINDOW:
-        return _give_up(delivery, f"Gave up after {attempt} attempts over a day: {error}", status_code=status_code)
-    CallbackDelivery.objects.filter(pk=delivery.pk, status=CallbackDelivery.Status.PENDING).update(
-        last_status_code=status_code, last_error=truncate(error), next_attempt_at=next_attempt
-    )
-    logger.info("callback %s attempt %s failed (%s); next in %.0fs", delivery.pk, attempt, error, delay)
-    return Outcome.retry(delay, error)
-
-
-def _give_up(delivery: CallbackDelivery, error: str, *, status_code: int | None) -> Outcome:
-    CallbackDelivery.objects.filter(pk=delivery.pk).update(
-        status=CallbackDelivery.Status.FAILED,
-        last_status_code=status_code,
-        last_error=truncate(error),
-        next_attempt_at=None,
-    )
-    logger.warning("callback %s failed for good: %s", delivery.pk, error)
-    return Outcome.failed(error)
-
-
 def callback_retry(*, delivery: CallbackDelivery) -> bool:
     """Staff: deliver a failed callback again, with a fresh day of retries.
 
     The row's ``created_at`` restarts the retry window; the body keeps the event's own
     ``created_at`` and ``id``, so the marketplace can still tell it is the same event.
     """
-    from proxy.outbox import enqueue_on_commit
-    from proxy.tasks import deliver_callback
-
     updated = CallbackDelivery.objects.filter(pk=delivery.pk, status=CallbackDelivery.Status.FAILED).update(
         status=CallbackDelivery.Status.PENDING, attempts=0, next_attempt_at=None, created_at=timezone.now()
     )
     if updated:
-        enqueue_on_commit(deliver_callback, delivery.pk)
+        queue_on_commit(DELIVER_TASK, delivery.pk)
     return bool(updated)
+
+
+def callback_body(delivery: CallbackDelivery) -> bytes:
+    """The exact bytes POSTed (and signed) for a delivery."""
+    return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _lost(now: datetime, limit: int) -> list[int]:
+    """A delivery past its next attempt time (or never tried) for a minute: its task is gone."""
+    overdue = now - timedelta(minutes=1)
+    rows = CallbackDelivery.objects.filter(status=CallbackDelivery.Status.PENDING).filter(
+        Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lte=overdue)
+    )
+    return list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+
+
+CALLBACKS = outbox_kind(
+    OutboxKind(
+        name="callbacks",
+        task=DELIVER_TASK,
+        # Bounded by RETRY_WINDOW, not by a count.
+        retry=RetryPolicy(base_seconds=30.0, cap_seconds=3600.0),
+        lost=_lost,
+    )
+)

@@ -1,9 +1,9 @@
-"""The SMS outbox: tell each participant which number to call, and track what became of it.
+"""The SMS outbox, writer side: tell each participant which number to call.
 
 A row is written in the same transaction as the conversation, with its final text, and
-is the truth about the message: a worker sends exactly that text, at most once per
-claim, and every attempt ends in a recorded state (queued with an error and a retry,
-sent, delivered or failed).
+is the truth about the message: a worker (``proxy.delivery.sms``) sends exactly that
+text, and every attempt ends in a recorded state (queued with an error and a retry,
+sent, delivered or failed). Delivery receipts and staff retries are applied here.
 """
 
 from __future__ import annotations
@@ -11,27 +11,21 @@ from __future__ import annotations
 import logging
 import re
 import string
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.conf import settings
-from django.db.models import F
+from django.db.models import Q
 from django.utils import timezone
 
-from config.celery import backoff_delay
 from proxy.models import Conversation, Notification, Participant, Service
-from proxy.outbox import Outcome, truncate
-from proxy.phone import mask, pretty
-from telephony.provider import ProviderError
-from telephony.registry import get_provider
+from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.phone import pretty
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 8
-RETRY_BASE_SECONDS = 10.0
-RETRY_CAP_SECONDS = 600.0
 CLIENT_REF_PREFIX = "notification-"
+SEND_TASK = "proxy.tasks.send_notification"
 
 _MODEL_DEFAULT_TEMPLATE = Service._meta.get_field("sms_template").default
 
@@ -128,103 +122,6 @@ def notifications_create_for_conversation(
     return Notification.objects.bulk_create(rows)
 
 
-def notification_for_participant(*, participant: Participant) -> Notification | None:
-    """The latest SMS telling ``participant`` their number (None when none was asked)."""
-    return participant.notifications.order_by("-created_at", "-pk").first()
-
-
-def client_ref_for(notification: Notification) -> str:
-    return f"{CLIENT_REF_PREFIX}{notification.pk}"
-
-
-def _fail(notification: Notification, error: str, *, now: datetime) -> Outcome:
-    Notification.objects.filter(pk=notification.pk, status=Notification.Status.QUEUED).update(
-        status=Notification.Status.FAILED, last_error=truncate(error), updated_at=now
-    )
-    logger.info("SMS %s to %s failed: %s", notification.pk, mask(notification.to_number), error)
-    return Outcome.failed(error)
-
-
-def notification_send(*, notification_id: int, now: datetime | None = None) -> Outcome:
-    """Make one attempt at sending a queued SMS and record how it went.
-
-    Temporary provider errors leave the row queued with ``last_error`` and ask for a
-    retry (bounded by MAX_ATTEMPTS); permanent ones fail it. A row another worker is
-    already sending, or that is no longer queued, is left alone.
-    """
-    from virtual_numbers.insight import conversation_numbers_validate
-
-    now = now or timezone.now()
-    notification = Notification.objects.select_related("participant__conversation").filter(pk=notification_id).first()
-    if notification is None or notification.status != Notification.Status.QUEUED:
-        return Outcome.skipped("not queued")
-    participant = notification.participant
-    if participant.validation == Participant.Validation.PENDING:
-        # Validation normally runs first; when its task was lost, do it here.
-        conversation_numbers_validate(conversation_id=participant.conversation_id, give_up=True)
-        participant.refresh_from_db()
-        notification.refresh_from_db()
-        if notification.status != Notification.Status.QUEUED:
-            return Outcome.skipped("not queued")
-    if participant.validation == Participant.Validation.INVALID:
-        return _fail(notification, "Not sent: the number is not valid.", now=now)
-    # Loaded with the row, or read again after the validation above refreshed the participant.
-    conversation = participant.conversation
-    if not conversation.is_live:
-        return _fail(notification, "Not sent: the conversation ended first.", now=now)
-    if notification.attempts >= MAX_ATTEMPTS:
-        return _fail(
-            notification, f"Gave up after {notification.attempts} attempts: {notification.last_error}", now=now
-        )
-
-    # Claim the attempt: of two workers holding the same row, only one moves attempts on.
-    claimed = Notification.objects.filter(
-        pk=notification.pk, status=Notification.Status.QUEUED, attempts=notification.attempts
-    ).update(attempts=F("attempts") + 1, updated_at=now)
-    if not claimed:
-        return Outcome.skipped("claimed by another worker")
-    attempt = notification.attempts + 1
-
-    try:
-        result = get_provider().send_sms(
-            from_number=notification.from_number,
-            to_number=notification.to_number,
-            text=notification.text,
-            client_ref=client_ref_for(notification),
-            callback_url=f"{settings.PUBLIC_URL}/webhooks/sms/status",
-        )
-    except ProviderError as exc:
-        error, permanent = str(exc), exc.permanent
-    except Exception as exc:
-        # An unexpected error must still leave the row in a known, retryable state.
-        logger.exception("SMS %s: unexpected error from the provider", notification.pk)
-        error, permanent = f"{type(exc).__name__}: {exc}", False
-    else:
-        updated = Notification.objects.filter(pk=notification.pk, status=Notification.Status.QUEUED).update(
-            status=Notification.Status.SENT,
-            message_id=result.message_id,
-            price=result.price,
-            last_error="",
-            updated_at=timezone.now(),
-        )
-        if not updated:
-            # A delivery receipt (matched by client-ref) got here first; keep its status.
-            Notification.objects.filter(pk=notification.pk, message_id="").update(message_id=result.message_id)
-        logger.info("SMS %s sent to %s as %s", notification.pk, mask(notification.to_number), result.message_id)
-        return Outcome.done(result.message_id)
-
-    if permanent:
-        return _fail(notification, error, now=timezone.now())
-    if attempt >= MAX_ATTEMPTS:
-        return _fail(notification, f"Gave up after {attempt} attempts: {error}", now=timezone.now())
-    Notification.objects.filter(pk=notification.pk, status=Notification.Status.QUEUED).update(
-        last_error=truncate(error), updated_at=timezone.now()
-    )
-    delay = backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
-    logger.info("SMS %s attempt %s failed (%s); retrying in %.0fs", notification.pk, attempt, error, delay)
-    return Outcome.retry(delay, error)
-
-
 # --- Delivery receipts ------------------------------------------------------------------------
 
 _RECEIPT_STATUS = {
@@ -292,14 +189,63 @@ def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None
 
 def notification_retry(*, notification: Notification) -> bool:
     """Staff: try a failed SMS again, from scratch, while its conversation is still live."""
-    from proxy.outbox import enqueue_on_commit
-    from proxy.tasks import send_notification
-
     if notification.status != Notification.Status.FAILED or not notification.participant.conversation.is_live:
         return False
     updated = Notification.objects.filter(pk=notification.pk, status=Notification.Status.FAILED).update(
         status=Notification.Status.QUEUED, attempts=0, last_error="", updated_at=timezone.now()
     )
     if updated:
-        enqueue_on_commit(send_notification, notification.pk)
+        queue_on_commit(SEND_TASK, notification.pk)
     return bool(updated)
+
+
+def notifications_queue_for_conversation(*, conversation_id: Any) -> int:
+    """Queue the sending of a conversation's queued SMS (once its numbers are known good)."""
+    queued = Notification.objects.filter(
+        participant__conversation_id=conversation_id, status=Notification.Status.QUEUED
+    ).values_list("pk", flat=True)
+    count = 0
+    for pk in queued:
+        queue_on_commit(SEND_TASK, pk)
+        count += 1
+    return count
+
+
+def client_ref_for(notification: Notification) -> str:
+    return f"{CLIENT_REF_PREFIX}{notification.pk}"
+
+
+def _lost(now: datetime, limit: int) -> list[int]:
+    """Queued SMS with no progress for longer than any retry waits: their task is gone."""
+    stale = now - timedelta(seconds=STALE_AFTER_SECONDS)
+    rows = Notification.objects.filter(
+        status=Notification.Status.QUEUED, updated_at__lt=stale, attempts__lte=SMS.retry.max_attempts
+    ).order_by("updated_at")
+    return list(rows.values_list("pk", flat=True)[:limit])
+
+
+SMS = outbox_kind(
+    OutboxKind(
+        name="notifications",
+        task=SEND_TASK,
+        retry=RetryPolicy(base_seconds=10.0, cap_seconds=600.0, max_attempts=8),
+        lost=_lost,
+    )
+)
+
+
+def notifications_fail_for_invalid_numbers(*, conversation_id: Any, now: datetime | None = None) -> None:
+    """Fail a conversation's queued SMS because a participant's number is invalid."""
+    now = now or timezone.now()
+    queued = Notification.objects.filter(
+        participant__conversation_id=conversation_id, status=Notification.Status.QUEUED
+    )
+    invalid_here = Q(participant__validation=Participant.Validation.INVALID)
+    queued.filter(invalid_here).update(
+        status=Notification.Status.FAILED, last_error="Not sent: the number is not valid.", updated_at=now
+    )
+    queued.exclude(invalid_here).update(
+        status=Notification.Status.FAILED,
+        last_error=truncate("Not sent: the other participant's number is not valid."),
+        updated_at=now,
+    )

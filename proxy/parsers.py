@@ -1,4 +1,4 @@
-"""JSON parsing that turns every malformed or absurd body into a 400, never a 500."""
+"""Strict JSON: malformed or absurd input is a ValueError, and what webhooks keep is storable."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import json
 import math
 from collections.abc import Iterator
 from typing import Any
-
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 
 MAX_DEPTH = 32
 
@@ -105,11 +102,3 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text[:20]} is out of range.")
     return value
-
-
-class SafeJSONParser(JSONParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return loads_strict(stream.read() if stream is not None else b"")
-        except ValueError as exc:
-            raise ParseError(str(exc)) from exc

@@ -10,12 +10,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Field, Model, QuerySet
+from django.db.models import Field, Model, Prefetch, Q, QuerySet
 from django.db.models.expressions import Col
 from django.utils import timezone
 
 from proxy.allocation import PoolNumber
-from proxy.models import ApiKey, Call, Conversation, Participant, Service
+from proxy.models import ApiKey, Call, Conversation, Notification, Participant, Recording, Service
 from virtual_numbers.models import VirtualNumber
 
 
@@ -24,8 +24,30 @@ def conversations_for_service(*, service: Service) -> QuerySet[Conversation]:
     return Conversation.objects.filter(service=service)
 
 
+def conversations_shown(*, service: Service) -> QuerySet[Conversation]:
+    """The service's conversations with what the API shows of them, in a fixed number of queries."""
+    participants = Participant.objects.order_by("position", "id").prefetch_related(
+        Prefetch("notifications", queryset=Notification.objects.order_by("-created_at", "-id"))
+    )
+    return conversations_for_service(service=service).prefetch_related(Prefetch("participants", queryset=participants))
+
+
 def calls_for_conversation(*, conversation: Conversation) -> QuerySet[Call]:
     return Call.objects.filter(conversation=conversation).order_by("-created_at", "-pk")
+
+
+def calls_shown(*, conversation: Conversation) -> QuerySet[Call]:
+    """A conversation's calls, newest first, with their recordings."""
+    return calls_for_conversation(conversation=conversation).prefetch_related("recordings")
+
+
+def recording_for_service(*, service: Service, recording_uuid: str) -> Recording | None:
+    """A recording of one of the service's calls or conversations; None for any other."""
+    return (
+        Recording.objects.filter(recording_uuid=recording_uuid)
+        .filter(Q(conversation__service=service) | Q(call__service=service))
+        .first()
+    )
 
 
 @dataclass(frozen=True)

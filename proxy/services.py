@@ -7,18 +7,19 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Subquery, Value
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
-from proxy import events, selectors
+from proxy import selectors, side_effects
 from proxy.allocation import Holdings, choose_proxy_number, pool_for_country
-from proxy.exceptions import ConversationEnded, PoolExhausted
+from proxy.errors import ConversationEnded, PoolExhausted
 from proxy.models import Conversation, Notification, Participant, Service, prefetched
-from proxy.phone import InvalidNumber, mask, normalize, region_of
+from proxy.notifications import notifications_fail_for_invalid_numbers
+from proxy.participants import ParticipantInput, Person, participants_normalize
+from proxy.phone import mask
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
 logger = logging.getLogger(__name__)
@@ -35,42 +36,6 @@ class _NoFreeNumber(Exception):
 
 class _PoolChanged(Exception):
     """A chosen number left the pool while this allocation ran."""
-
-
-class ParticipantInput(TypedDict):
-    number: str
-    name: NotRequired[str]
-    country: NotRequired[str]
-
-
-class Person(TypedDict):
-    """A validated participant: E.164 digits, a name (may be empty), a country (may be empty)."""
-
-    number: str
-    name: str
-    country: str
-
-
-def participants_normalize(*, service: Service, participants: list[ParticipantInput]) -> list[Person]:
-    """Validate and normalise two participants; errors are DRF-shaped and name each field."""
-    if len(participants) != 2:
-        raise ValidationError({"participants": ["Exactly two participants are required."]})
-    errors: list[dict[str, list[str]]] = []
-    people: list[Person] = []
-    for item in participants:
-        hint = (item.get("country") or "").upper()
-        try:
-            number = normalize(item.get("number", ""), country=hint or None, default_country=service.default_country)
-        except InvalidNumber as exc:
-            errors.append({"number": [str(exc)]})
-            continue
-        errors.append({})
-        people.append({"number": number, "name": item.get("name", ""), "country": region_of(number) or hint})
-    if any(errors):
-        raise ValidationError({"participants": errors})
-    if people[0]["number"] == people[1]["number"]:
-        raise ValidationError({"participants": [{}, {"number": ["The two participants must have different numbers."]}]})
-    return people
 
 
 class OpenOptions(TypedDict, total=False):
@@ -90,9 +55,9 @@ def conversation_create(
 ) -> Conversation:
     """Open a conversation between two people as given (numbers in any form people type).
 
-    Raises ValidationError for bad input; otherwise as ``conversation_open``.
+    Raises InvalidInput for bad input; otherwise as ``conversation_open``.
     """
-    people = participants_normalize(service=service, participants=participants)
+    people = participants_normalize(participants, default_country=service.default_country)
     return conversation_open(service=service, people=people, **options)
 
 
@@ -110,7 +75,7 @@ def conversation_open(
 ) -> Conversation:
     """Open a conversation between two validated people and give each a proxy number.
 
-    ``people``: as ``participants_normalize`` returns them (E.164 digits, two different
+    ``people``: as ``proxy.participants.participants_normalize`` returns them (E.164 digits, two different
     numbers, country of the number else the hint). The conversation comes back with its
     participants and their SMS rows attached, so it can be shown without reading it
     back. ``on_created`` runs inside the creating transaction, once all of that is
@@ -229,7 +194,7 @@ def _conversation_create_locked(
         mask(reals[1]),
         chosen[1],
     )
-    notifications = events.on_conversation_opened(conversation, notify=notify, participants=participants)
+    notifications = side_effects.conversation_opened(conversation, notify=notify, participants=participants)
     by_participant: dict[int, list[Notification]] = defaultdict(list)
     for notification in notifications:
         by_participant[notification.participant_id].append(notification)
@@ -338,6 +303,19 @@ def conversation_close(
     return conversation
 
 
+INVALID_NUMBER_REASON = "invalid_number"
+
+
+def conversation_invalidate(*, conversation: Conversation) -> None:
+    """A participant's number is invalid: close the conversation and fail its queued SMS."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if conversation.status == Conversation.Status.OPEN:
+            conversation_close(conversation=conversation, reason=INVALID_NUMBER_REASON)
+        notifications_fail_for_invalid_numbers(conversation_id=conversation.pk)
+    logger.info("conversation %s closed: a participant number is invalid", conversation.pk)
+
+
 def conversations_end(*, ids: list[Any], status: str, reason: str, now: datetime) -> int:
     """End open conversations in bulk: a few statements whatever the count.
 
@@ -367,7 +345,7 @@ def conversations_end(*, ids: list[Any], status: str, reason: str, now: datetime
             Participant.objects.filter(conversation_id__in=pks, active=True).update(
                 active=False, cooldown_until=_cooldown_end(status=status, cooldown=cooldown, now=now)
             )
-        events.on_conversations_ended(ended, status=status)
+        side_effects.conversations_ended(ended, status=status)
     return len(ended)
 
 
@@ -400,7 +378,7 @@ def conversations_expire_due(*, now: datetime | None = None, batch_size: int = 5
                 with connection.cursor() as cursor:
                     cursor.execute(_EXPIRE_BATCH_SQL, {"now": now, "batch": batch_size})
                     ids = [row[0] for row in cursor.fetchall()]
-                events.on_conversations_ended(ids, status=Conversation.Status.EXPIRED)
+                side_effects.conversations_ended(ids, status=Conversation.Status.EXPIRED)
             if not ids:
                 return total
             total += len(ids)

@@ -1,4 +1,4 @@
-"""Celery entry points for the outboxes. Thin: load by id, call a service, own the retry."""
+"""Celery entry points of the proxy app. Thin: take ids, call one service or worker, own the retry."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from config.celery import retry_later
-from proxy.callbacks import callback_deliver
-from proxy.notifications import notification_send
-from proxy.outbox import outbox_stale
-from proxy.recording_files import recording_download
+from config.celery import WORKER_HEARTBEAT_KEY, retry_later
+from proxy.delivery.callbacks import callback_deliver
+from proxy.delivery.recordings import recording_download
+from proxy.delivery.sms import notification_send
+from proxy.delivery.validation import conversation_validate_then_notify
+from proxy.idempotency import idempotency_records_purge
+from proxy.outbox import outbox_redrive as redrive
+from proxy.outbox import queue_now
+from proxy.services import conversations_expire_due
+from proxy.validation import VALIDATIONS
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_KEY = "celery:worker-heartbeat"
 # Callback retries further out than this wait for the redrive instead of an ETA message,
 # which Redis would hand out again after its visibility timeout.
 _CALLBACK_COUNTDOWN_MAX = 300.0
@@ -44,7 +48,7 @@ def deliver_callback(self, delivery_id: int) -> str:
 def deliver_callbacks(delivery_ids: list[int]) -> int:
     """Fan a chunk of deliveries out to one task each."""
     for delivery_id in delivery_ids:
-        deliver_callback.delay(delivery_id)
+        queue_now(deliver_callback.name, delivery_id)
     return len(delivery_ids)
 
 
@@ -56,6 +60,18 @@ def download_recording(self, recording_id: int) -> str:
     return outcome.result
 
 
+@shared_task(bind=True, acks_late=True)
+def validate_conversation_numbers(self, conversation_id: str) -> str:
+    """Check the participants' numbers, then queue their SMS (none goes to an invalid number)."""
+    give_up = self.request.is_eager or VALIDATIONS.retry.exhausted(self.request.retries)
+    outcome = conversation_validate_then_notify(conversation_id=conversation_id, give_up=give_up)
+    if not outcome.found:
+        return "skipped"
+    if outcome.retry:
+        retry_later(self, VALIDATIONS.retry.delay(self.request.retries + 1))
+    return "valid" if outcome.valid else "invalid"
+
+
 def expiry_lock_key() -> str:
     """Per database: deployments (and parallel test runs) sharing one Redis don't block each other."""
     return f"proxy:expiry-sweep-lock:{connection.settings_dict['NAME']}"
@@ -64,8 +80,6 @@ def expiry_lock_key() -> str:
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def conversations_expire() -> int:
     """Beat: write down expired conversations, set-based; one sweep at a time."""
-    from proxy.services import conversations_expire_due
-
     lock = expiry_lock_key()
     if not cache.add(lock, "1", timeout=300):
         return 0
@@ -81,48 +95,18 @@ def conversations_expire() -> int:
 @shared_task(acks_late=True)
 def outbox_redrive() -> dict[str, int]:
     """Beat: queue again every outbox row whose task was lost. Idempotent: tasks claim rows."""
-    from virtual_numbers.tasks import validate_conversation_numbers
-
-    stale = outbox_stale()
-    for conversation_id in stale.validations:
-        validate_conversation_numbers.delay(conversation_id)
-    for pk in stale.notifications:
-        send_notification.delay(pk)
-    for pk in stale.callbacks:
-        deliver_callback.delay(pk)
-    for pk in stale.recordings:
-        download_recording.delay(pk)
-    counts = {
-        "validations": len(stale.validations),
-        "notifications": len(stale.notifications),
-        "callbacks": len(stale.callbacks),
-        "recordings": len(stale.recordings),
-    }
-    if any(counts.values()):
-        logger.info("outbox redrive queued %s", counts)
-    return counts
+    return redrive()
 
 
 @shared_task(ignore_result=True)
 def worker_heartbeat() -> float:
     """Beat: proves to /health that beat schedules and a worker runs."""
     now = time.time()
-    cache.set(HEARTBEAT_KEY, now, timeout=600)
+    cache.set(WORKER_HEARTBEAT_KEY, now, timeout=600)
     return now
-
-
-# The first run after enabling it may face months of events: more than the default limits.
-@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900)
-def call_event_payloads_redact() -> int:
-    """Beat: drop the personal data of raw events past their retention."""
-    from webhooks.services import call_event_payloads_redact as redact
-
-    return redact()
 
 
 @shared_task(acks_late=True)
 def idempotency_purge() -> int:
     """Beat: forget Idempotency-Key records past their 24 hours."""
-    from proxy.api.idempotency import idempotency_records_purge
-
     return idempotency_records_purge()

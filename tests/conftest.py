@@ -5,7 +5,7 @@ import os
 import pytest
 from rest_framework.test import APIClient
 
-from proxy.authentication import api_key_create
+from proxy.api_keys import api_key_create
 from proxy.models import Service
 from telephony.registry import reset_provider
 from tests.factories import ServiceFactory, VirtualNumberFactory

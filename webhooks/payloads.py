@@ -23,16 +23,12 @@ NCCO_REPLACING_STATUSES = frozenset({"unanswered", "busy", "rejected", "timeout"
 FALLBACK_ONLY_FIELDS = ("reason", "original_request")
 
 
-def request_payload(request: HttpRequest) -> dict[str, Any]:
-    """The webhook's fields: query parameters for GET, the JSON object for POST.
+def request_fields(request: HttpRequest) -> dict[str, Any]:
+    """A webhook's fields as sent: query parameters for GET, the JSON object or the form
+    fields for POST (an empty POST body: its query parameters).
 
-    Garbage gives ``{"_raw": ...}`` rather than an error: webhooks keep what they got,
-    made storable (no NUL characters or lone surrogates).
+    Raises ValueError for a body that claims to be JSON and is not a JSON object.
     """
-    return storable(_raw_payload(request))
-
-
-def _raw_payload(request: HttpRequest) -> dict[str, Any]:
     if request.method == "GET":
         return {k: v for k, v in request.GET.items()}
     body = request.body
@@ -40,12 +36,39 @@ def _raw_payload(request: HttpRequest) -> dict[str, Any]:
         return {k: v for k, v in request.POST.items()} or {k: v for k, v in request.GET.items()}
     content_type = request.content_type or ""
     if "json" in content_type or body[:1] in (b"{", b"["):
-        try:
-            value = loads_strict(body)
-        except ValueError:
-            return {"_raw": body[:10000].decode("utf-8", "replace")}
-        return value if isinstance(value, dict) else {"_raw": value}
+        value = loads_strict(body)
+        if not isinstance(value, dict):
+            raise ValueError("expected a JSON object")
+        return value
     return {k: v for k, v in request.POST.items()}
+
+
+def request_payload(request: HttpRequest) -> dict[str, Any]:
+    """A voice webhook's fields, made storable (no NUL characters or lone surrogates).
+
+    Garbage gives ``{"_raw": ...}`` rather than an error: voice webhooks keep what they got.
+    """
+    try:
+        fields = request_fields(request)
+    except ValueError:
+        body = request.body
+        try:
+            value: Any = loads_strict(body)
+        except ValueError:
+            value = body[:10000].decode("utf-8", "replace")
+        fields = {"_raw": value}
+    return storable(fields)
+
+
+def sms_params(request: HttpRequest) -> dict[str, str]:
+    """An SMS callback's parameters as strings, as Vonage signs them (JSON values that are
+    not strings are signed as their JSON text; nulls are left out).
+
+    Raises ValueError (or UnicodeDecodeError) for a malformed body.
+    """
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v) for k, v in request_fields(request).items() if v is not None
+    }
 
 
 def text(payload: dict[str, Any], key: str, limit: int = 64) -> str:

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from proxy import events
+from proxy import side_effects
 from proxy.models import Call, CallEvent, Participant, Recording
 from proxy.ncco import ncco_for_route, unavailable_ncco
 from proxy.phone import from_webhook, mask
@@ -235,7 +235,7 @@ def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
     if fields:
         call.save(update_fields=[*fields, "updated_at"])
     if became_completed:
-        events.on_call_completed(call)
+        side_effects.call_completed(call)
 
 
 def _fill_completed(call: Call, payload: dict[str, Any]) -> set[str]:
@@ -281,7 +281,7 @@ def recording_announced(*, payload: dict[str, Any], call: Call | None = None) ->
         },
     )
     if created:
-        events.on_recording_announced(recording)
+        side_effects.recording_announced(recording)
     return recording
 
 

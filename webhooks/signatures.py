@@ -1,8 +1,14 @@
-"""Vonage's signed voice webhooks: an HS256 JWT in ``Authorization: Bearer``.
+"""Vonage's webhook signatures.
 
-Claims: ``iat``, ``jti``, ``iss``, ``api_key``, ``application_id`` and, for requests with
-a body, ``payload_hash`` (SHA-256 hex of the raw body). We check the signature, the
-``iat`` window and the body hash; the SDK's own helper checks only the signature.
+Voice webhooks carry an HS256 JWT in ``Authorization: Bearer``. Claims: ``iat``,
+``jti``, ``iss``, ``api_key``, ``application_id`` and, for requests with a body,
+``payload_hash`` (SHA-256 hex of the raw body). We check the signature, the ``iat``
+window and the body hash; the SDK's own helper checks only the signature.
+
+SMS callbacks carry a ``sig`` parameter over the other parameters, sorted by name, as
+``&name=value`` (``&`` and ``=`` in values replaced by ``_``): an MD5 of that string
+followed by the secret ("md5hash"), or an HMAC of it keyed with the secret ("md5",
+"sha1", "sha256", "sha512").
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import secrets
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import jwt
 from django.conf import settings
@@ -84,3 +93,49 @@ def verify_voice_webhook(request: HttpRequest) -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise SignatureError("missing bearer token")
     verify_token(token=token.strip(), body=request.body, secret=secret)
+
+
+# --- SMS ---------------------------------------------------------------------------------------
+
+SIGNATURE_METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
+
+
+class SmsSignatureError(Exception):
+    pass
+
+
+def sms_signature(params: Mapping[str, Any], *, secret: str, method: str = "md5hash") -> str:
+    """The ``sig`` Vonage computes for ``params`` (which must not include ``sig``)."""
+    if method not in SIGNATURE_METHODS:
+        raise ValueError(f"unknown SMS signature method {method!r}")
+    message = "".join(
+        f"&{key}={str(params[key]).replace('&', '_').replace('=', '_')}" for key in sorted(params) if key != "sig"
+    ).encode()
+    if method == "md5hash":
+        return hashlib.md5(message + secret.encode(), usedforsecurity=False).hexdigest()
+    return hmac.new(secret.encode(), message, getattr(hashlib, method)).hexdigest()
+
+
+def sms_sign_params(
+    params: Mapping[str, Any], *, secret: str, method: str = "md5hash", timestamp: int | None = None
+) -> dict[str, str]:
+    """``params`` plus ``timestamp``, ``nonce`` and ``sig``, as Vonage sends a signed callback."""
+    signed = {key: str(value) for key, value in params.items() if key != "sig"}
+    signed.setdefault("timestamp", str(timestamp if timestamp is not None else int(time.time())))
+    signed.setdefault("nonce", secrets.token_hex(8))
+    signed["sig"] = sms_signature(signed, secret=secret, method=method)
+    return signed
+
+
+def sms_verify(params: Mapping[str, Any], *, secret: str, method: str = "md5hash") -> None:
+    """Raise SmsSignatureError unless ``params['sig']`` signs the other parameters.
+
+    No freshness window on ``timestamp``: Vonage retries receipts for hours and applying
+    one twice changes nothing, so a replay gains nothing.
+    """
+    given = str(params.get("sig") or "").lower()
+    if not given:
+        raise SmsSignatureError("missing sig")
+    expected = sms_signature({k: v for k, v in params.items() if k != "sig"}, secret=secret, method=method)
+    if not hmac.compare_digest(given, expected):
+        raise SmsSignatureError("bad sig")

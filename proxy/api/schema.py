@@ -8,14 +8,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework.exceptions import APIException
 
+from proxy.api.exceptions import PayloadTooLarge
 from proxy.api.serializers import DetailSerializer, ErrorSerializer
-from proxy.exceptions import (
-    ConversationEnded,
-    IdempotencyKeyReused,
-    PayloadTooLarge,
-    PoolExhausted,
-    RequestInProgress,
-)
+from proxy.errors import ConversationEnded, DomainError, IdempotencyKeyReused, PoolExhausted, RequestInProgress
 
 
 class ServiceKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -26,13 +21,13 @@ class ServiceKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "A service API key (create_api_key)."}
 
 
-def _example(error: type[APIException]) -> OpenApiExample:
+def _example(error: type[APIException] | type[DomainError]) -> OpenApiExample:
     """The body the API answers with for ``error``, taken from the exception itself."""
-    code = str(error.default_code)
+    code = str(error.code if issubclass(error, DomainError) else error.default_code)
     return OpenApiExample(code, value={"code": code, "detail": str(error.default_detail)})
 
 
-def _coded(description: str, error: type[APIException]) -> OpenApiResponse:
+def _coded(description: str, error: type[APIException] | type[DomainError]) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description, examples=[_example(error)])
 
 

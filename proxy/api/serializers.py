@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import phonenumbers
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from proxy import phone
+from proxy import participants, phone
 from proxy.models import Call, Conversation, Notification, Participant, Recording
 from proxy.parsers import json_strings
 
-MAX_NAME = 100
 MAX_EXTERNAL_ID = 200
 MAX_METADATA_BYTES = 8 * 1024
 MIN_TTL = 1
@@ -33,10 +31,10 @@ class CountryField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data).upper()
-        if value and value not in phonenumbers.SUPPORTED_REGIONS:
-            raise serializers.ValidationError("Give an ISO 3166-1 alpha-2 country code, such as US or GB.")
-        return value
+        try:
+            return participants.country_hint(super().to_internal_value(data))
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
 
 class MetadataField(serializers.JSONField):
@@ -68,7 +66,7 @@ class ParticipantInputSerializer(serializers.Serializer):
         max_length=64,
         help_text='E.164 ("+12015550101"), international digits, or national with `country`.',
     )
-    name = serializers.CharField(max_length=MAX_NAME, required=False, allow_blank=True, allow_null=True)
+    name = serializers.CharField(max_length=participants.MAX_NAME, required=False, allow_blank=True, allow_null=True)
     country = CountryField(
         required=False,
         allow_blank=True,
@@ -92,7 +90,7 @@ class ParticipantInputSerializer(serializers.Serializer):
 
     def _normalize(self, number: str, country: str | None) -> str:
         service = self.context["service"]
-        return phone.normalize(number, country=country or None, default_country=service.default_country)
+        return participants.number_normalize(number, country=country, default_country=service.default_country)
 
     def _number_error(self, number: Any, country: Any) -> str | None:
         try:
@@ -106,9 +104,7 @@ class ParticipantInputSerializer(serializers.Serializer):
             digits = self._normalize(attrs["number"], attrs.get("country"))
         except phone.InvalidNumber as exc:
             raise serializers.ValidationError({"number": [str(exc)]}) from exc
-        # What services.participants_normalize makes of a participant: a services.Person.
-        hint = attrs.get("country") or ""
-        return {"number": digits, "name": attrs.get("name") or "", "country": phone.region_of(digits) or hint}
+        return dict(participants.person_build(digits=digits, name=attrs.get("name"), country=attrs.get("country")))
 
 
 class ParticipantPairSerializer(serializers.ListSerializer):
@@ -120,7 +116,7 @@ class ParticipantPairSerializer(serializers.ListSerializer):
                 f'Expected a list of two participants but got type "{type(data).__name__}".'
             )
         if len(data) != 2:
-            raise serializers.ValidationError(f"Give exactly two participants ({len(data)} given).")
+            raise serializers.ValidationError(participants.pair_size_error(len(data)))
         assert self.child is not None
         results: list[dict[str, Any]] = []
         errors: list[Any] = []
@@ -153,7 +149,7 @@ class ConversationCreateInputSerializer(serializers.Serializer):
 
     def validate_participants(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if value[0]["number"] == value[1]["number"]:
-            raise serializers.ValidationError([{}, {"number": ["The two participants must have different numbers."]}])
+            raise serializers.ValidationError([{}, {"number": [participants.SAME_NUMBER_ERROR]}])
         return value
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
 from django.http import FileResponse
 from django.urls import reverse
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,21 +19,21 @@ from rest_framework.views import APIView
 from proxy import selectors, services
 from proxy.api import schema
 from proxy.api.filters import ConversationFilter
-from proxy.api.idempotency import (
-    MAX_KEY_LENGTH,
-    Claim,
-    idempotency_claim,
-    idempotency_complete,
-    idempotency_release,
-    request_fingerprint,
-)
 from proxy.api.serializers import (
     CallOutputSerializer,
     ConversationCreateInputSerializer,
     ConversationOutputSerializer,
     ConversationUpdateInputSerializer,
 )
-from proxy.models import Conversation, Notification, Participant, Recording, Service
+from proxy.idempotency import (
+    Claim,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_key_parse,
+    idempotency_release,
+    request_fingerprint,
+)
+from proxy.models import Conversation, Service
 from proxy.pagination import Pagination
 
 
@@ -47,16 +46,6 @@ def _page_of(serializer: type[serializers.Serializer], name: str) -> serializers
             "previous": serializers.URLField(allow_null=True),
             "results": serializer(many=True),
         },
-    )
-
-
-def _conversations(service: Service) -> QuerySet[Conversation]:
-    """The service's conversations with what the output needs, in a fixed number of queries."""
-    participants = Participant.objects.order_by("position", "id").prefetch_related(
-        Prefetch("notifications", queryset=Notification.objects.order_by("-created_at", "-id"))
-    )
-    return selectors.conversations_for_service(service=service).prefetch_related(
-        Prefetch("participants", queryset=participants)
     )
 
 
@@ -74,7 +63,7 @@ def _conversation_or_404(service: Service, conversation_id: str, *, shown: bool 
         pk = uuid.UUID(conversation_id)
     except ValueError:
         raise NotFound("No such conversation.") from None
-    rows = _conversations(service) if shown else selectors.conversations_for_service(service=service)
+    rows = (selectors.conversations_shown if shown else selectors.conversations_for_service)(service=service)
     conversation = rows.filter(pk=pk).first()
     if conversation is None:
         raise NotFound("No such conversation.")
@@ -109,7 +98,7 @@ class ConversationListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         filterset = ConversationFilter(
-            request.query_params, queryset=_conversations(_service(request)), request=request
+            request.query_params, queryset=selectors.conversations_shown(service=_service(request)), request=request
         )
         if not filterset.is_valid():
             raise translate_validation(filterset.errors)
@@ -138,15 +127,10 @@ class ConversationListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         service = _service(request)
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
+        raw_key = request.headers.get("Idempotency-Key")
+        if raw_key is None:
             return self._create(request, service)
-        # The draft makes the value a structured-field string: "abc" and abc are one key.
-        if len(key) >= 2 and key[0] == key[-1] == '"':
-            key = key[1:-1]
-        if not key or len(key) > MAX_KEY_LENGTH:
-            raise ValidationError({"Idempotency-Key": [f"Give 1 to {MAX_KEY_LENGTH} characters."]})
-
+        key = idempotency_key_parse(raw_key)
         claim = idempotency_claim(service=service, key=key, fingerprint=request_fingerprint(request.data))
         if claim.replay:
             return Response(
@@ -282,7 +266,7 @@ class ConversationCallsApi(ConversationScopedApi):
     )
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = _conversation_or_404(_service(request), conversation_id, shown=False)
-        calls = selectors.calls_for_conversation(conversation=conversation).prefetch_related("recordings")
+        calls = selectors.calls_shown(conversation=conversation)
         paginator = Pagination()
         page = paginator.paginate_queryset(calls, request, view=self)
         data = CallOutputSerializer(page, many=True, context={"request": request}).data
@@ -307,11 +291,7 @@ class RecordingFileApi(APIView):
         service = _service(request)
         if len(recording_uuid) > 64 or "\x00" in recording_uuid:
             raise NotFound("No such recording.")
-        recording = (
-            Recording.objects.filter(recording_uuid=recording_uuid)
-            .filter(Q(conversation__service=service) | Q(call__service=service))
-            .first()
-        )
+        recording = selectors.recording_for_service(service=service, recording_uuid=recording_uuid)
         if recording is None or not recording.file:
             raise NotFound("No such recording.")
         return FileResponse(

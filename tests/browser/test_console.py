@@ -10,7 +10,7 @@ import requests
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from proxy.authentication import api_key_create
+from proxy.api_keys import api_key_create
 from proxy.models import Conversation
 from tests.browser.conftest import ARTIFACTS
 from tests.factories import ServiceFactory

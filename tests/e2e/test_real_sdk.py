@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
 from django.db import connection
 
-from proxy.authentication import api_key_create
+from proxy.api_keys import api_key_create
 from proxy.models import Notification
 from telephony.callplayer import HttpTransport, call_play
 from telephony.models import SandboxMessage

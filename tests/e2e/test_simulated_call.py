@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from proxy.authentication import api_key_create
+from proxy.api_keys import api_key_create
 from telephony.callplayer import HttpTransport, call_play
 from telephony.models import SandboxCall, SandboxMessage
 from tests.conftest import ALICE, BOB

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from proxy.admin_support import numbers_from_search
-from proxy.authentication import hash_key
+from proxy.api_keys import hash_key
 from proxy.models import ApiKey, Call, CallbackDelivery, CallEvent, Conversation, Notification, Recording, Service
 from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
 from tests.virtual_numbers.fake_provider import FakeProvider, offer
@@ -579,7 +579,7 @@ def test_list_counts_are_per_row_however_many_rows_meet(service, conversation):
     from django.contrib.admin.sites import site
     from django.test import RequestFactory
 
-    from proxy.authentication import api_key_create
+    from proxy.api_keys import api_key_create
 
     second = VirtualNumberFactory(service=service, number="12015550201")
     VirtualNumberFactory(service=service, number="12015550202", state=VirtualNumber.State.DRAINING)

@@ -578,7 +578,7 @@ def test_recording_url_downloads_the_file_for_its_service(api, downloaded_record
 def test_recording_is_404_to_another_service_and_401_without_key(downloaded_recording):
     from rest_framework.test import APIClient
 
-    from proxy.authentication import api_key_create
+    from proxy.api_keys import api_key_create
     from tests.factories import ServiceFactory
 
     other = APIClient()

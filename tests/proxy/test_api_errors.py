@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from proxy.authentication import api_key_create, api_key_revoke
+from proxy.api_keys import api_key_create, api_key_revoke
 from proxy.models import Call, Conversation
 from proxy.throttling import ServiceRateThrottle
 from tests.conftest import ALICE, BOB

@@ -12,12 +12,12 @@ from django.db import connection, connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from proxy.api.idempotency import (
+from proxy.errors import IdempotencyKeyReused, RequestInProgress
+from proxy.idempotency import (
     idempotency_claim,
     idempotency_records_purge,
     request_fingerprint,
 )
-from proxy.exceptions import IdempotencyKeyReused, RequestInProgress
 from proxy.models import Conversation, IdempotencyRecord
 from tests.conftest import ALICE, BOB, CAROL
 from tests.factories import ServiceFactory
@@ -132,7 +132,7 @@ def test_only_a_201_is_remembered(api, service, pool):
 
 def test_a_key_is_per_service(api, pool):
     other = ServiceFactory(slug="other")
-    from proxy.authentication import api_key_create
+    from proxy.api_keys import api_key_create
 
     other_api = APIClient()
     other_api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(service=other)[1]}")
@@ -233,7 +233,7 @@ def test_concurrent_requests_with_one_key_create_once(api_key, pool):
 
 
 def test_equal_json_numbers_spelt_differently_have_one_fingerprint():
-    from proxy.api.idempotency import request_fingerprint
+    from proxy.idempotency import request_fingerprint
 
     assert request_fingerprint({"metadata": {"x": 1, "y": [2.0]}}) == request_fingerprint(
         {"metadata": {"y": [2], "x": 1.0}}

@@ -16,14 +16,11 @@ import pytest
 import requests
 from django.utils import timezone
 
-from proxy import callbacks, tasks
-from proxy.callbacks import (
-    UnsafeCallbackUrl,
-    callback_deliver,
-    callback_signature,
-    callback_url_check,
-)
+from proxy import safe_http, tasks
+from proxy.callbacks import callback_signature
+from proxy.delivery.callbacks import callback_deliver
 from proxy.models import Call, CallbackDelivery, Conversation
+from proxy.safe_http import UnsafeCallbackUrl, callback_url_check
 from proxy.services import conversation_close, conversation_create, conversations_expire_due
 from tests.conftest import ALICE, BOB
 from tests.factories import ConversationFactory, ServiceFactory
@@ -120,7 +117,7 @@ def _fake_dns(*addresses: str):
             (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
         ]
 
-    return mock.patch("proxy.callbacks.socket.getaddrinfo", side_effect=getaddrinfo)
+    return mock.patch("proxy.safe_http.socket.getaddrinfo", side_effect=getaddrinfo)
 
 
 def test_every_resolved_address_is_checked(settings):
@@ -134,7 +131,7 @@ def test_every_resolved_address_is_checked(settings):
 def test_the_connection_itself_refuses_a_private_address(settings, receiver):
     """A host that resolved to a public address at check time and to loopback at connect time."""
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
-    with pytest.raises(requests.ConnectionError, match="non-public"), callbacks._session() as session:
+    with pytest.raises(requests.ConnectionError, match="non-public"), safe_http.guarded_session() as session:
         session.post(receiver.url, data=b"{}", timeout=2)
     assert receiver.requests == []
 
@@ -191,14 +188,14 @@ def test_expiry_sweep_calls_back_each_expired_conversation(
 
 @pytest.mark.django_db
 def test_call_completed_is_posted(local_callbacks, service, django_capture_on_commit_callbacks):
-    from proxy.events import on_call_completed
+    from proxy.side_effects import call_completed
 
     conversation = ConversationFactory(service=service)
     call = Call.objects.create(
         uuid="call-1", conversation=conversation, service=service, status="completed", duration=42
     )
     with django_capture_on_commit_callbacks(execute=True):
-        on_call_completed(call)
+        call_completed(call)
     (body,) = [_verify(r) for r in local_callbacks.requests]
     assert body["type"] == "call.completed"
     assert body["data"]["call"]["uuid"] == "call-1" and body["data"]["call"]["duration"] == 42
@@ -322,12 +319,12 @@ def test_conversation_status_is_written_as_expired(local_callbacks, service, dja
 
 @pytest.mark.django_db
 def test_ended_hook_is_set_based(local_callbacks, service, django_assert_max_num_queries):
-    from proxy.events import on_conversations_ended
+    from proxy.side_effects import conversations_ended
 
     ids = [ConversationFactory(service=service).pk for _ in range(60)]
     ids += [ConversationFactory(service=ServiceFactory()).pk for _ in range(20)]  # no callback URL
     with django_assert_max_num_queries(3):
-        on_conversations_ended(ids, status="expired")
+        conversations_ended(ids, status="expired")
     assert CallbackDelivery.objects.filter(event="conversation.expired").count() == 60
 
 
@@ -346,12 +343,12 @@ def test_https_goes_through_the_guard_with_certificate_checks(settings, tmp_path
     receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
     url = receiver.url.replace("http://", "https://")
     try:
-        with callbacks._session() as session:
+        with safe_http.guarded_session() as session:
             assert session.post(url, data=b"{}", timeout=5, verify=str(ca_file)).status_code == 200
             with pytest.raises(requests.exceptions.SSLError):
                 session.post(url, data=b"{}", timeout=5)  # not signed by a CA we trust
         settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
-        with pytest.raises(requests.ConnectionError, match="non-public"), callbacks._session() as session:
+        with pytest.raises(requests.ConnectionError, match="non-public"), safe_http.guarded_session() as session:
             session.post(url, data=b"{}", timeout=5, verify=str(ca_file))
     finally:
         receiver.close()

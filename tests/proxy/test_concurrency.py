@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
-from proxy.exceptions import PoolExhausted
+from proxy.errors import PoolExhausted
 from proxy.models import Participant
 from proxy.services import conversation_create
 from tests.conftest import ALICE

@@ -9,13 +9,9 @@ from celery.exceptions import Retry
 from django.db import transaction
 
 from proxy import tasks
+from proxy.delivery.sms import notification_send
 from proxy.models import Conversation, Notification, Participant
-from proxy.notifications import (
-    MAX_ATTEMPTS,
-    notification_for_participant,
-    notification_send,
-    notification_text_render,
-)
+from proxy.notifications import SMS, notification_text_render
 from proxy.services import conversation_close, conversation_create
 from telephony.models import SandboxMessage
 from telephony.sandbox.engine import failure_inject
@@ -100,7 +96,7 @@ def test_conversation_over_rest_sends_two_sms_from_the_proxy_numbers(api, pool, 
         message = messages[participant.real_number]
         assert message.from_number == participant.proxy_number_id
         assert ALICE not in message.text and BOB not in message.text
-        notification = notification_for_participant(participant=participant)
+        notification = participant.notifications.order_by("-created_at", "-pk").first()
         assert notification.status == Notification.Status.SENT
         assert notification.message_id == message.message_id
         assert notification.attempts == 1
@@ -189,12 +185,12 @@ def test_permanent_errors_fail_at_once_without_retry(service, pool):
 
 def test_retries_are_bounded(service, pool):
     notification = _queued(service, pool)
-    failure_inject(path="/sms/", mode="throttle", count=MAX_ATTEMPTS + 5)
-    results = [notification_send(notification_id=notification.pk).result for _ in range(MAX_ATTEMPTS)]
-    assert results == ["retry"] * (MAX_ATTEMPTS - 1) + ["failed"]
+    failure_inject(path="/sms/", mode="throttle", count=SMS.retry.max_attempts + 5)
+    results = [notification_send(notification_id=notification.pk).result for _ in range(SMS.retry.max_attempts)]
+    assert results == ["retry"] * (SMS.retry.max_attempts - 1) + ["failed"]
     notification.refresh_from_db()
     assert notification.status == Notification.Status.FAILED
-    assert notification.last_error.startswith(f"Gave up after {MAX_ATTEMPTS} attempts")
+    assert notification.last_error.startswith(f"Gave up after {SMS.retry.max_attempts} attempts")
 
 
 def test_an_unexpected_error_leaves_the_row_queued_for_retry(service, pool):

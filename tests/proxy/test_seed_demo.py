@@ -4,7 +4,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from proxy.authentication import hash_key
+from proxy.api_keys import hash_key
 from proxy.models import ApiKey, Conversation, Service
 from virtual_numbers.models import VirtualNumber
 

@@ -11,9 +11,8 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
-from rest_framework.exceptions import ValidationError
 
-from proxy.exceptions import ConversationEnded, PoolExhausted
+from proxy.errors import ConversationEnded, InvalidInput, PoolExhausted
 from proxy.models import Conversation, Participant, Service
 from proxy.selectors import route_for_call
 from proxy.services import (
@@ -71,11 +70,11 @@ def test_pool_of_n_numbers_serves_n_conversations_for_one_person(service, pool):
 
 
 def test_invalid_numbers_name_the_field_and_write_nothing(service, pool):
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInput) as err:
         open_(service, a="+44 7700 900123", b=BOB)
-    assert "number" in err.value.detail["participants"][0]
-    assert err.value.detail["participants"][1] == {}
-    with pytest.raises(ValidationError):
+    assert "number" in err.value.errors["participants"][0]
+    assert err.value.errors["participants"][1] == {}
+    with pytest.raises(InvalidInput):
         open_(service, a=ALICE, b="+1 201 555 0101")  # the same person twice
     assert Conversation.objects.count() == 0 and Participant.objects.count() == 0
 

@@ -11,14 +11,13 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from proxy import tasks
+from proxy.delivery.recordings import recording_download
 from proxy.models import CallbackDelivery, Conversation, Notification, Participant, Recording
-from proxy.recording_files import MAX_ATTEMPTS as RECORDING_MAX
-from proxy.recording_files import recording_download
+from proxy.recordings import RECORDINGS
 from telephony.models import SandboxMessage
 from telephony.sandbox.engine import failure_inject, recording_create
 from tests.conftest import ALICE, BOB
 from tests.factories import ConversationFactory
-from virtual_numbers import tasks as number_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -144,6 +143,8 @@ def test_beat_schedule_is_synced_into_django_celery_beat():
 
     from config.celery import app
 
+    # A worker imports every app's task module when it starts.
+    app.loader.import_default_modules()
     # What DatabaseScheduler.setup_schedule does with each entry when beat starts.
     for name, entry in app.conf.beat_schedule.items():
         ModelEntry.from_entry(name, app=app, **entry)
@@ -166,12 +167,12 @@ def _recording() -> Recording:
 
 
 def test_recording_is_downloaded_into_its_file(settings, tmp_path, django_capture_on_commit_callbacks):
-    from proxy.events import on_recording_announced
+    from proxy.side_effects import recording_announced
 
     settings.MEDIA_ROOT = tmp_path
     recording = _recording()
     with django_capture_on_commit_callbacks(execute=True):
-        on_recording_announced(recording)
+        recording_announced(recording)
     recording.refresh_from_db()
     assert recording.status == Recording.Status.DOWNLOADED
     assert recording.file.name.endswith("rec-1.mp3")
@@ -181,9 +182,9 @@ def test_recording_is_downloaded_into_its_file(settings, tmp_path, django_captur
 def test_recording_download_retries_then_gives_up(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     recording = _recording()
-    failure_inject(path="/v1/files", mode="5xx", count=RECORDING_MAX + 1)
-    results = [recording_download(recording_id=recording.pk).result for _ in range(RECORDING_MAX)]
-    assert results == ["retry"] * (RECORDING_MAX - 1) + ["failed"]
+    failure_inject(path="/v1/files", mode="5xx", count=RECORDINGS.retry.max_attempts + 1)
+    results = [recording_download(recording_id=recording.pk).result for _ in range(RECORDINGS.retry.max_attempts)]
+    assert results == ["retry"] * (RECORDINGS.retry.max_attempts - 1) + ["failed"]
     recording.refresh_from_db()
     assert recording.status == Recording.Status.FAILED and "500" in recording.last_error
 
@@ -201,7 +202,7 @@ def test_tasks_for_vanished_rows_do_nothing():
     assert tasks.deliver_callback.apply(args=[999999]).get() == "skipped"
     assert tasks.download_recording.apply(args=[999999]).get() == "skipped"
     missing = "00000000-0000-0000-0000-000000000000"
-    assert number_tasks.validate_conversation_numbers.apply(args=[missing]).get() == "skipped"
+    assert tasks.validate_conversation_numbers.apply(args=[missing]).get() == "skipped"
 
 
 def test_run_periodic_command_sweeps_and_redrives(service):
@@ -221,8 +222,6 @@ def test_run_periodic_command_sweeps_and_redrives(service):
 
 
 def test_a_lost_recording_retry_waits_for_its_backoff(settings, tmp_path):
-    from proxy.outbox import outbox_stale
-
     settings.MEDIA_ROOT = tmp_path
     recording = _recording()
     Recording.objects.filter(pk=recording.pk).update(created_at=timezone.now() - timedelta(hours=1))
@@ -232,6 +231,6 @@ def test_a_lost_recording_retry_waits_for_its_backoff(settings, tmp_path):
     recording.refresh_from_db()
     assert recording.next_attempt_at > now
     # The redrive leaves it alone until its retry is due (plus the redrive's minute of grace).
-    assert recording.pk not in outbox_stale(now=now).recordings
+    assert recording.pk not in RECORDINGS.lost(now, 1000)
     later = recording.next_attempt_at + timedelta(minutes=2)
-    assert recording.pk in outbox_stale(now=later).recordings
+    assert recording.pk in RECORDINGS.lost(later, 1000)

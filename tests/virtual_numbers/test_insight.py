@@ -8,14 +8,15 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from proxy import tasks
+from proxy.delivery.validation import conversation_numbers_validate
 from proxy.models import Conversation, Notification, Participant
 from proxy.services import conversation_create
 from telephony.models import SandboxMessage
 from telephony.registry import get_provider
 from telephony.sandbox.engine import failure_inject
 from tests.conftest import ALICE, BOB
-from virtual_numbers import tasks
-from virtual_numbers.insight import conversation_numbers_validate, number_check_get, number_checks_prune
+from virtual_numbers.insight import number_check_get, number_checks_prune
 from virtual_numbers.models import NumberCheck
 
 pytestmark = pytest.mark.django_db

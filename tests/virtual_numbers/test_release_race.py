@@ -83,7 +83,7 @@ def _race(*, monkeypatch: pytest.MonkeyPatch, change: str, key_lock: bool) -> di
             raise AssertionError("the test never let the creation finish")
         return []
 
-    monkeypatch.setattr("proxy.events.on_conversation_opened", held_open)
+    monkeypatch.setattr("proxy.side_effects.conversation_opened", held_open)
 
     def create() -> Conversation:
         try:

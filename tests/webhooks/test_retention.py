@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from proxy.models import CallEvent
-from proxy.tasks import call_event_payloads_redact as redact_task
 from tests.conftest import ALICE, BOB
 from webhooks.services import REDACTED_PAYLOAD, call_event_payloads_redact
+from webhooks.tasks import call_event_payloads_redact as redact_task
 
 pytestmark = pytest.mark.django_db
 

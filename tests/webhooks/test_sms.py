@@ -10,7 +10,7 @@ from proxy.models import CallEvent, Notification
 from proxy.notifications import client_ref_for
 from tests.conftest import ALICE, BOB
 from tests.factories import ParticipantFactory
-from webhooks.sms import SmsSignatureError, sms_sign_params, sms_signature, sms_verify
+from webhooks.signatures import SmsSignatureError, sms_sign_params, sms_signature, sms_verify
 
 SECRET = "sms-signature-secret"
 STATUS_URL = "/webhooks/sms/status"

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import transaction
 
-from proxy.authentication import api_key_create
+from proxy.api_keys import api_key_create
 from proxy.models import Service
 
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from proxy.authentication import api_key_create, api_key_revoke
+from proxy.api_keys import api_key_create, api_key_revoke
 from proxy.models import Conversation, Service
 from proxy.phone import pretty
 from proxy.services import conversation_create

@@ -15,16 +15,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from rest_framework.utils.encoders import JSONEncoder
 
-from proxy.exceptions import IdempotencyKeyReused, RequestInProgress
+from proxy.errors import IdempotencyKeyReused, InvalidInput, RequestInProgress
 from proxy.models import IdempotencyRecord, Service
 
 MAX_KEY_LENGTH = 255
 # A claim with no response after this long belongs to a request that died half way.
 ABANDONED_AFTER = timedelta(seconds=60)
+
+
+def idempotency_key_parse(raw: str) -> str:
+    """The key of an ``Idempotency-Key`` header; raises InvalidInput naming the header."""
+    # The draft makes the value a structured-field string: "abc" and abc are one key.
+    key = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput({"Idempotency-Key": [f"Give 1 to {MAX_KEY_LENGTH} characters."]})
+    return key
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,8 @@ def idempotency_complete(*, claim: Claim, status: int, body: Any, conversation_i
     Call it inside the creating transaction: a conversation then never exists without
     the answer a retry with the same key must get.
     """
-    # Round-trip through DRF's encoder: dates, UUIDs and decimals become what clients saw.
-    stored = json.loads(json.dumps(body, cls=JSONEncoder))
+    # Round-trip through JSON: what is stored is exactly what clients saw.
+    stored = json.loads(json.dumps(body, cls=DjangoJSONEncoder))
     updated = IdempotencyRecord.objects.filter(pk=claim.record.pk, created_at=claim.record.created_at).update(
         response_status=status, response_body=stored, conversation_id=conversation_id
     )

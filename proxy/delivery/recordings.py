@@ -9,19 +9,13 @@ from django.core.files.base import ContentFile
 from django.db.models import F
 from django.utils import timezone
 
-from config.celery import backoff_delay
 from proxy.models import Recording
 from proxy.outbox import Outcome, truncate
+from proxy.recordings import AVAILABLE_FOR, RECORDINGS
 from telephony.provider import ProviderError
 from telephony.registry import get_provider
 
 logger = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 10
-RETRY_BASE_SECONDS = 30.0
-RETRY_CAP_SECONDS = 1800.0
-# Vonage deletes recordings after 30 days; trying later is pointless.
-AVAILABLE_FOR = timedelta(days=30)
 
 
 def recording_download(*, recording_id: int, now: datetime | None = None) -> Outcome:
@@ -30,7 +24,7 @@ def recording_download(*, recording_id: int, now: datetime | None = None) -> Out
     recording = Recording.objects.filter(pk=recording_id).first()
     if recording is None or recording.status != Recording.Status.PENDING:
         return Outcome.skipped("not pending")
-    if recording.attempts >= MAX_ATTEMPTS or recording.created_at < now - AVAILABLE_FOR:
+    if RECORDINGS.retry.exhausted(recording.attempts) or recording.created_at < now - AVAILABLE_FOR:
         return _fail(recording, f"Gave up after {recording.attempts} attempts: {recording.last_error}")
     claimed = Recording.objects.filter(
         pk=recording.pk, status=Recording.Status.PENDING, attempts=recording.attempts
@@ -41,9 +35,9 @@ def recording_download(*, recording_id: int, now: datetime | None = None) -> Out
     try:
         content = get_provider().download_recording(recording.recording_url)
     except ProviderError as exc:
-        if exc.permanent or attempt >= MAX_ATTEMPTS:
+        if exc.permanent or RECORDINGS.retry.exhausted(attempt):
             return _fail(recording, str(exc))
-        delay = backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+        delay = RECORDINGS.retry.delay(attempt)
         # The redrive honours this too, so a lost retry waits its backoff instead of a minute.
         Recording.objects.filter(pk=recording.pk).update(
             last_error=truncate(str(exc)), next_attempt_at=now + timedelta(seconds=delay)
