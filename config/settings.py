@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "virtual_numbers",
     "webhooks",
     "telephony",
+    "harness",
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("webhooks/", include("webhooks.urls")),
-    path("sandbox/", include("telephony.urls")),
+    path("sandbox/", include("harness.urls")),
     path("", include("virtual_numbers.urls")),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),

@@ -3,7 +3,7 @@
 One entry point, ``sandbox_handle(request)``, takes a ``SandboxRequest`` (method, path,
 query/form parameters, JSON body, Authorization header) and returns a ``Reply`` in
 Vonage's own shapes: strings where Vonage sends strings, its status codes, its error
-bodies (see /work/shared/VONAGE.md). The HTTPS server (``telephony.sandbox.server``)
+bodies (see VONAGE.md in the design notes). The HTTPS server (``telephony.sandbox.server``)
 and the in-process provider (``telephony.sandbox.provider``) both go through it, so
 they cannot disagree.
 

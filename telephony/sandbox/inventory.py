@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneNumberFormat, PhoneNumberType
-
-from proxy.phone import region_of
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
 INVENTORY_SIZE = 50
 
@@ -83,4 +81,12 @@ def inventory(country: str) -> tuple[ForSale, ...]:
 
 def for_sale_lookup(msisdn: str) -> ForSale | None:
     """The inventory entry for ``msisdn``, whatever its country, or None."""
-    return next((n for n in inventory(region_of(msisdn)) if n.msisdn == msisdn), None)
+    return next((n for n in inventory(_region(msisdn)) if n.msisdn == msisdn), None)
+
+
+def _region(msisdn: str) -> str:
+    """ISO country of E.164 digits ("" when phonenumbers cannot tell, which sells nothing)."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + msisdn, None)) or ""
+    except NumberParseException:
+        return ""

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
 from django.db import connection
 
+from harness.callplayer import HttpTransport, call_play
 from proxy.api_keys import api_key_create
 from proxy.models import Notification
-from telephony.callplayer import HttpTransport, call_play
 from telephony.models import SandboxMessage
 from telephony.registry import get_provider, reset_provider
 from telephony.sandbox.server import serve_sandbox

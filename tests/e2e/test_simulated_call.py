@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from harness.callplayer import HttpTransport, call_play
 from proxy.api_keys import api_key_create
-from telephony.callplayer import HttpTransport, call_play
 from telephony.models import SandboxCall, SandboxMessage
 from tests.conftest import ALICE, BOB
 from tests.factories import ServiceFactory, VirtualNumberFactory

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from telephony import views
+from harness import views
 
 app_name = "sandbox"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.callplayer import ClientTransport, call_play
 from proxy.models import Call, Recording
 from proxy.services import conversation_create
-from telephony.callplayer import ClientTransport, call_play
 from telephony.models import SandboxCall, SandboxRecording
 from tests.conftest import ALICE, BOB, CAROL
 

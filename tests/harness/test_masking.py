@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.masking import own_numbers, payload_mask, text_mask
 from proxy.phone import mask
-from telephony.masking import own_numbers, payload_mask, text_mask
 from tests.conftest import ALICE, BOB, UK_PERSON
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from telephony.callplayer import Answer, CallPlayer
+from harness.callplayer import Answer, CallPlayer
 
 SECRET = "scripted-server-signature-secret-32b"
 
@@ -130,7 +130,7 @@ def test_simulate_call_rejects_invalid_numbers():
 def test_simulate_call_records_legs_only_where_the_sandbox_tables_exist(monkeypatch):
     from django.db import DatabaseError, connection
 
-    from telephony.management.commands.simulate_call import _sandbox_tables_exist
+    from harness.management.commands.simulate_call import _sandbox_tables_exist
 
     assert _sandbox_tables_exist() is True
     real = connection.introspection.table_names

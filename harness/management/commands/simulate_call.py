@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
+from harness.callplayer import OUTCOMES, HttpTransport, PlayResult, call_play
 from proxy.phone import InvalidNumber, normalize
-from telephony.callplayer import OUTCOMES, HttpTransport, PlayResult, call_play
 from telephony.models import SandboxCall, SandboxRecording
 
 

@@ -19,13 +19,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from harness.callplayer import OUTCOMES, ClientTransport, call_play
+from harness.masking import played_call_shown
+from harness.selectors import caller_choices, participant_call_numbers, sandbox_state
 from proxy.phone import InvalidNumber, normalize
-from telephony.callplayer import OUTCOMES, ClientTransport, call_play
-from telephony.masking import played_call_shown
 from telephony.models import SandboxFailure
 from telephony.registry import sandbox_chosen
 from telephony.sandbox.engine import failure_inject, sandbox_reset
-from telephony.sandbox.selectors import caller_choices, participant_call_numbers, sandbox_state
 
 
 class CallForm(forms.Form):

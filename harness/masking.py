@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.phone import from_webhook, mask
 
 if TYPE_CHECKING:
-    from telephony.callplayer import PlayResult
+    from harness.callplayer import PlayResult
 
 NUMBER_KEYS = frozenset({"from", "to", "number"})
 # A run of 6-15 digits standing alone: not part of a uuid ("-"), a decimal (".") or a word.
