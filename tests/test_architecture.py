@@ -98,8 +98,6 @@ def test_every_module_of_the_product_is_in_a_layer():
     unplaced = sorted(
         module
         for module in graph.modules
-        if module not in packages
-        and not _covered(module, named)
-        and not _covered(module, list(OUTSIDE_THE_LAYERS))
+        if module not in packages and not _covered(module, named) and not _covered(module, list(OUTSIDE_THE_LAYERS))
     )
     assert unplaced == [], f"add these to a layer in .importlinter: {unplaced}"
