@@ -12,7 +12,6 @@ import logging
 import re
 import string
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db.models import Q
@@ -21,6 +20,7 @@ from django.utils import timezone
 from proxy.models import Conversation, Notification, Participant, Service
 from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 from proxy.phone import pretty
+from telephony.values import vonage_decimal
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,6 @@ _RECEIPT_STATUS = {
 _FINAL = (Notification.Status.DELIVERED, Notification.Status.FAILED)
 
 
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value)) if value not in (None, "") else None
-    except InvalidOperation:
-        return None
-
-
 def _receipt_target(params: dict[str, str]) -> Notification | None:
     message_id = params.get("messageId") or params.get("message-id") or ""
     candidate = None
@@ -177,7 +170,7 @@ def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None
     message_id = params.get("messageId") or params.get("message-id") or ""
     if message_id and not notification.message_id:
         changes["message_id"] = message_id
-    price = _decimal(params.get("price"))
+    price = vonage_decimal(params.get("price"), max_digits=14, places=8)
     if price is not None:
         changes["price"] = price
     if new_status == Notification.Status.FAILED:

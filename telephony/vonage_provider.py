@@ -25,7 +25,7 @@ Choices, and why:
 from __future__ import annotations
 
 import math
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,6 +62,7 @@ from telephony.provider import (
     SmsResult,
 )
 from telephony.text import needs_unicode
+from telephony.values import vonage_decimal
 
 VONAGE_FILE_HOSTS = (".nexmo.com", ".vonage.com")
 MAX_RECORDING_BYTES = 200 * 1024 * 1024
@@ -88,15 +89,6 @@ def load_private_key(value: str) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
 
 
 class VonageProvider(Provider):
@@ -196,7 +188,7 @@ class VonageProvider(Provider):
         if failed is not None:
             raise sms_failure(str(failed["status"]).strip(), str(failed.get("error-text", "")))
         first = messages[0]
-        prices = [_decimal(m.get("message-price")) for m in messages]
+        prices = [vonage_decimal(m.get("message-price")) for m in messages]
         return SmsResult(
             message_id=str(first.get("message-id") or ""),
             to=str(first.get("to") or to_number),
@@ -278,7 +270,7 @@ class VonageProvider(Provider):
                 country=n.country or country.upper(),
                 number_type=n.type or "",
                 features=tuple(n.features or ()),
-                monthly_cost=_decimal(n.cost),
+                monthly_cost=vonage_decimal(n.cost),
             )
             for n in numbers
         ]
@@ -336,7 +328,7 @@ class VonageProvider(Provider):
             from_number=getattr(call.from_, "number", "") or getattr(call.from_, "uri", ""),
             to_number=getattr(call.to, "number", "") or getattr(call.to, "uri", ""),
             duration=int(call.duration) if call.duration not in (None, "") else None,
-            price=_decimal(call.price),
+            price=vonage_decimal(call.price),
         )
 
     def hangup_call(self, uuid: str) -> None:

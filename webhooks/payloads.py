@@ -6,13 +6,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest
 from django.utils.dateparse import parse_datetime
 
 from proxy.parsers import loads_strict, storable
+from telephony.values import vonage_decimal
 
 TERMINAL_STATUSES = frozenset({"completed", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout"})
 # Before a terminal status, a tie on timestamps goes to the further status.
@@ -93,20 +94,20 @@ def timestamp(payload: dict[str, Any], key: str = "timestamp") -> datetime | Non
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# The call log's money columns: DecimalField(max_digits=14, decimal_places=8).
+MONEY_DIGITS, MONEY_PLACES = 14, 8
+# Seconds and bytes go into PositiveIntegerField columns.
+MAX_WHOLE = 2**31 - 1
+
+
 def decimal(payload: dict[str, Any], key: str) -> Decimal | None:
-    value = payload.get(key)
-    if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return result if result.is_finite() and abs(result) < Decimal("1e6") else None
+    """A money value that fits the call log's columns, else None."""
+    return vonage_decimal(payload.get(key), max_digits=MONEY_DIGITS, places=MONEY_PLACES)
 
 
 def whole_seconds(payload: dict[str, Any], key: str) -> int | None:
-    value = decimal(payload, key)
-    if value is None or value < 0:
+    value = vonage_decimal(payload.get(key))
+    if value is None or value < 0 or value > MAX_WHOLE:
         return None
     return int(value)
 
