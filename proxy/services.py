@@ -221,7 +221,7 @@ def _usable_locked(*, service: Service, chosen: list[str]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT number FROM numbers_virtualnumber WHERE number IN ({marks}) AND service_id = %s AND state = %s "  # noqa: S608 (placeholders only)
-            # The order add_numbers and the release lock numbers in: no deadlock between them.
+            # virtual_numbers.services.LOCK_ORDER: every multi-number lock takes this order.
             "ORDER BY country, number FOR KEY SHARE",
             [*numbers, service.pk, VirtualNumber.State.ACTIVE.value],
         )

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from proxy.models import Participant, Service
+from proxy.phone import mask
 from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError
 from telephony.registry import get_provider
 from virtual_numbers.models import VirtualNumber
@@ -53,6 +54,54 @@ def _number_type(raw: str) -> str:
 def _capabilities(features: tuple[str, ...] | list[str]) -> dict[str, bool]:
     upper = {feature.upper() for feature in features}
     return {"voice": "VOICE" in upper, "sms": "SMS" in upper}
+
+
+# Every statement that locks several pool numbers takes them in this order (allocation's
+# key-share lock does too), so two of them never wait on each other in a circle.
+LOCK_ORDER = ("country", "number")
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: int
+    kept: int
+
+
+def numbers_add(
+    *, service: Service, numbers: dict[str, str], number_type: str = VirtualNumber.Type.MOBILE, sms: bool = True
+) -> AddResult:
+    """Put numbers the account already rents (E.164 digits -> country) in ``service``'s pool.
+
+    Numbers already in that pool are left as they are (a released one comes back);
+    a number in another service's pool refuses the whole call (NumberError), adding nothing.
+    """
+    added = kept = 0
+    with transaction.atomic():
+        existing = {
+            n.number: n
+            for n in VirtualNumber.objects.select_for_update().filter(number__in=numbers).order_by(*LOCK_ORDER)
+        }
+        foreign = [n for n in existing.values() if n.service_id not in (None, service.pk)]
+        if foreign:
+            shown = ", ".join(f"+{mask(n.number)}" for n in foreign)
+            raise NumberError(f"Nothing added: {shown} already in another service's pool.")
+        for digits, country in numbers.items():
+            number = existing.get(digits)
+            if number is not None and number.service_id == service.pk and number.state != VirtualNumber.State.RELEASED:
+                kept += 1
+                continue
+            if number is None:
+                number = VirtualNumber(number=digits)
+            number.service = service
+            number.country = country
+            number.number_type = number_type
+            number.voice = True
+            number.sms = sms
+            number.state = VirtualNumber.State.ACTIVE
+            number.released_at = None
+            number.save()
+            added += 1
+    return AddResult(added=added, kept=kept)
 
 
 def number_in_use_count(*, number: VirtualNumber, now: datetime | None = None) -> int:

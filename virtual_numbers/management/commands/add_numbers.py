@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 
 from proxy import phone
 from proxy.models import Service
 from virtual_numbers.models import VirtualNumber
+from virtual_numbers.services import NumberError, numbers_add
 
 
 class Command(BaseCommand):
@@ -42,28 +42,8 @@ class Command(BaseCommand):
             wanted.setdefault(digits, phone.region_of(digits))
         if problems:
             raise CommandError("Nothing added. " + " ".join(problems))
-
-        added = kept = 0
-        with transaction.atomic():
-            existing = {n.number: n for n in VirtualNumber.objects.select_for_update().filter(number__in=wanted)}
-            foreign = [n for n in existing.values() if n.service_id not in (None, pool.pk)]
-            if foreign:
-                shown = ", ".join(f"+{phone.mask(n.number)}" for n in foreign)
-                raise CommandError(f"Nothing added: {shown} already in another service's pool.")
-            for digits, country in wanted.items():
-                number = existing.get(digits)
-                if number is not None and number.service_id == pool.pk and number.state != VirtualNumber.State.RELEASED:
-                    kept += 1
-                    continue
-                if number is None:
-                    number = VirtualNumber(number=digits)
-                number.service = pool
-                number.country = country
-                number.number_type = number_type
-                number.voice = True
-                number.sms = not no_sms
-                number.state = VirtualNumber.State.ACTIVE
-                number.released_at = None
-                number.save()
-                added += 1
-        self.stdout.write(f"{added} added to {pool.slug!r}, {kept} already there.")
+        try:
+            result = numbers_add(service=pool, numbers=wanted, number_type=number_type, sms=not no_sms)
+        except NumberError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"{result.added} added to {pool.slug!r}, {result.kept} already there.")
