@@ -58,7 +58,8 @@ def get_provider() -> Provider:
     return _provider
 
 
-def reset_provider() -> None:
-    """Forget the cached provider (tests change settings between cases)."""
+def provider_forget_on_change(*, setting: str, **kwargs: object) -> None:
+    """``setting_changed`` receiver: a changed VONAGE_* setting builds the provider anew."""
     global _provider
-    _provider = None
+    if setting.startswith("VONAGE_"):
+        _provider = None

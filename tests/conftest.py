@@ -7,7 +7,6 @@ from rest_framework.test import APIClient
 
 from proxy.api_keys import api_key_create
 from proxy.models import Service
-from telephony.registry import reset_provider
 from tests.factories import ServiceFactory, VirtualNumberFactory
 from virtual_numbers.models import VirtualNumber
 
@@ -16,13 +15,6 @@ ALICE = "12015550101"
 BOB = "12015550102"
 CAROL = "12015550103"
 UK_PERSON = "447400123456"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_provider(settings):
-    reset_provider()
-    yield
-    reset_provider()
 
 
 @pytest.fixture

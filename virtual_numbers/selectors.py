@@ -184,15 +184,3 @@ def with_open_conversations(
         .values("n")
     )
     return numbers.annotate(open_count=Coalesce(Subquery(counts), 0))
-
-
-def number_open_conversations(*, numbers: list[str], now: datetime | None = None) -> dict[str, int]:
-    """Open conversations per proxy number, for the numbers list."""
-    now = now or timezone.now()
-    rows = (
-        _live_participants(now=now)
-        .filter(proxy_number__number__in=numbers)
-        .values("proxy_number")
-        .annotate(n=Count("conversation_id", distinct=True))
-    )
-    return {str(row["proxy_number"]): row["n"] for row in rows}

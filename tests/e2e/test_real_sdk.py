@@ -14,7 +14,7 @@ from harness.callplayer import HttpTransport, call_play
 from proxy.api_keys import api_key_create
 from proxy.models import Notification
 from telephony.models import SandboxMessage
-from telephony.registry import get_provider, reset_provider
+from telephony.registry import get_provider
 from telephony.sandbox.server import serve_sandbox
 from tests.conftest import ALICE, BOB
 from tests.factories import ServiceFactory, VirtualNumberFactory
@@ -41,9 +41,7 @@ def production_like(live_server, settings, monkeypatch):
         settings.VONAGE_SIGNATURE_SECRET = SECRET
         settings.PUBLIC_URL = live_server.url
         cache.clear()
-        reset_provider()
         yield live_server.url, sandbox
-        reset_provider()
 
 
 def test_conversation_sms_and_call_through_the_real_sdk(production_like):
