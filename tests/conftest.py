@@ -6,8 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from proxy.api_keys import api_key_create
-from proxy.models import Service
-from tests.factories import ServiceFactory, VirtualNumberFactory
+from proxy.models import Conversation, Service
+from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
+from tests.virtual_numbers.fake_provider import FakeProvider, offer
 from virtual_numbers.models import VirtualNumber
 
 # Valid numbers for people (US 555-01xx block) and for the pool (other NJ exchanges).
@@ -49,3 +50,21 @@ def pytest_sessionfinish(session, exitstatus):
     if skipped:
         reporter.write_line(f"TEST_FORBID_SKIPS: {len(skipped)} test(s) skipped; every test must run here.", red=True)
         session.exitstatus = 1
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeProvider:
+    """An in-memory Vonage for the provisioning pages (buy, import, release)."""
+    provider = FakeProvider(for_sale=[offer("12015550300"), offer("12015550301")])
+    monkeypatch.setattr("telephony.registry._provider", provider)
+    return provider
+
+
+@pytest.fixture
+def conversation(service) -> Conversation:
+    """An open conversation of ALICE and BOB on 12015550200, external id order-42."""
+    conversation = ConversationFactory(service=service, external_id="order-42")
+    number = VirtualNumberFactory(service=service, number="12015550200")
+    ParticipantFactory(conversation=conversation, real_number=ALICE, proxy_number=number, position=0)
+    ParticipantFactory(conversation=conversation, real_number=BOB, proxy_number=number, position=1)
+    return conversation

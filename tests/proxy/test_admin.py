@@ -5,7 +5,6 @@ import io
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission, User
-from django.contrib.messages import get_messages
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.urls import reverse
@@ -13,36 +12,12 @@ from django.urls import reverse
 from proxy.admin_support import numbers_from_search
 from proxy.api_keys import hash_key
 from proxy.models import ApiKey, Call, CallbackDelivery, CallEvent, Conversation, Notification, Recording, Service
-from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory, VirtualNumberFactory
-from tests.virtual_numbers.fake_provider import FakeProvider, offer
+from tests.conftest import ALICE
+from tests.console import messages_of, staff_user
+from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
 pytestmark = pytest.mark.django_db
-
-ALICE, BOB = "12015550101", "12015550102"
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeProvider:
-    provider = FakeProvider(for_sale=[offer("12015550300"), offer("12015550301")])
-    monkeypatch.setattr("telephony.registry._provider", provider)
-    return provider
-
-
-@pytest.fixture
-def conversation(service) -> Conversation:
-    conversation = ConversationFactory(service=service, external_id="order-42")
-    number = VirtualNumberFactory(service=service, number="12015550200")
-    ParticipantFactory(conversation=conversation, real_number=ALICE, proxy_number=number, position=0)
-    ParticipantFactory(conversation=conversation, real_number=BOB, proxy_number=number, position=1)
-    return conversation
-
-
-def _staff(role: str) -> User:
-    call_command("setup_roles", stdout=io.StringIO())
-    user = User.objects.create_user(username=role.lower(), password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 def test_every_console_page_renders(admin_client, conversation, fake, settings, tmp_path):
@@ -92,21 +67,6 @@ def test_every_console_page_renders(admin_client, conversation, fake, settings, 
         response = admin_client.get(url)
         assert response.status_code == 200, url
         assert ALICE not in response.content.decode(), f"{url} shows a real number whole"
-
-
-def test_pool_health_requires_staff(client):
-    response = client.get(reverse("pool-health"))
-    assert response.status_code == 302
-    assert "/login/" in response["Location"]
-
-
-def test_pool_health_shows_figures_and_warning(admin_client, conversation):
-    PoolExhaustion.objects.create(service=conversation.service, country="US")
-    page = admin_client.get(reverse("pool-health")).content.decode()
-    assert 'data-figure="open-conversations">1<' in page
-    assert 'data-col="busiest">1<' in page
-    assert 'id="pool-warnings"' in page
-    assert "<svg" in page and "Calls per day" in page
 
 
 def test_conversation_search_by_typed_real_number_shows_it_masked(admin_client, conversation):
@@ -193,74 +153,6 @@ def test_bulk_close_and_extend(admin_client, conversation):
     assert "cannot be extended" in response.content.decode()
 
 
-def test_buy_numbers_from_the_console(admin_client, service, fake):
-    url = reverse("admin:numbers_virtualnumber_buy")
-    page = admin_client.get(url, {"country": "us", "features": ["VOICE"], "size": 10, "search": 1}).content.decode()
-    assert "+12015550300" in page and "+12015550301" in page
-
-    values = [v for v in page.split('name="number" value="')[1:3]]
-    chosen = [v.split('"')[0] for v in values]
-    response = admin_client.post(url, {"number": chosen, "service": service.pk})
-
-    assert response.status_code == 302
-    bought = VirtualNumber.objects.filter(service=service).order_by("number")
-    assert [n.number for n in bought] == ["12015550300", "12015550301"]
-    assert all(n.linked_app_id for n in bought)
-    assert LogEntry.objects.filter(action_flag=ADDITION, content_type__model="virtualnumber").count() == 2
-
-
-def test_buying_a_number_already_in_the_pool_buys_and_logs_nothing(admin_client, service, fake):
-    from virtual_numbers.admin_provisioning import offer_encode
-
-    url = reverse("admin:numbers_virtualnumber_buy")
-    # Offered on the page a moment ago; since then someone else put it in the pool.
-    chosen = offer_encode(offer("12015550300"))
-    VirtualNumberFactory(service=service, number="12015550300")
-
-    response = admin_client.post(url, {"number": [chosen], "service": service.pk}, follow=True)
-
-    shown = [str(m) for m in get_messages(response.wsgi_request)]
-    assert any("already in the pool" in m for m in shown)
-    assert not any(m.startswith("Bought") for m in shown)
-    assert not LogEntry.objects.filter(action_flag=ADDITION, content_type__model="virtualnumber").exists()
-    assert "12015550300" not in fake.owned
-
-
-def test_import_owned_numbers(admin_client, service, fake):
-    fake.buy_number(country="US", number="12015550300")
-    admin_client.post(reverse("admin:numbers_virtualnumber_import_owned"), {"service": service.pk})
-    assert VirtualNumber.objects.get(number="12015550300").service == service
-
-
-def test_release_refused_while_in_use_with_a_clear_message(admin_client, conversation, fake):
-    number = VirtualNumber.objects.get(number="12015550200")
-    idle = VirtualNumberFactory(service=conversation.service, number="12015550209")
-    changelist = reverse("admin:numbers_virtualnumber_changelist")
-    chosen = {"action": "release", "_selected_action": [number.pk, idle.pk]}
-    confirm = admin_client.post(changelist, chosen).content.decode()
-    assert "Release numbers" in confirm and "+12015550209" in confirm
-    assert VirtualNumber.objects.get(pk=idle.pk).state == "active"  # nothing happens before confirming
-
-    response = admin_client.post(changelist, {**chosen, "apply": "1"}, follow=True)
-    page = response.content.decode()
-    assert "still used by 1 open conversation" in page
-    assert VirtualNumber.objects.get(pk=number.pk).state == "active"
-    assert VirtualNumber.objects.get(pk=idle.pk).state == "released"
-    assert LogEntry.objects.filter(object_id=str(idle.pk), change_message="Released").exists()
-
-
-def test_move_numbers_between_pools(admin_client, service):
-    other = ServiceFactory(name="Other")
-    number = VirtualNumberFactory(service=service)
-    changelist = reverse("admin:numbers_virtualnumber_changelist")
-    form = admin_client.post(changelist, {"action": "move_to_pool", "_selected_action": [number.pk]})
-    assert "Move numbers to another pool" in form.content.decode()
-    admin_client.post(
-        changelist, {"action": "move_to_pool", "_selected_action": [number.pk], "apply": "1", "service": other.pk}
-    )
-    assert VirtualNumber.objects.get(pk=number.pk).service == other
-
-
 def test_issue_key_shows_it_once_and_stores_its_hash(admin_client, service):
     url = reverse("admin:proxy_service_issue_key", args=[service.pk])
     response = admin_client.post(url, {"name": "production"})
@@ -309,7 +201,7 @@ def test_service_settings_can_be_edited(admin_client, service):
 
 
 def test_roles(client, conversation, fake):
-    operator = _staff("Operators")
+    operator = staff_user("Operators")
     client.force_login(operator)
     assert client.get(reverse("admin:proxy_conversation_changelist")).status_code == 200
     assert client.get(reverse("pool-health")).status_code == 200
@@ -320,7 +212,7 @@ def test_roles(client, conversation, fake):
     client.post(reverse("admin:proxy_conversation_close_one", args=[conversation.pk]))
     assert Conversation.objects.get(pk=conversation.pk).status == "closed"
 
-    administrator = _staff("Administrators")
+    administrator = staff_user("Administrators")
     client.force_login(administrator)
     assert client.get(reverse("admin:numbers_virtualnumber_buy")).status_code == 200
     numbers = client.get(reverse("admin:numbers_virtualnumber_changelist")).content.decode()
@@ -368,16 +260,6 @@ def test_create_a_service_from_the_console(admin_client):
     assert LogEntry.objects.filter(object_id=str(created.pk), action_flag=ADDITION).exists()
 
 
-def test_dashboard_filters_by_service(admin_client, conversation):
-    other = ServiceFactory(name="Zeta Deliveries")
-    VirtualNumberFactory(service=other, number="12015550290")
-    everything = admin_client.get(reverse("pool-health")).content.decode()
-    assert "Zeta Deliveries</td>" in everything and "Acme Rides</td>" in everything
-    only = admin_client.get(reverse("pool-health"), {"service": other.pk, "days": 30}).content.decode()
-    assert "Zeta Deliveries</td>" in only and "Acme Rides</td>" not in only
-    assert "last 30 days" in only
-
-
 @pytest.mark.parametrize(
     ("typed", "expected"),
     [
@@ -395,45 +277,6 @@ def test_numbers_typed_in_search(typed, expected, settings):
 def test_non_numbers_are_not_read_as_numbers():
     assert numbers_from_search("order-42") == []
     assert numbers_from_search("12345") == []
-
-
-def test_number_page_offers_the_changes_its_state_allows(admin_client, fake):
-    number = VirtualNumberFactory(number="12015550230")
-    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
-    drain = reverse("admin:numbers_virtualnumber_drain_one", args=[number.pk])
-    activate = reverse("admin:numbers_virtualnumber_activate_one", args=[number.pk])
-    assert drain in page and activate not in page
-
-    assert "Drain this number" in admin_client.get(drain).content.decode()
-    admin_client.post(drain, {"apply": "1"})
-    number.refresh_from_db()
-    assert number.state == "draining"
-    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
-    assert activate in page and drain not in page
-
-    release = reverse("admin:numbers_virtualnumber_release_one", args=[number.pk])
-    assert "Release numbers" in admin_client.get(release).content.decode()
-    admin_client.post(release, {"apply": "1"})
-    number.refresh_from_db()
-    assert number.state == "released"
-    assert LogEntry.objects.filter(object_id=str(number.pk)).count() == 2
-
-
-def test_move_from_the_number_page(admin_client, service):
-    other = ServiceFactory(name="Other")
-    number = VirtualNumberFactory(service=service)
-    move = reverse("admin:numbers_virtualnumber_move_one", args=[number.pk])
-    assert "Move to pool" in admin_client.get(move).content.decode()
-    response = admin_client.post(move, {"apply": "1", "service": other.pk})
-    assert response.status_code == 302
-    assert VirtualNumber.objects.get(pk=number.pk).service == other
-
-
-def test_number_page_is_read_only_and_shows_its_conversations(admin_client, conversation):
-    number = VirtualNumber.objects.get(number="12015550200")
-    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
-    assert 'name="_save"' not in page and 'name="_continue"' not in page
-    assert "?q=%2B12015550200&amp;status=open" in page  # link to the conversations using it
 
 
 def _notification(conversation: Conversation, status: str) -> Notification:
@@ -461,10 +304,6 @@ def _callback(service: Service, status: str) -> CallbackDelivery:
     )
 
 
-def _messages(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
-
-
 def test_retry_failed_sms_from_the_console(admin_client, conversation):
     failed = _notification(conversation, "failed")
     delivered = _notification(conversation, "delivered")
@@ -479,7 +318,7 @@ def test_retry_failed_sms_from_the_console(admin_client, conversation):
     assert delivered.status == "delivered"
     logged = LogEntry.objects.filter(action_flag=CHANGE, content_type__model="notification")
     assert [(e.object_id, e.change_message) for e in logged] == [(str(failed.pk), "Retried by staff")]
-    assert _messages(response) == ["Retrying 1 SMS. 1 left as they were (not failed, or its conversation ended)."]
+    assert messages_of(response) == ["Retrying 1 SMS. 1 left as they were (not failed, or its conversation ended)."]
 
 
 def test_failed_sms_of_an_ended_conversation_is_not_retried(admin_client, conversation):
@@ -491,7 +330,7 @@ def test_failed_sms_of_an_ended_conversation_is_not_retried(admin_client, conver
     )
     assert Notification.objects.get(pk=failed.pk).status == "failed"
     assert not LogEntry.objects.filter(content_type__model="notification").exists()
-    assert _messages(response) == ["Retrying 0 SMS. 1 left as they were (not failed, or its conversation ended)."]
+    assert messages_of(response) == ["Retrying 0 SMS. 1 left as they were (not failed, or its conversation ended)."]
 
 
 def test_retry_failed_callbacks_from_the_console(admin_client, service):
@@ -508,12 +347,12 @@ def test_retry_failed_callbacks_from_the_console(admin_client, service):
     ]
     logged = LogEntry.objects.filter(content_type__model="callbackdelivery", change_message="Retried by staff")
     assert sorted(int(e.object_id) for e in logged) == sorted(d.pk for d in failed)
-    assert _messages(response) == ["Retrying 2 callbacks. 1 left as they were (not failed)."]
+    assert messages_of(response) == ["Retrying 2 callbacks. 1 left as they were (not failed)."]
 
 
 def test_retrying_needs_the_change_permission(client, conversation):
     failed = _notification(conversation, "failed")
-    client.force_login(_staff("Operators"))  # may view outboxes, not change them
+    client.force_login(staff_user("Operators"))  # may view outboxes, not change them
     changelist = reverse("admin:proxy_notification_changelist")
     assert 'value="retry"' not in client.get(changelist).content.decode()
     client.post(changelist, {"action": "retry", "_selected_action": [failed.pk]})
@@ -524,45 +363,6 @@ def test_retrying_needs_the_change_permission(client, conversation):
     client.force_login(user)
     client.post(changelist, {"action": "retry", "_selected_action": [failed.pk]})
     assert Notification.objects.get(pk=failed.pk).status == "queued"
-
-
-def test_a_number_vonage_did_not_cancel_stays_in_sight_until_a_release_retry_succeeds(admin_client, service, fake):
-    number = VirtualNumberFactory(service=service, number="12015550240")
-    changelist = reverse("admin:numbers_virtualnumber_changelist")
-    fake.fail_cancel = True
-
-    response = admin_client.post(changelist, {"action": "release", "_selected_action": [number.pk], "apply": "1"})
-
-    assert _messages(response) == [
-        "+12015550240 is released in our pool but still rented at Vonage (Vonage did not cancel it: "
-        "Cancel refused (permanent)). Release it again to retry the cancel."
-    ]
-    assert LogEntry.objects.get(object_id=str(number.pk)).change_message == (
-        "Released in the pool; Vonage did not cancel the rental"
-    )
-    listed = admin_client.get(changelist).content.decode()
-    assert "+1 201-555-0240" in listed and "Released, still rented at Vonage" in listed
-    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
-    release = reverse("admin:numbers_virtualnumber_release_one", args=[number.pk])
-    assert release in page
-
-    fake.fail_cancel = False
-    admin_client.post(release, {"apply": "1"})
-    number.refresh_from_db()
-    assert (number.state, number.released_at is not None) == ("released", True)
-    assert [name for name, _ in fake.calls] == ["cancel", "cancel"]
-    assert "+1 201-555-0240" not in admin_client.get(changelist).content.decode()
-    page = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk])).content.decode()
-    assert release not in page
-
-
-def test_pool_records_are_read_only(admin_client, service):
-    exhaustion = PoolExhaustion.objects.create(service=service, country="US")
-    assert admin_client.get(reverse("admin:numbers_poolexhaustion_add")).status_code == 403
-    page = admin_client.get(reverse("admin:numbers_poolexhaustion_change", args=[exhaustion.pk])).content.decode()
-    assert 'name="_save"' not in page
-    response = admin_client.post(reverse("admin:numbers_poolexhaustion_delete", args=[exhaustion.pk]), {"post": "yes"})
-    assert response.status_code == 403 and PoolExhaustion.objects.filter(pk=exhaustion.pk).exists()
 
 
 def test_sidebar_lists_the_console_pages(admin_client):
