@@ -9,8 +9,11 @@ real number is in: the lower bound.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Mapping
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
 
 @dataclass(frozen=True)
@@ -70,3 +73,61 @@ def choose_proxy_number(
     if not free:
         return None
     return (rng or random).choice(free)
+
+
+# --- What the allocation read returns -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldPair:
+    """A proxy number a real number holds (``active``) or is cooling on."""
+
+    real_number: str
+    proxy_number: str
+    active: bool
+    conversation_id: UUID
+    # The conversation is past expires_at though no sweep has ended it yet.
+    expired: bool
+    # The other person of that conversation ("" if none).
+    counterpart: str
+
+
+@dataclass(frozen=True)
+class AllocationView:
+    held: list[HeldPair]
+    # real number -> proxy number it had in the pair's latest conversation together
+    sticky: dict[str, str]
+    pool: list[PoolNumber]
+
+
+def allocation_view_from_rows(rows: Iterable[Sequence[Any]]) -> AllocationView:
+    """The allocation read's rows (``selectors.allocation_view``), typed.
+
+    Each row: (kind, first, second, active, conversation id, expired, counterpart), kind
+    being "held" (real number, proxy number, ...), "sticky" (real number, proxy number)
+    or "pool" (number, country).
+    """
+    held: list[HeldPair] = []
+    sticky: dict[str, str] = {}
+    pool: list[PoolNumber] = []
+    for kind, first, second, active, conversation_id, expired, counterpart in rows:
+        if kind == "held":
+            # SQLite answers 0/1 for booleans and hex text for UUIDs.
+            held.append(HeldPair(first, second, bool(active), UUID(str(conversation_id)), bool(expired), counterpart))
+        elif kind == "sticky":
+            sticky[first] = second
+        else:
+            pool.append(PoolNumber(number=first, country=second))
+    return AllocationView(held=held, sticky=sticky, pool=pool)
+
+
+def holdings_of(*, reals: Iterable[str], held: Iterable[HeldPair]) -> dict[str, Holdings]:
+    """Active and cooling numbers of each real number, with each cooling pair's counterpart."""
+    active: dict[str, set[str]] = defaultdict(set)
+    cooling: dict[str, dict[str, str]] = defaultdict(dict)
+    for h in held:
+        if h.active:
+            active[h.real_number].add(h.proxy_number)
+        else:
+            cooling[h.real_number][h.proxy_number] = h.counterpart
+    return {r: Holdings(active=frozenset(active[r]), cooling=cooling[r]) for r in reals}

@@ -7,14 +7,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
 
 from django.db import connection
 from django.db.models import Field, Model, Prefetch, Q, QuerySet
 from django.db.models.expressions import Col
 from django.utils import timezone
 
-from proxy.allocation import PoolNumber
+from proxy.allocation import AllocationView, allocation_view_from_rows
 from proxy.models import ApiKey, Call, Conversation, Notification, Participant, Recording, Service
 from virtual_numbers.models import VirtualNumber
 
@@ -184,28 +183,6 @@ def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col
 # --- Allocation -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HeldPair:
-    """A proxy number a real number holds (``active``) or is cooling on."""
-
-    real_number: str
-    proxy_number: str
-    active: bool
-    conversation_id: UUID
-    # The conversation is past expires_at though no sweep has ended it yet.
-    expired: bool
-    # The other person of that conversation ("" if none).
-    counterpart: str
-
-
-@dataclass(frozen=True)
-class AllocationView:
-    held: list[HeldPair]
-    # real number -> proxy number it had in the pair's latest conversation together
-    sticky: dict[str, str]
-    pool: list[PoolNumber]
-
-
 # Three reads in one round trip; as ORM queries they cost more to build than to run.
 # 'held': both people's open and cooling pairs, each with the other person of its
 # conversation; 'sticky': the numbers of their latest conversation together; 'pool':
@@ -245,15 +222,4 @@ def allocation_view(
     with connection.cursor() as cursor:
         cursor.execute(sql, [at, a, b, at, service.pk, a, b, service.pk, VirtualNumber.State.ACTIVE.value, *countries])
         rows = cursor.fetchall()
-    held: list[HeldPair] = []
-    sticky: dict[str, str] = {}
-    pool: list[PoolNumber] = []
-    for kind, first, second, active, conversation_id, expired, counterpart in rows:
-        if kind == "held":
-            # SQLite answers 0/1 for booleans and hex text for UUIDs.
-            held.append(HeldPair(first, second, bool(active), UUID(str(conversation_id)), bool(expired), counterpart))
-        elif kind == "sticky":
-            sticky[first] = second
-        else:
-            pool.append(PoolNumber(number=first, country=second))
-    return AllocationView(held=held, sticky=sticky, pool=pool)
+    return allocation_view_from_rows(rows)

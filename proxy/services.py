@@ -14,7 +14,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, OuterRef, Subq
 from django.utils import timezone
 
 from proxy import selectors, side_effects
-from proxy.allocation import Holdings, choose_proxy_number, pool_for_country
+from proxy.allocation import choose_proxy_number, holdings_of, pool_for_country
 from proxy.errors import ConversationEnded, PoolExhausted
 from proxy.models import Conversation, Notification, Participant, Service, prefetched
 from proxy.notifications import notifications_fail_for_invalid_numbers
@@ -138,7 +138,7 @@ def _conversation_create_locked(
         # Rare: an expiry no sweep wrote down yet. Its pairs now cool from expires_at.
         conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
         view = selectors.allocation_view(service=service, reals=(reals[0], reals[1]), countries=countries, now=now)
-    holdings = _holdings(reals=reals, held=view.held)
+    holdings = holdings_of(reals=reals, held=view.held)
     chosen: list[str] = []
     for person, other in ((people[0], people[1]), (people[1], people[0])):
         candidates = pool_for_country(view.pool, country=person["country"], default_country=service.default_country)
@@ -241,18 +241,6 @@ def _lock_real_numbers(reals: Iterable[str]) -> None:
     # One round trip; PostgreSQL takes them left to right, in this sorted order.
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * len(keys)), keys)
-
-
-def _holdings(*, reals: list[str], held: list[selectors.HeldPair]) -> dict[str, Holdings]:
-    """Active and cooling numbers of each real number, with each cooling pair's counterpart."""
-    active: dict[str, set[str]] = defaultdict(set)
-    cooling: dict[str, dict[str, str]] = defaultdict(dict)
-    for h in held:
-        if h.active:
-            active[h.real_number].add(h.proxy_number)
-        else:
-            cooling[h.real_number][h.proxy_number] = h.counterpart
-    return {r: Holdings(active=frozenset(active[r]), cooling=cooling[r]) for r in reals}
 
 
 def conversation_update(

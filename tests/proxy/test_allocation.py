@@ -7,7 +7,14 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.allocation import Holdings, PoolNumber, choose_proxy_number, pool_for_country
+from proxy.allocation import (
+    Holdings,
+    PoolNumber,
+    allocation_view_from_rows,
+    choose_proxy_number,
+    holdings_of,
+    pool_for_country,
+)
 
 US = [PoolNumber(f"1201555020{i}", "US") for i in range(3)]
 GB = [PoolNumber("447400000001", "GB")]
@@ -71,3 +78,43 @@ def test_choice_is_always_allowed(held, cooling, sticky):
     else:
         assert chosen not in held
         assert cooling.get(chosen, "b") == "b"
+
+
+# --- The allocation read's rows, typed (no database) -----------------------------------------------
+
+CONVERSATION = "5f0c2b1e-7d4e-4c1a-9d55-0a5c0e0f1a2b"
+
+
+def test_rows_become_held_pairs_sticky_numbers_and_the_pool():
+    rows = [
+        ("held", "a", "12015550200", True, CONVERSATION, False, "b"),
+        # SQLite answers 0/1 for booleans and hex for UUIDs.
+        ("held", "a", "12015550201", 0, CONVERSATION.replace("-", ""), 1, "c"),
+        ("sticky", "a", "12015550202", None, None, None, None),
+        ("pool", "12015550200", "US", None, None, None, None),
+    ]
+    view = allocation_view_from_rows(rows)
+    first, second = view.held
+    assert (first.active, first.expired, first.counterpart) == (True, False, "b")
+    assert (second.active, second.expired, str(second.conversation_id)) == (False, True, CONVERSATION)
+    assert view.sticky == {"a": "12015550202"}
+    assert view.pool == [PoolNumber("12015550200", "US")]
+
+
+def test_holdings_split_active_from_cooling_with_each_counterpart():
+    view = allocation_view_from_rows(
+        [
+            ("held", "a", "12015550200", True, CONVERSATION, False, "b"),
+            ("held", "a", "12015550201", False, CONVERSATION, False, "c"),
+            ("held", "b", "12015550200", True, CONVERSATION, False, "a"),
+        ]
+    )
+    holdings = holdings_of(reals=["a", "b", "z"], held=view.held)
+    assert holdings["a"] == Holdings(active=frozenset({"12015550200"}), cooling={"12015550201": "c"})
+    assert holdings["b"] == Holdings(active=frozenset({"12015550200"}), cooling={})
+    assert holdings["z"] == NOTHING
+    # What the chooser then refuses: a's number cooling with c, for a new conversation with b.
+    choice = choose_proxy_number(
+        candidates=US[:2], holdings=holdings["a"], counterpart="b", sticky=None, rng=random.Random(0)
+    )
+    assert choice is None

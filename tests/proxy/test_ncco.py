@@ -1,0 +1,62 @@
+"""The NCCO builder, without a database: what each route makes the caller hear."""
+
+from __future__ import annotations
+
+from proxy.models import Conversation, Participant, Service
+from proxy.ncco import GENERIC_UNAVAILABLE_TEXT, GENERIC_UNKNOWN_TEXT, ncco_for_route, unavailable_ncco
+from proxy.selectors import Route
+from telephony.ncco import ncco_validate
+
+PUBLIC_URL = "https://calls.example.com"
+
+
+def _service(**fields) -> Service:
+    values = {"name": "Acme", "slug": "acme", "language": "en-GB", "voice_style": 2, **fields}
+    return Service(**values)
+
+
+def _route(service: Service, *, record: bool = False) -> Route:
+    conversation = Conversation(record=record)
+    callee = Participant(real_number="12015550102", proxy_number_id="12015550201")
+    return Route(kind="connect", service=service, conversation=conversation, callee=callee)
+
+
+def test_a_known_caller_is_connected_to_the_callee_with_their_proxy_number_as_caller_id():
+    ncco = ncco_for_route(_route(_service(connect_timeout=30, call_time_limit=600)), public_url=PUBLIC_URL)
+    ncco_validate(ncco)
+    (connect,) = ncco
+    assert connect["action"] == "connect"
+    assert connect["endpoint"] == [{"type": "phone", "number": "12015550102"}]
+    assert connect["from"] == "12015550201"
+    assert (connect["timeout"], connect["limit"]) == (30, 600)
+    assert connect["eventType"] == "synchronous"
+    assert connect["eventUrl"] == [f"{PUBLIC_URL}/webhooks/event"]
+
+
+def test_greeting_then_notice_and_record_before_the_connect():
+    service = _service(greeting_text="Hello from Acme.", recording_notice_text="This call is recorded.")
+    ncco = ncco_for_route(_route(service, record=True), public_url=PUBLIC_URL)
+    ncco_validate(ncco)
+    assert [action["action"] for action in ncco] == ["talk", "talk", "record", "connect"]
+    assert [ncco[0]["text"], ncco[1]["text"]] == ["Hello from Acme.", "This call is recorded."]
+    assert ncco[0]["language"] == "en-GB" and ncco[0]["style"] == 2
+    assert ncco[2]["eventUrl"] == [f"{PUBLIC_URL}/webhooks/recording"]
+
+
+def test_the_call_limit_never_exceeds_what_vonage_allows():
+    ncco = ncco_for_route(_route(_service(call_time_limit=36_000)), public_url=PUBLIC_URL)
+    assert ncco[-1]["limit"] == 7200
+
+
+def test_ended_and_unknown_callers_hear_the_service_text_and_are_not_connected():
+    service = _service(ended_text="It is over.", unknown_caller_text="Who are you?")
+    ended = ncco_for_route(Route(kind="ended", service=service), public_url=PUBLIC_URL)
+    unknown = ncco_for_route(Route(kind="unknown", service=service), public_url=PUBLIC_URL)
+    assert ended == [{"action": "talk", "text": "It is over.", "language": "en-GB", "style": 2}]
+    assert unknown == [{"action": "talk", "text": "Who are you?", "language": "en-GB", "style": 2}]
+
+
+def test_a_number_of_no_service_hears_the_generic_text():
+    ncco = ncco_for_route(Route(kind="unknown"), public_url=PUBLIC_URL)
+    assert ncco == [{"action": "talk", "text": GENERIC_UNKNOWN_TEXT, "language": "en-US"}]
+    assert unavailable_ncco(None) == [{"action": "talk", "text": GENERIC_UNAVAILABLE_TEXT, "language": "en-US"}]
