@@ -28,7 +28,8 @@ def ensure_venv(requirements: str = "requirements-dev.txt") -> Path:
     if not PYTHON.exists():
         say(f"creating virtualenv in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    files = [ROOT / requirements, ROOT / "requirements.txt"]
+    lock = ROOT / "requirements.lock"
+    files = [ROOT / requirements, ROOT / "requirements.txt", lock]
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
     # One stamp per requirements file: scripts/run and scripts/test take turns without
     # reinstalling everything each time.
@@ -36,6 +37,9 @@ def ensure_venv(requirements: str = "requirements-dev.txt") -> Path:
     if not stamp.exists() or stamp.read_text() != digest:
         say(f"installing {requirements} (pinned)")
         subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+        # The runtime first, exactly as the image installs it (every version and hash from the
+        # lock), then the tools on top: tests run what ships.
+        subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--require-hashes", "-r", lock], check=True)
         subprocess.run([PYTHON, "-m", "pip", "install", "-q", "-r", ROOT / requirements], check=True)
         stamp.write_text(digest)
     return PYTHON
