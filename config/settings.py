@@ -239,7 +239,40 @@ VONAGE_SIGNATURE_METHOD = env.str("VONAGE_SIGNATURE_METHOD", default="md5hash")
 VONAGE_API_HOST = env.str("VONAGE_API_HOST", default="")
 VONAGE_REST_HOST = env.str("VONAGE_REST_HOST", default="")
 VONAGE_HTTP_TIMEOUT = env.float("VONAGE_HTTP_TIMEOUT", default=10.0)
-VONAGE_PROVIDER = env.str("VONAGE_PROVIDER", default="")  # "vonage" | "sandbox" | "" (auto)
+VONAGE_PROVIDER = env.str("VONAGE_PROVIDER", default="").strip().lower()  # "vonage" | "sandbox" | "" (auto)
+
+
+def _fail_closed_problems() -> list[str]:
+    """What stops a deployment (DJANGO_DEBUG off) from loading; each names its variable.
+
+    DESIGN.md "Failing closed": the provider is chosen explicitly, webhooks are signed, a
+    live provider has every credential, and Vonage reaches us over https. Guessing
+    instead (no credentials meaning the sandbox, no secret meaning unsigned webhooks)
+    would turn a missing variable into a product that answers anyone.
+    """
+    problems = []
+    if VONAGE_PROVIDER not in ("vonage", "sandbox"):
+        problems.append(f"VONAGE_PROVIDER must be set to 'vonage' or 'sandbox' (got {VONAGE_PROVIDER!r}).")
+    if not VONAGE_SIGNATURE_SECRET.strip():
+        problems.append("VONAGE_SIGNATURE_SECRET must be set: without it webhooks would be accepted unsigned.")
+    if VONAGE_PROVIDER == "vonage":
+        for name, value in (
+            ("VONAGE_APPLICATION_ID", VONAGE_APPLICATION_ID),
+            ("VONAGE_PRIVATE_KEY", VONAGE_PRIVATE_KEY),
+            ("VONAGE_API_KEY", VONAGE_API_KEY),
+            ("VONAGE_API_SECRET", VONAGE_API_SECRET),
+        ):
+            if not value.strip():
+                problems.append(f"{name} must be set when VONAGE_PROVIDER is 'vonage'.")
+        if not PUBLIC_URL.lower().startswith("https://"):
+            problems.append(f"PUBLIC_URL must be an https URL when VONAGE_PROVIDER is 'vonage' (got {PUBLIC_URL!r}).")
+    return problems
+
+
+# Tests set what each case needs through settings overrides; tests/test_fail_closed.py
+# loads the product in fresh interpreters to check this guard.
+if not DEBUG and not TESTING and (_problems := _fail_closed_problems()):
+    raise ImproperlyConfigured(" ".join(_problems))
 
 # --- Logging --------------------------------------------------------------------
 LOGGING = {
