@@ -25,6 +25,7 @@ from telephony.values import vonage_decimal
 logger = logging.getLogger(__name__)
 
 CLIENT_REF_PREFIX = "notification-"
+_CLIENT_REF = re.compile(re.escape(CLIENT_REF_PREFIX) + r"([0-9]{1,18})")
 SEND_TASK = "proxy.tasks.send_notification"
 
 _MODEL_DEFAULT_TEMPLATE = Service._meta.get_field("sms_template").default
@@ -141,8 +142,9 @@ def _receipt_target(params: dict[str, str]) -> Notification | None:
     if message_id:
         candidate = Notification.objects.filter(message_id=message_id).order_by("-pk").first()
     ref = params.get("client-ref") or ""
-    if candidate is None and ref.startswith(CLIENT_REF_PREFIX) and ref[len(CLIENT_REF_PREFIX) :].isdigit():
-        candidate = Notification.objects.filter(pk=int(ref[len(CLIENT_REF_PREFIX) :])).first()
+    # ASCII digits only, and few enough for a bigint: isdigit() also takes "²" and "١".
+    if candidate is None and (found := _CLIENT_REF.fullmatch(ref)):
+        candidate = Notification.objects.filter(pk=int(found.group(1))).first()
         if candidate is not None and message_id and candidate.message_id not in ("", message_id):
             candidate = None
     msisdn = re.sub(r"\D", "", params.get("msisdn") or params.get("to") or "")

@@ -169,6 +169,8 @@ def verify_voice_webhook(request: HttpRequest) -> None:
 # --- SMS ---------------------------------------------------------------------------------------
 
 SIGNATURE_METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
+# An MD5 to SHA-512 digest in hex.
+_HEX_SIG = re.compile(r"[0-9a-fA-F]{32,128}")
 
 
 class SmsSignatureError(Exception):
@@ -204,9 +206,15 @@ def sms_verify(params: Mapping[str, Any], *, secret: str, method: str = "md5hash
     No freshness window on ``timestamp``: Vonage retries receipts for hours and applying
     one twice changes nothing, so a replay gains nothing.
     """
-    given = str(params.get("sig") or "").lower()
+    given = params.get("sig")
     if not given:
         raise SmsSignatureError("missing sig")
-    expected = sms_signature({k: v for k, v in params.items() if k != "sig"}, secret=secret, method=method)
-    if not hmac.compare_digest(given, expected):
+    # compare_digest refuses non-ASCII text with a TypeError: anything but hex is refused first.
+    if not isinstance(given, str) or not _HEX_SIG.fullmatch(given):
+        raise SmsSignatureError("malformed sig")
+    try:
+        expected = sms_signature({k: v for k, v in params.items() if k != "sig"}, secret=secret, method=method)
+    except UnicodeEncodeError as exc:  # a lone surrogate: nothing Vonage could have signed
+        raise SmsSignatureError("unsignable parameters") from exc
+    if not hmac.compare_digest(given.lower(), expected):
         raise SmsSignatureError("bad sig")
