@@ -142,7 +142,7 @@ def _receipt_target(params: dict[str, str]) -> Notification | None:
     if message_id:
         candidate = Notification.objects.filter(message_id=message_id).order_by("-pk").first()
     ref = params.get("client-ref") or ""
-    # ASCII digits only, and few enough for a bigint: isdigit() also takes "²" and "١".
+    # ASCII digits only, and few enough for a bigint: isdigit() also takes "²" and other scripts' digits.
     if candidate is None and (found := _CLIENT_REF.fullmatch(ref)):
         candidate = Notification.objects.filter(pk=int(found.group(1))).first()
         if candidate is not None and message_id and candidate.message_id not in ("", message_id):
