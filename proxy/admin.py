@@ -47,6 +47,7 @@ from proxy.models import (
     Service,
 )
 from proxy.phone import mask
+from proxy.sms_template import sms_template_errors
 from virtual_numbers.models import VirtualNumber
 
 # --- Services and API keys ------------------------------------------------------------------
@@ -91,6 +92,12 @@ class ServiceForm(forms.ModelForm):
             "callback_secret",
         )
         widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
+
+    def clean_sms_template(self) -> str:
+        template = self.cleaned_data.get("sms_template") or ""
+        if errors := sms_template_errors(template):
+            raise forms.ValidationError(errors)
+        return template
 
 
 class ApiKeyInline(ReadOnlyMixin, TabularInline):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import string
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from django.utils import timezone
 from proxy.models import Conversation, Notification, Participant, Service
 from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 from proxy.phone import pretty
+from proxy.sms_template import sms_template_render
 from telephony.values import vonage_decimal
 
 logger = logging.getLogger(__name__)
@@ -43,13 +43,6 @@ _DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
 
 # A run of digits that could be a phone number, with the separators people type.
 _NUMBER_LIKE = re.compile(r"\+?\d[\d\s().\-/]{4,}\d")
-
-
-class _Placeholders(dict[str, str]):
-    """Unknown placeholders in a staff-written template stay as written instead of failing."""
-
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 def _language(service: Service) -> str:
@@ -86,17 +79,16 @@ def notification_text_render(*, service: Service, recipient: Participant, counte
     template = service.sms_template or default_template
     if template == _MODEL_DEFAULT_TEMPLATE:
         template = default_template
-    values = _Placeholders(
-        service=service.name,
-        name=recipient.name or "",
-        counterpart=counterpart.name or anonymous,
-        proxy_number=pretty(recipient.proxy_number_id),
-    )
-    try:
-        text = string.Formatter().vformat(template, (), values)
-    except (ValueError, IndexError):
+    values = {
+        "service": service.name,
+        "name": recipient.name or "",
+        "counterpart": counterpart.name or anonymous,
+        "proxy_number": pretty(recipient.proxy_number_id),
+    }
+    text = sms_template_render(template, values)
+    if text is None:
         logger.warning("service %s has a malformed SMS template; using the default", service.pk)
-        text = default_template.format_map(values)
+        text = sms_template_render(default_template, values) or ""
     text = _scrub_numbers(text, forbidden={recipient.real_number, counterpart.real_number})
     return text.strip()[:1600]
 
