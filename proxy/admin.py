@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
+from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
 from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
 from proxy.admin_support import (
@@ -71,6 +71,13 @@ class ServiceForm(forms.ModelForm):
         widget=UnfoldAdminURLInputWidget,
         help_text="Where conversation and call events are POSTed (optional).",
     )
+    # Write-only: the page never carries the secret back, whoever looks at it.
+    callback_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Signs every callback (X-Signature). Never shown again: leave empty to keep the current one.",
+    )
 
     class Meta:
         model = Service
@@ -92,6 +99,16 @@ class ServiceForm(forms.ModelForm):
             "callback_secret",
         )
         widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
+
+    def clean_callback_secret(self) -> str:
+        typed = self.cleaned_data.get("callback_secret") or ""
+        return typed or (self.instance.callback_secret if self.instance.pk else "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("callback_url") and not data.get("callback_secret"):
+            self.add_error("callback_secret", "A service with a callback URL needs a secret to sign its callbacks.")
+        return data
 
     def clean_sms_template(self) -> str:
         template = self.cleaned_data.get("sms_template") or ""
@@ -117,6 +134,10 @@ def _count_per_service(rows: QuerySet[Any]) -> Coalesce:
     """How many of ``rows`` belong to each service, as a correlated subquery (0 when none)."""
     counted = rows.filter(service=OuterRef("pk")).order_by().values("service").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted), 0)
+
+
+def _secret_shown(field: Any) -> Any:
+    return "callback_secret_state" if field == "callback_secret" else field
 
 
 @admin.register(Service)
@@ -145,6 +166,21 @@ class ServiceAdmin(ModelAdmin):
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),
     )
+
+    readonly_fields = ("callback_secret_state",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        # Read-only pages show each field's value: show whether a secret is set instead.
+        return tuple(
+            (name, {**options, "fields": tuple(_secret_shown(f) for f in options["fields"])})
+            for name, options in self.fieldsets
+        )
+
+    @display(description="Callback secret")
+    def callback_secret_state(self, obj: Service) -> str:
+        return "Set (write-only)" if obj.callback_secret else "Not set"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Service]:
         # One correlated count each: three joins would multiply numbers x conversations x keys.

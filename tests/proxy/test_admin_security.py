@@ -1,0 +1,95 @@
+"""The console under issue 18: secrets write-only, pages for the right role, no 500s, no real numbers in URLs."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from proxy.models import Service
+from tests.console import staff_user
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "whsec-marketplace-0123456789abcdef"
+
+
+def _service_form(**changes: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "Acme Rides",
+        "slug": "acme",
+        "is_active": "on",
+        "default_country": "US",
+        "rate_limit": 50,
+        "default_ttl": 600,
+        "cooldown": 0,
+        "recording_policy": "always",
+        "connect_timeout": 30,
+        "call_time_limit": 3600,
+        "language": "en-US",
+        "voice_style": 0,
+        "recording_notice_text": "Recorded.",
+        "unknown_caller_text": "Unknown.",
+        "ended_text": "Ended.",
+        "unavailable_text": "Unavailable.",
+        "sms_template": "Call {proxy_number}",
+        "callback_url": "",
+        "callback_secret": "",
+        "api_keys-TOTAL_FORMS": 0,
+        "api_keys-INITIAL_FORMS": 0,
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def with_secret(service) -> Service:
+    service.callback_url = "https://hooks.example.com/masked"
+    service.callback_secret = SECRET
+    service.save()
+    return service
+
+
+@pytest.mark.parametrize("role", ["Operators", "Administrators"])
+def test_no_role_reads_the_callback_secret(client, with_secret, role):
+    client.force_login(staff_user(role))
+    page = client.get(reverse("admin:proxy_service_change", args=[with_secret.pk]))
+    assert page.status_code == 200
+    assert SECRET not in page.content.decode()
+
+
+def test_a_superuser_does_not_read_it_either(admin_client, with_secret):
+    page = admin_client.get(reverse("admin:proxy_service_change", args=[with_secret.pk]))
+    assert SECRET not in page.content.decode()
+
+
+def test_saving_without_typing_a_secret_keeps_the_old_one(admin_client, with_secret):
+    url = reverse("admin:proxy_service_change", args=[with_secret.pk])
+    response = admin_client.post(url, _service_form(callback_url=with_secret.callback_url, default_ttl=900))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    with_secret.refresh_from_db()
+    assert (with_secret.callback_secret, with_secret.default_ttl) == (SECRET, 900)
+
+
+def test_a_typed_secret_replaces_the_old_one(admin_client, with_secret):
+    url = reverse("admin:proxy_service_change", args=[with_secret.pk])
+    data = _service_form(callback_url=with_secret.callback_url, callback_secret="a-new-secret-of-some-length")
+    assert admin_client.post(url, data).status_code == 302
+    with_secret.refresh_from_db()
+    assert with_secret.callback_secret == "a-new-secret-of-some-length"
+
+
+def test_a_callback_url_needs_a_secret(admin_client, service):
+    url = reverse("admin:proxy_service_change", args=[service.pk])
+    response = admin_client.post(url, _service_form(callback_url="https://hooks.example.com/masked"))
+    assert response.status_code == 200
+    assert "callback_secret" in response.context["adminform"].form.errors
+    service.refresh_from_db()
+    assert service.callback_url == ""
+
+
+def test_a_new_service_with_a_callback_url_needs_a_secret(admin_client):
+    data = _service_form(slug="rides", callback_url="https://hooks.example.com/masked")
+    response = admin_client.post(reverse("admin:proxy_service_add"), data)
+    assert response.status_code == 200
+    assert "callback_secret" in response.context["adminform"].form.errors
+    assert not Service.objects.filter(slug="rides").exists()
