@@ -93,3 +93,64 @@ def test_a_new_service_with_a_callback_url_needs_a_secret(admin_client):
     assert response.status_code == 200
     assert "callback_secret" in response.context["adminform"].form.errors
     assert not Service.objects.filter(slug="rides").exists()
+
+
+# --- Pages for the right role only ---------------------------------------------------------------
+
+
+def _plain_staff():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("plain-staff", password="pw-12345-long", is_staff=True)
+
+
+def test_pool_health_needs_the_pool_view_permission(client):
+    client.force_login(_plain_staff())
+    assert client.get(reverse("pool-health")).status_code == 403
+    client.force_login(staff_user("Operators"))
+    assert client.get(reverse("pool-health")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("get", "/sandbox/", {}),
+        ("post", "/sandbox/", {"caller": "12015550101", "proxy_number": "12015550200", "outcome": "busy"}),
+        ("post", "/sandbox/failures", {"path": "/sms/json", "mode": "throttle", "count": 1}),
+        ("post", "/sandbox/reset", {}),
+    ],
+)
+@pytest.mark.parametrize("who", ["plain staff", "Operators"])
+def test_the_sandbox_pages_are_for_administrators_only(client, settings, method, path, data, who):
+    from telephony.models import SandboxFailure
+
+    settings.VONAGE_PROVIDER = "sandbox"
+    client.force_login(_plain_staff() if who == "plain staff" else staff_user(who))
+    response = getattr(client, method)(path, {**data, "duration": 5} if data else data)
+    assert response.status_code == 403
+    assert not SandboxFailure.objects.exists()
+
+
+def test_administrators_may_use_the_sandbox_pages(client, settings):
+    settings.VONAGE_PROVIDER = "sandbox"
+    client.force_login(staff_user("Administrators"))
+    assert client.get("/sandbox/").status_code == 200
+    response = client.post("/sandbox/failures", {"path": "/sms/json", "mode": "throttle", "count": 1})
+    assert response.status_code == 302
+
+
+def test_health_shows_no_exception_text_to_strangers(client, settings, monkeypatch):
+    def broken() -> None:
+        raise RuntimeError("could not connect to db.internal.example:5432")
+
+    settings.REDIS_URL = ""
+    monkeypatch.setattr("config.health._database", broken)
+    for who in (None, _plain_staff()):
+        if who is not None:
+            client.force_login(who)
+        response = client.get("/health")
+        assert response.status_code == 503
+        assert "db.internal.example" not in response.content.decode()
+        assert response.json()["checks"]["database"]["ok"] is False
+    client.force_login(staff_user("Operators"))
+    assert "db.internal.example" in client.get("/health").content.decode()
