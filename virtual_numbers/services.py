@@ -180,8 +180,12 @@ def number_import_owned(*, service: Service | None, provider: Provider | None = 
     """Add every number the Vonage account already rents that the pool does not know yet.
 
     Numbers we already track keep their pool and state; a number released here but
-    still (or again) rented by the account comes back as active.
+    still (or again) rented by the account comes back as active. With
+    VONAGE_APPLICATION_ID set, a number linked to another application (or to none) comes
+    in draining: Vonage would not send its calls here, so no conversation may get it
+    until staff link it and reactivate it.
     """
+    ours = settings.VONAGE_APPLICATION_ID
     provider = provider or get_provider()
     owned = provider.list_owned_numbers()
     known = {row.number: row for row in VirtualNumber.objects.filter(number__in=[item.number for item in owned])}
@@ -195,7 +199,7 @@ def number_import_owned(*, service: Service | None, provider: Provider | None = 
                 "country": item.country.upper(),
                 "number_type": _number_type(item.number_type),
                 "service": service,
-                "state": VirtualNumber.State.ACTIVE,
+                "state": VirtualNumber.State.DRAINING if ours and item.app_id != ours else VirtualNumber.State.ACTIVE,
                 "linked_app_id": item.app_id,
                 "released_at": None,
                 **_capabilities(item.features),
