@@ -31,6 +31,7 @@ from proxy import admin_calls  # noqa: F401  (registers the call and staff pages
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
+    PrivateSearchMixin,
     ReadOnlyMixin,
     numbers_from_search,
     on_action_page,
@@ -346,7 +347,7 @@ class ExtendForm(forms.Form):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ModelAdmin):
+class ConversationAdmin(PrivateSearchMixin, ModelAdmin):
     list_display = (
         "short_id",
         "external_id",
@@ -391,7 +392,9 @@ class ConversationAdmin(ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
     ) -> tuple[QuerySet[Conversation], bool]:
-        term = search_term.strip()
+        term = self.private_search_term(request, search_term.strip())
+        if term is None:
+            return queryset.none(), False
         if not term:
             return queryset, False
         digits = numbers_from_search(term)

@@ -27,6 +27,7 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
+    PrivateSearchMixin,
     ReadOnlyMixin,
     numbers_from_search,
     with_pool_flags,
@@ -61,7 +62,7 @@ def _masked_payload(payload: Any) -> Any:
 
 
 @admin.register(Call)
-class CallAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
+class CallAdmin(PrivateSearchMixin, CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     list_display = (
         "created_at",
         "short_uuid",
@@ -106,7 +107,9 @@ class CallAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
     ) -> tuple[QuerySet[Call], bool]:
-        term = search_term.strip()
+        term = self.private_search_term(request, search_term.strip())
+        if term is None:
+            return queryset.none(), False
         if not term:
             return queryset, False
         condition = Q(uuid=term) | Q(conversation_uuid=term)

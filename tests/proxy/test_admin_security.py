@@ -154,3 +154,46 @@ def test_health_shows_no_exception_text_to_strangers(client, settings, monkeypat
         assert response.json()["checks"]["database"]["ok"] is False
     client.force_login(staff_user("Operators"))
     assert "db.internal.example" in client.get("/health").content.decode()
+
+
+# --- Real numbers stay out of URLs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changelist", ["admin:proxy_conversation_changelist", "admin:proxy_call_changelist"])
+def test_the_search_form_posts_so_a_typed_number_never_reaches_a_url(admin_client, conversation, changelist):
+    page = admin_client.get(reverse(changelist)).content.decode()
+    form = page.split('id="changelist-search"', 1)[1].split(">", 1)[0]
+    assert 'method="post"' in form
+
+
+def test_a_posted_number_search_redirects_to_a_url_without_it_and_finds_the_conversation(admin_client, conversation):
+    from proxy.models import Call
+    from tests.conftest import ALICE
+
+    Call.objects.create(uuid="abcdef12-call", conversation=conversation, from_number=ALICE, to_number="12015550200")
+    for name, expected in (("conversation", "order-42"), ("call", "abcdef12")):
+        url = reverse(f"admin:proxy_{name}_changelist")
+        target = f"{url}?status=open" if name == "conversation" else url
+        response = admin_client.post(target, {"q": "+1 (201) 555-0101"})
+        assert response.status_code == 302
+        location = response["Location"]
+        assert "0101" not in location and "555" not in location
+        page = admin_client.get(location).content.decode()
+        assert expected in page
+        assert ALICE not in page and "555-0101" not in page and "5550101" not in page
+
+
+def test_a_posted_text_search_is_an_ordinary_get(admin_client, conversation):
+    url = reverse("admin:proxy_conversation_changelist")
+    response = admin_client.post(url, {"q": "order-42"})
+    assert response.status_code == 302
+    assert "q=order-42" in response["Location"]
+    assert "order-42" in admin_client.get(response["Location"]).content.decode()
+
+
+def test_a_search_token_of_another_session_finds_nothing(client, admin_client, conversation, django_user_model):
+    url = reverse("admin:proxy_conversation_changelist")
+    location = admin_client.post(url, {"q": "+12015550101"})["Location"]
+    other = django_user_model.objects.create_superuser("other", "o@example.com", "pw-12345-long")
+    client.force_login(other)
+    assert "order-42" not in client.get(location).content.decode()
