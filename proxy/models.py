@@ -165,6 +165,8 @@ class Conversation(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["service", "-created_at"], name="conv_service_created"),
+            # The console lists every service's conversations newest first.
+            models.Index(fields=["-created_at"], name="conv_created"),
             models.Index(fields=["service", "external_id"], name="conv_service_external"),
             models.Index(fields=["expires_at"], condition=Q(status="open"), name="conv_open_expiry"),
         ]
@@ -283,7 +285,11 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["conversation", "-created_at"], name="call_conversation_created")]
+        indexes = [
+            models.Index(fields=["conversation", "-created_at"], name="call_conversation_created"),
+            # The console lists every call newest first.
+            models.Index(fields=["-created_at"], name="call_created"),
+        ]
 
     def __str__(self) -> str:
         return self.uuid

@@ -197,3 +197,43 @@ def test_a_search_token_of_another_session_finds_nothing(client, admin_client, c
     other = django_user_model.objects.create_superuser("other", "o@example.com", "pw-12345-long")
     client.force_login(other)
     assert "order-42" not in client.get(location).content.decode()
+
+
+# --- Lists that stay cheap on a big table -----------------------------------------------------------
+
+
+def _indexed_leading_columns(model) -> set[str]:
+    leading = {field.name for field in model._meta.fields if field.db_index or field.unique or field.primary_key}
+    for index in model._meta.indexes:
+        if index.condition is None:
+            leading.add(index.fields[0].lstrip("-"))
+    return leading
+
+
+@pytest.mark.parametrize("name", ["conversation", "call"])
+def test_changelists_sort_only_on_indexed_columns_and_count_without_joins(admin_client, conversation, name):
+    from django.contrib import admin as django_admin
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from proxy.models import Call
+
+    Call.objects.create(uuid="call-1", conversation=conversation)
+    model_admin = django_admin.site._registry[Call if name == "call" else type(conversation)]
+    indexed = _indexed_leading_columns(model_admin.model)
+    url = reverse(f"admin:proxy_{name}_changelist")
+    for position, column in enumerate(model_admin.list_display):
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url, {"o": str(position)}).status_code == 200
+        page = f'SELECT "proxy_{name}".'
+        listing = [q["sql"] for q in captured if q["sql"].startswith(page) and "ORDER BY" in q["sql"]]
+        order_by = listing[-1].rsplit("ORDER BY", 1)[1]
+        ordered = {c for c in indexed if f'"{c}"' in order_by or f'"{c}_id"' in order_by}
+        assert ordered, (column, order_by)
+        unindexed = [f for f in model_admin.model._meta.fields if f'"{f.column}"' in order_by and f.name not in indexed]
+        assert not unindexed, (column, order_by)
+    with CaptureQueriesContext(connection) as captured:
+        admin_client.get(url, {"status": "open"} if name == "conversation" else {"status": "started"})
+    scans = [q["sql"].upper() for q in captured if q["sql"].upper().startswith(("SELECT COUNT(", "SELECT MIN("))]
+    assert scans and all("JOIN" not in sql and "GROUP BY" not in sql for sql in scans), scans
+    assert model_admin.show_full_result_count is False
