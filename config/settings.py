@@ -6,7 +6,9 @@ Every variable is documented in the README. Secrets may also be given as
 
 from __future__ import annotations
 
+import ipaddress
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -47,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "proxy",
     "virtual_numbers",
     "webhooks",
@@ -55,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it sees X-Forwarded-* only when our own proxy sent them.
+    "proxy.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "proxy.middleware.RequestSizeLimitMiddleware",
@@ -64,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -167,12 +174,38 @@ STORAGES = {
 }
 
 # --- Security (TLS ends at the reverse proxy) --------------------------------
+# X-Forwarded-Proto (and -For) count only from these addresses or networks: the reverse
+# proxies in front of the web tier (proxy.middleware.TrustedProxyMiddleware drops them
+# from anyone else, so a client cannot claim https or another address).
+TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+try:
+    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(value.strip(), strict=False) for value in TRUSTED_PROXIES]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXIES: {_exc}") from _exc
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# With TLS on (the HTTPS redirect), browsers are told to use nothing else for a year.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if SECURE_SSL_REDIRECT else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG and not TESTING)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Staff logins (django-axes): five wrong passwords from one client address lock that
+# address out of the login for 15 minutes (429); the address is the one our trusted
+# proxy saw, never one a client wrote into X-Forwarded-For itself.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "proxy.middleware.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 # Request bodies over this get 413 (proxy.middleware.RequestSizeLimitMiddleware).
 MAX_REQUEST_BODY_BYTES = 64 * 1024
