@@ -207,6 +207,8 @@ class Participant(models.Model):
         INVALID = "invalid", "Invalid"
         UNKNOWN = "unknown", "Could not be checked"
 
+    # The id the API and callbacks show: random, so it tells a tenant nothing about volume.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="participants")
     # Indexed by participant_service_real, which starts with it.
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+", db_index=False)
