@@ -13,11 +13,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from proxy.models import Participant, Service
 from proxy.phone import mask
-from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError
+from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError, VoiceWebhookUrls
 from telephony.registry import get_provider
 from virtual_numbers.models import VirtualNumber
 
@@ -392,3 +393,20 @@ def _no_longer_rented(*, row: VirtualNumber, provider: Provider) -> bool:
     except ProviderError:
         return False
     return all(item.number != row.number for item in owned)
+
+
+def application_webhooks_configure(*, provider: Provider | None = None) -> VoiceWebhookUrls:
+    """Point the Vonage application's voice webhooks at PUBLIC_URL, answer and event as POST.
+
+    POST, not Vonage's GET default for the answer: the signed token's ``payload_hash``
+    then covers the numbers the call is routed on.
+    """
+    provider = provider or get_provider()
+    base = settings.PUBLIC_URL.rstrip("/")
+    urls = VoiceWebhookUrls(
+        answer_url=base + reverse("webhook-answer"),
+        event_url=base + reverse("webhook-event"),
+        fallback_url=base + reverse("webhook-fallback"),
+    )
+    provider.voice_webhooks_set(urls)
+    return urls
