@@ -110,6 +110,7 @@ def test_with_redis_and_no_worker_reports_workers_missing(client: Client, settin
     # (tests/test_worker_redis.py checks a real worker's answer.)
     monkeypatch.setattr(app.control, "ping", lambda **kwargs: [])
     monkeypatch.setitem(app.conf, "task_always_eager", False)
+    client.force_login(staff_user("Operators"))  # worker names are host names: staff only
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json()
