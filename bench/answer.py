@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import db, load
-from bench.context import Context
+from bench.context import SIGNATURE_SECRET, Context
 from bench.report import Figure
 from bench.server import CpuMeter, Server
 
 TITLE = "Answer webhook: throughput and latency against a bare view"
 POOL_SIZE = 10
-SIGNATURE_SECRET = "bench-signature-secret-0123456789abcdef"  # noqa: S105
 
 
 def seed(context: Context, conversations: int) -> list[str]:

@@ -102,6 +102,10 @@ class Context:
             yield s
 
 
+# Webhooks to the server under test are signed with this, as Vonage signs them.
+SIGNATURE_SECRET = "bench-signature-secret-0123456789abcdef"  # noqa: S105
+
+
 def server_environment(*, database_url: str, redis_url: str) -> dict[str, str]:
     """The server's environment: production-like settings, nothing inherited that changes them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VONAGE_", "CELERY_", "PROXY_"))}
@@ -112,6 +116,10 @@ def server_environment(*, database_url: str, redis_url: str) -> dict[str, str]:
             "REDIS_URL": redis_url,
             "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-0123456789",
             "DJANGO_DEBUG": "false",
+            # With DJANGO_DEBUG off the product refuses to load without an explicit
+            # provider and a signature secret (DESIGN.md "Failing closed").
+            "VONAGE_PROVIDER": "sandbox",
+            "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
             "LOG_LEVEL": "WARNING",
             "PYTHONDONTWRITEBYTECODE": "1",
             # Tasks are enqueued, never run here: without Redis they wait in memory. Their

@@ -104,6 +104,9 @@ def insert_select(model: Any, *, values: dict[str, Expr], source: str, params: l
             select_params.extend(expression_params)
         elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             expression = "now()"
+        elif field.default is uuid.uuid4:
+            # A fresh one per row (a unique column such as Participant.public_id), not one for all.
+            expression = "gen_random_uuid()"
         elif field.has_default():
             default = field.get_default()
             if isinstance(default, dt.datetime):

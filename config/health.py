@@ -109,4 +109,17 @@ def health(request: HttpRequest) -> JsonResponse:
         status = "ok"
     else:
         status = "degraded"
+    if not _may_see_details(request):
+        checks = {name: {k: v for k, v in check.items() if k not in _DETAILS} for name, check in checks.items()}
     return JsonResponse({"status": status, "checks": checks}, status=200 if serving else 503)
+
+
+# Exception texts name hosts and ports; worker names are host names.
+_DETAILS = frozenset({"error", "responding"})
+DETAILS_PERMISSION = "proxy.view_callbackdelivery"
+
+
+def _may_see_details(request: HttpRequest) -> bool:
+    """Staff who watch the platform (Operators, Administrators); a load balancer sees the verdicts."""
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff and user.has_perm(DETAILS_PERMISSION))

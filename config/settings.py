@@ -6,7 +6,9 @@ Every variable is documented in the README. Secrets may also be given as
 
 from __future__ import annotations
 
+import ipaddress
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -47,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "proxy",
     "virtual_numbers",
     "webhooks",
@@ -55,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it sees X-Forwarded-* only when our own proxy sent them.
+    "proxy.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "proxy.middleware.RequestSizeLimitMiddleware",
@@ -64,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -167,12 +174,38 @@ STORAGES = {
 }
 
 # --- Security (TLS ends at the reverse proxy) --------------------------------
+# X-Forwarded-Proto (and -For) count only from these addresses or networks: the reverse
+# proxies in front of the web tier (proxy.middleware.TrustedProxyMiddleware drops them
+# from anyone else, so a client cannot claim https or another address).
+TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+try:
+    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(value.strip(), strict=False) for value in TRUSTED_PROXIES]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXIES: {_exc}") from _exc
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# With TLS on (the HTTPS redirect), browsers are told to use nothing else for a year.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if SECURE_SSL_REDIRECT else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG and not TESTING)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Staff logins (django-axes): five wrong passwords from one client address lock that
+# address out of the login for 15 minutes (429); the address is the one our trusted
+# proxy saw, never one a client wrote into X-Forwarded-For itself.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "proxy.middleware.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 # Request bodies over this get 413 (proxy.middleware.RequestSizeLimitMiddleware).
 MAX_REQUEST_BODY_BYTES = 64 * 1024
@@ -239,7 +272,40 @@ VONAGE_SIGNATURE_METHOD = env.str("VONAGE_SIGNATURE_METHOD", default="md5hash")
 VONAGE_API_HOST = env.str("VONAGE_API_HOST", default="")
 VONAGE_REST_HOST = env.str("VONAGE_REST_HOST", default="")
 VONAGE_HTTP_TIMEOUT = env.float("VONAGE_HTTP_TIMEOUT", default=10.0)
-VONAGE_PROVIDER = env.str("VONAGE_PROVIDER", default="")  # "vonage" | "sandbox" | "" (auto)
+VONAGE_PROVIDER = env.str("VONAGE_PROVIDER", default="").strip().lower()  # "vonage" | "sandbox" | "" (auto)
+
+
+def _fail_closed_problems() -> list[str]:
+    """What stops a deployment (DJANGO_DEBUG off) from loading; each names its variable.
+
+    DESIGN.md "Failing closed": the provider is chosen explicitly, webhooks are signed, a
+    live provider has every credential, and Vonage reaches us over https. Guessing
+    instead (no credentials meaning the sandbox, no secret meaning unsigned webhooks)
+    would turn a missing variable into a product that answers anyone.
+    """
+    problems = []
+    if VONAGE_PROVIDER not in ("vonage", "sandbox"):
+        problems.append(f"VONAGE_PROVIDER must be set to 'vonage' or 'sandbox' (got {VONAGE_PROVIDER!r}).")
+    if not VONAGE_SIGNATURE_SECRET.strip():
+        problems.append("VONAGE_SIGNATURE_SECRET must be set: without it webhooks would be accepted unsigned.")
+    if VONAGE_PROVIDER == "vonage":
+        for name, value in (
+            ("VONAGE_APPLICATION_ID", VONAGE_APPLICATION_ID),
+            ("VONAGE_PRIVATE_KEY", VONAGE_PRIVATE_KEY),
+            ("VONAGE_API_KEY", VONAGE_API_KEY),
+            ("VONAGE_API_SECRET", VONAGE_API_SECRET),
+        ):
+            if not value.strip():
+                problems.append(f"{name} must be set when VONAGE_PROVIDER is 'vonage'.")
+        if not PUBLIC_URL.lower().startswith("https://"):
+            problems.append(f"PUBLIC_URL must be an https URL when VONAGE_PROVIDER is 'vonage' (got {PUBLIC_URL!r}).")
+    return problems
+
+
+# Tests set what each case needs through settings overrides; tests/test_fail_closed.py
+# loads the product in fresh interpreters to check this guard.
+if not DEBUG and not TESTING and (_problems := _fail_closed_problems()):
+    raise ImproperlyConfigured(" ".join(_problems))
 
 # --- Logging --------------------------------------------------------------------
 LOGGING = {

@@ -183,9 +183,13 @@ class CallPlayer:
     def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"} if body else {}
         if self.secret:
+            from django.conf import settings
+
             from webhooks.signatures import sign_voice_webhook
 
-            token = sign_voice_webhook(body=body, secret=self.secret, application_id=APPLICATION_ID)
+            # The server refuses tokens for another application once VONAGE_APPLICATION_ID is set.
+            application_id = settings.VONAGE_APPLICATION_ID or APPLICATION_ID
+            token = sign_voice_webhook(body=body, secret=self.secret, application_id=application_id)
             headers["Authorization"] = f"Bearer {token}"
         return headers
 

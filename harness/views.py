@@ -15,6 +15,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -68,6 +69,24 @@ class FailureForm(forms.Form):
     count = forms.IntegerField(min_value=1, max_value=100, initial=1)
 
 
+# The sandbox pages change what the sandbox does (reset it, make it fail, place calls that
+# write call rows and send callbacks): a pool administrator's job, not an operator's.
+SANDBOX_PERMISSION = "numbers.change_virtualnumber"
+
+
+def administrators_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff are sent to log in (staff_member_required); staff without the permission get 403."""
+
+    @staff_member_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.has_perm(SANDBOX_PERMISSION):
+            raise PermissionDenied("The sandbox pages are for pool administrators.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -79,7 +98,7 @@ def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
 
 
 @sandbox_only
-@staff_member_required
+@administrators_only
 @require_http_methods(["GET", "POST"])
 def sandbox_home(request: HttpRequest) -> HttpResponse:
     form = CallForm(request.POST or None)
@@ -116,7 +135,7 @@ def _replay_initial(data: dict[str, Any], *, keep: frozenset[str]) -> dict[str, 
 
 
 @sandbox_only
-@staff_member_required
+@administrators_only
 @require_POST
 def sandbox_failure(request: HttpRequest) -> HttpResponse:
     form = FailureForm(request.POST)
@@ -127,7 +146,7 @@ def sandbox_failure(request: HttpRequest) -> HttpResponse:
 
 
 @sandbox_only
-@staff_member_required
+@administrators_only
 @require_POST
 def sandbox_clear(request: HttpRequest) -> HttpResponse:
     sandbox_reset()

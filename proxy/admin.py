@@ -25,12 +25,14 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
+from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
 from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
+    IndexedListMixin,
+    PrivateSearchMixin,
     ReadOnlyMixin,
     numbers_from_search,
     on_action_page,
@@ -47,6 +49,7 @@ from proxy.models import (
     Service,
 )
 from proxy.phone import mask
+from proxy.sms_template import sms_template_errors
 from virtual_numbers.models import VirtualNumber
 
 # --- Services and API keys ------------------------------------------------------------------
@@ -70,6 +73,13 @@ class ServiceForm(forms.ModelForm):
         widget=UnfoldAdminURLInputWidget,
         help_text="Where conversation and call events are POSTed (optional).",
     )
+    # Write-only: the page never carries the secret back, whoever looks at it.
+    callback_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Signs every callback (X-Signature). Never shown again: leave empty to keep the current one.",
+    )
 
     class Meta:
         model = Service
@@ -92,6 +102,22 @@ class ServiceForm(forms.ModelForm):
         )
         widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
 
+    def clean_callback_secret(self) -> str:
+        typed = self.cleaned_data.get("callback_secret") or ""
+        return typed or (self.instance.callback_secret if self.instance.pk else "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("callback_url") and not data.get("callback_secret"):
+            self.add_error("callback_secret", "A service with a callback URL needs a secret to sign its callbacks.")
+        return data
+
+    def clean_sms_template(self) -> str:
+        template = self.cleaned_data.get("sms_template") or ""
+        if errors := sms_template_errors(template):
+            raise forms.ValidationError(errors)
+        return template
+
 
 class ApiKeyInline(ReadOnlyMixin, TabularInline):
     model = ApiKey
@@ -110,6 +136,10 @@ def _count_per_service(rows: QuerySet[Any]) -> Coalesce:
     """How many of ``rows`` belong to each service, as a correlated subquery (0 when none)."""
     counted = rows.filter(service=OuterRef("pk")).order_by().values("service").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted), 0)
+
+
+def _secret_shown(field: Any) -> Any:
+    return "callback_secret_state" if field == "callback_secret" else field
 
 
 @admin.register(Service)
@@ -138,6 +168,21 @@ class ServiceAdmin(ModelAdmin):
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),
     )
+
+    readonly_fields = ("callback_secret_state",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        # Read-only pages show each field's value: show whether a secret is set instead.
+        return tuple(
+            (name, {**options, "fields": tuple(_secret_shown(f) for f in options["fields"])})
+            for name, options in self.fieldsets
+        )
+
+    @display(description="Callback secret")
+    def callback_secret_state(self, obj: Service) -> str:
+        return "Set (write-only)" if obj.callback_secret else "Not set"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Service]:
         # One correlated count each: three joins would multiply numbers x conversations x keys.
@@ -303,7 +348,7 @@ class ExtendForm(forms.Form):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ModelAdmin):
+class ConversationAdmin(PrivateSearchMixin, IndexedListMixin, ModelAdmin):
     list_display = (
         "short_id",
         "external_id",
@@ -319,7 +364,8 @@ class ConversationAdmin(ModelAdmin):
     search_fields = ("external_id",)
     search_help_text = "External id, conversation id, or a real or proxy number typed in full (e.g. +1 201 555 0101)."
     list_select_related = ("service",)
-    date_hierarchy = "created_at"
+    # Indexed (conv_created); a date hierarchy would scan the table for its dates.
+    sortable_by = ("short_id", "created_at")
     inlines = (ParticipantInline, CallInline)
     actions = ("close",)
     actions_detail = ("close_one", "extend")
@@ -341,14 +387,29 @@ class ConversationAdmin(ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(call_count=Count("calls", distinct=True))
+            # A correlated count per row of the page: an aggregate here would make the
+            # changelist's own count join and group the whole call table.
+            .annotate(
+                call_count=Coalesce(
+                    Subquery(
+                        Call.objects.filter(conversation=OuterRef("pk"))
+                        .order_by()
+                        .values("conversation")
+                        .annotate(n=Count("*"))
+                        .values("n")
+                    ),
+                    0,
+                )
+            )
             .prefetch_related(Prefetch("participants", queryset=Participant.objects.order_by("position")))
         )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
     ) -> tuple[QuerySet[Conversation], bool]:
-        term = search_term.strip()
+        term = self.private_search_term(request, search_term.strip())
+        if term is None:
+            return queryset.none(), False
         if not term:
             return queryset, False
         digits = numbers_from_search(term)

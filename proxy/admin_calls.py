@@ -15,7 +15,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
@@ -27,6 +27,8 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
+    IndexedListMixin,
+    PrivateSearchMixin,
     ReadOnlyMixin,
     numbers_from_search,
     with_pool_flags,
@@ -61,7 +63,7 @@ def _masked_payload(payload: Any) -> Any:
 
 
 @admin.register(Call)
-class CallAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
+class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     list_display = (
         "created_at",
         "short_uuid",
@@ -78,7 +80,8 @@ class CallAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     search_fields = ("uuid",)
     search_help_text = "Call uuid, Vonage conversation uuid, conversation id, or a number typed in full."
     list_select_related = ("service", "conversation")
-    date_hierarchy = "created_at"
+    # Indexed (call_created); a date hierarchy would scan the table for its dates.
+    sortable_by = ("created_at",)
     change_form_after_template = "admin/console/call_detail.html"
     fields = (
         "uuid",
@@ -101,12 +104,16 @@ class CallAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
-        return with_pool_flags(super().get_queryset(request)).annotate(n_recordings=Count("recordings"))
+        # Exists, not Count: an aggregate would make the changelist's count group the whole table.
+        recordings = Recording.objects.filter(call=OuterRef("pk"))
+        return with_pool_flags(super().get_queryset(request)).annotate(n_recordings=Exists(recordings))
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
     ) -> tuple[QuerySet[Call], bool]:
-        term = search_term.strip()
+        term = self.private_search_term(request, search_term.strip())
+        if term is None:
+            return queryset.none(), False
         if not term:
             return queryset, False
         condition = Q(uuid=term) | Q(conversation_uuid=term)

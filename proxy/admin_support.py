@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from unfold.decorators import display
 
 from proxy.models import Call
@@ -97,3 +99,64 @@ class CallEndsMixin:
     @display(description="To")
     def masked_to(self, obj: Call) -> str:
         return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
+
+
+_SEARCH_SESSION_KEY = "admin-private-searches"
+_SEARCH_MARK = "~"  # q=~<token>: a search kept in the session
+_SEARCHES_KEPT = 20
+
+
+class PrivateSearchMixin:
+    """Searches by real number without the number in any URL.
+
+    The changelist's search form POSTs (templates/admin/proxy/<model>/search_form.html);
+    a term that reads as a phone number is kept in the session and the list is shown at
+    ``?q=~<token>``, so pagination and filter links carry the token, never the number.
+    Other terms are redirected to the ordinary ``?q=``. Subclasses read the term with
+    ``private_search_term``.
+    """
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if request.method == "POST" and SEARCH_VAR in request.POST and "action" not in request.POST:
+            term = request.POST.get(SEARCH_VAR, "").strip()
+            params = request.GET.copy()
+            for name in (SEARCH_VAR, PAGE_VAR):
+                params.pop(name, None)
+            if term and numbers_from_search(term):
+                token = secrets.token_urlsafe(12)
+                saved = dict(list(request.session.get(_SEARCH_SESSION_KEY, {}).items())[-(_SEARCHES_KEPT - 1) :])
+                saved[token] = term
+                request.session[_SEARCH_SESSION_KEY] = saved
+                params[SEARCH_VAR] = _SEARCH_MARK + token
+            elif term:
+                params[SEARCH_VAR] = term
+            return HttpResponseRedirect(f"{request.path}?{params.urlencode()}" if params else request.path)
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+    @staticmethod
+    def private_search_term(request: HttpRequest, term: str) -> str | None:
+        """The term a ``~token`` stands for in this session (None when unknown: find nothing),
+        else ``term``."""
+        if term.startswith(_SEARCH_MARK):
+            found = request.session.get(_SEARCH_SESSION_KEY, {}).get(term[len(_SEARCH_MARK) :])
+            return found if isinstance(found, str) else None
+        return term
+
+
+class IndexedListMixin:
+    """A changelist that stays cheap on a big table: it sorts only on ``sortable_by``
+    (columns an index leads with) whatever ``?o=`` asks, and skips the second, unfiltered
+    count of the whole table."""
+
+    show_full_result_count = False
+    sortable_by: tuple[str, ...] = ()
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
+        base = super().get_changelist(request, **kwargs)  # type: ignore[misc]
+        sortable = self.sortable_by
+
+        class IndexedChangeList(base):  # type: ignore[misc,valid-type]
+            def get_ordering_field(self, field_name: Any) -> Any:
+                return super().get_ordering_field(field_name) if field_name in sortable else None
+
+        return IndexedChangeList

@@ -18,7 +18,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
 from django.utils import timezone
 
-from proxy.models import Call, CallbackDelivery, Conversation, Service
+from proxy.models import Call, CallbackDelivery, Conversation, Participant, Service
 from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit
 
 DELIVER_TASK = "proxy.tasks.deliver_callback"
@@ -87,6 +87,14 @@ def callbacks_create_for_conversations(*, conversation_ids: list[Any], event: st
     return created
 
 
+def _public_id(participant_id: int | None) -> str | None:
+    """A participant's opaque id, as the API shows it (never the row's sequential key)."""
+    if participant_id is None:
+        return None
+    public_id = Participant.objects.filter(pk=participant_id).values_list("public_id", flat=True).first()
+    return str(public_id) if public_id is not None else None
+
+
 def callback_create_for_call(*, call: Call) -> CallbackDelivery | None:
     """Queue ``call.completed`` for the call's service, if it has a callback URL."""
     conversation = call.conversation
@@ -99,8 +107,8 @@ def callback_create_for_call(*, call: Call) -> CallbackDelivery | None:
             "conversation_uuid": call.conversation_uuid,
             "status": call.status,
             "direction": call.direction,
-            "from_participant": call.from_participant_id,
-            "to_participant": call.to_participant_id,
+            "from_participant": _public_id(call.from_participant_id),
+            "to_participant": _public_id(call.to_participant_id),
             "started_at": _iso(call.started_at),
             "answered_at": _iso(call.answered_at),
             "ended_at": _iso(call.ended_at),

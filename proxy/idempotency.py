@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from proxy.errors import IdempotencyKeyReused, InvalidInput, RequestInProgress
 from proxy.models import IdempotencyRecord, Service
 
 MAX_KEY_LENGTH = 255
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 # A claim with no response after this long belongs to a request that died half way.
 ABANDONED_AFTER = timedelta(seconds=60)
 
@@ -33,6 +35,10 @@ def idempotency_key_parse(raw: str) -> str:
     key = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput({"Idempotency-Key": [f"Give 1 to {MAX_KEY_LENGTH} characters."]})
+    # A structured-field string holds printable ASCII only; a NUL cannot even be stored
+    # (PostgreSQL text), and control characters would end up in logs.
+    if not _PRINTABLE_ASCII.fullmatch(key):
+        raise InvalidInput({"Idempotency-Key": ["Use printable ASCII characters only."]})
     return key
 
 

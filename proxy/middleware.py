@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 from collections.abc import Callable
 
 from django.conf import settings
@@ -62,3 +63,55 @@ class RequestSizeLimitMiddleware:
             chunks.append(chunk)
             size += len(chunk)
         return None if size > limit else b"".join(chunks)
+
+
+def _trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip in network for network in settings.TRUSTED_PROXY_NETWORKS)
+
+
+class TrustedProxyMiddleware:
+    """X-Forwarded-Proto and X-Forwarded-For count only when a configured proxy sent them.
+
+    From any other peer they are dropped before Django reads them: otherwise a client
+    could claim https (SECURE_PROXY_SSL_HEADER) or any address it likes. Sets
+    ``request.client_ip``: the nearest address in X-Forwarded-For that is not one of our
+    proxies (the client as our proxies saw it), else the peer itself.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.client_ip = client_ip(request)  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+_FORWARDED = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT")
+
+
+def client_ip(request: HttpRequest, *args: object) -> str:
+    """The client's address (see TrustedProxyMiddleware); also django-axes' AXES_CLIENT_IP_CALLABLE.
+
+    Drops the forwarded headers of a peer that is not a trusted proxy, as a side effect,
+    so that it is safe to call first thing.
+    """
+    cached = getattr(request, "client_ip", None)
+    if isinstance(cached, str):
+        return cached
+    peer = request.META.get("REMOTE_ADDR", "") or ""
+    if not _trusted(peer):
+        for name in _FORWARDED:
+            request.META.pop(name, None)
+        return peer
+    chain = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(chain):
+        if not _trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage from beyond our proxies: fall back to what we know
+    return peer

@@ -165,6 +165,8 @@ class Conversation(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["service", "-created_at"], name="conv_service_created"),
+            # The console lists every service's conversations newest first.
+            models.Index(fields=["-created_at"], name="conv_created"),
             models.Index(fields=["service", "external_id"], name="conv_service_external"),
             models.Index(fields=["expires_at"], condition=Q(status="open"), name="conv_open_expiry"),
         ]
@@ -205,6 +207,8 @@ class Participant(models.Model):
         INVALID = "invalid", "Invalid"
         UNKNOWN = "unknown", "Could not be checked"
 
+    # The id the API and callbacks show: random, so it tells a tenant nothing about volume.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="participants")
     # Indexed by participant_service_real, which starts with it.
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+", db_index=False)
@@ -283,7 +287,11 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["conversation", "-created_at"], name="call_conversation_created")]
+        indexes = [
+            models.Index(fields=["conversation", "-created_at"], name="call_conversation_created"),
+            # The console lists every call newest first.
+            models.Index(fields=["-created_at"], name="call_created"),
+        ]
 
     def __str__(self) -> str:
         return self.uuid

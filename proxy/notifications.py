@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import string
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,11 +19,13 @@ from django.utils import timezone
 from proxy.models import Conversation, Notification, Participant, Service
 from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 from proxy.phone import pretty
+from proxy.sms_template import sms_template_render
 from telephony.values import vonage_decimal
 
 logger = logging.getLogger(__name__)
 
 CLIENT_REF_PREFIX = "notification-"
+_CLIENT_REF = re.compile(re.escape(CLIENT_REF_PREFIX) + r"([0-9]{1,18})")
 SEND_TASK = "proxy.tasks.send_notification"
 
 _MODEL_DEFAULT_TEMPLATE = Service._meta.get_field("sms_template").default
@@ -42,13 +43,6 @@ _DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
 
 # A run of digits that could be a phone number, with the separators people type.
 _NUMBER_LIKE = re.compile(r"\+?\d[\d\s().\-/]{4,}\d")
-
-
-class _Placeholders(dict[str, str]):
-    """Unknown placeholders in a staff-written template stay as written instead of failing."""
-
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 def _language(service: Service) -> str:
@@ -85,17 +79,16 @@ def notification_text_render(*, service: Service, recipient: Participant, counte
     template = service.sms_template or default_template
     if template == _MODEL_DEFAULT_TEMPLATE:
         template = default_template
-    values = _Placeholders(
-        service=service.name,
-        name=recipient.name or "",
-        counterpart=counterpart.name or anonymous,
-        proxy_number=pretty(recipient.proxy_number_id),
-    )
-    try:
-        text = string.Formatter().vformat(template, (), values)
-    except (ValueError, IndexError):
+    values = {
+        "service": service.name,
+        "name": recipient.name or "",
+        "counterpart": counterpart.name or anonymous,
+        "proxy_number": pretty(recipient.proxy_number_id),
+    }
+    text = sms_template_render(template, values)
+    if text is None:
         logger.warning("service %s has a malformed SMS template; using the default", service.pk)
-        text = default_template.format_map(values)
+        text = sms_template_render(default_template, values) or ""
     text = _scrub_numbers(text, forbidden={recipient.real_number, counterpart.real_number})
     return text.strip()[:1600]
 
@@ -141,8 +134,9 @@ def _receipt_target(params: dict[str, str]) -> Notification | None:
     if message_id:
         candidate = Notification.objects.filter(message_id=message_id).order_by("-pk").first()
     ref = params.get("client-ref") or ""
-    if candidate is None and ref.startswith(CLIENT_REF_PREFIX) and ref[len(CLIENT_REF_PREFIX) :].isdigit():
-        candidate = Notification.objects.filter(pk=int(ref[len(CLIENT_REF_PREFIX) :])).first()
+    # ASCII digits only, and few enough for a bigint: isdigit() also takes "²" and other scripts' digits.
+    if candidate is None and (found := _CLIENT_REF.fullmatch(ref)):
+        candidate = Notification.objects.filter(pk=int(found.group(1))).first()
         if candidate is not None and message_id and candidate.message_id not in ("", message_id):
             candidate = None
     msisdn = re.sub(r"\D", "", params.get("msisdn") or params.get("to") or "")

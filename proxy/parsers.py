@@ -102,3 +102,33 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text[:20]} is out of range.")
     return value
+
+
+# int() refuses more digits than this (CVE-2020-10735); such a number reads as null.
+_MAX_INT_DIGITS = 4000
+
+
+def _lenient_int(text: str) -> int | None:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else None
+
+
+def _lenient_float(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def loads_lenient(raw: bytes) -> Any:
+    """Parse JSON reading what cannot be kept (NaN, Infinity, numbers past any range) as
+    null, and undecodable bytes as replacement characters; None when it is not JSON at all
+    or too deep. For webhooks, which must act on the fields they can read.
+    """
+    try:
+        value = json.loads(
+            raw.decode("utf-8", "replace"),
+            parse_constant=lambda name: None,
+            parse_int=_lenient_int,
+            parse_float=_lenient_float,
+        )
+    except (RecursionError, ValueError):
+        return None
+    return None if json_depth(value) > MAX_DEPTH else value

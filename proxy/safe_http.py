@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,21 +29,55 @@ class UnsafeCallbackUrl(ValueError):
     """The URL is malformed or points at an address we refuse to call."""
 
 
+class HostNotResolved(UnsafeCallbackUrl):
+    """The host did not resolve. ``transient`` when the resolver said to try again later
+    (EAI_AGAIN: a DNS server down or slow), which a delivery should retry."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+# Resolver answers that say nothing about the name itself.
+_TRANSIENT_RESOLVER_ERRORS = frozenset(
+    code for code in (getattr(socket, "EAI_AGAIN", None), getattr(socket, "EAI_SYSTEM", None)) if code is not None
+)
+
+
 def _allow_private() -> bool:
     return bool(getattr(settings, "CALLBACK_ALLOW_PRIVATE_NETWORKS", False))
 
 
+# IPv6 prefixes that carry an IPv4 address a gateway connects to: NAT64 (RFC 6052, and the
+# local-use prefix of RFC 8215) and 6to4 (2002::/16, ``sixtofour``). Python's own
+# is_global judges the IPv6 prefix, not the IPv4 address behind it.
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _address_allowed(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
+        ip = inner  # the address actually reached
     return ip.is_global and not ip.is_multicast
 
 
 def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
     try:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except socket.gaierror as exc:
+        transient = exc.errno in _TRANSIENT_RESOLVER_ERRORS
+        raise HostNotResolved(f"cannot resolve {host!r}: {exc}", transient=transient) from exc
+    except UnicodeError as exc:
         raise UnsafeCallbackUrl(f"cannot resolve {host!r}: {exc}") from exc
 
 
@@ -76,8 +113,11 @@ class _GuardedConnectionMixin:
         except UnsafeCallbackUrl as exc:
             raise NewConnectionError(self, str(exc)) from exc  # type: ignore[arg-type]
         last_error: OSError | None = None
+        watched = _deadline_sockets.get()
         for family, kind, proto, _, address in infos:
             sock = socket.socket(family, kind, proto)
+            if watched is not None:
+                watched.append(sock)
             try:
                 for option in self.socket_options or ():  # type: ignore[attr-defined]
                     sock.setsockopt(*option)
@@ -121,3 +161,36 @@ def guarded_session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+# The sockets opened under the current ``deadline()``, for its timer to shut down.
+_deadline_sockets: ContextVar[list[socket.socket] | None] = ContextVar("_deadline_sockets", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[threading.Event]:
+    """Bound the wall-clock time of the guarded connections opened inside the block.
+
+    A timeout bounds each read, not the exchange: a server that sends one byte just
+    inside it, again and again, holds the caller for ever. At ``seconds`` every socket
+    opened inside is shut down, so whatever waits on it fails at once (a requests
+    ``ConnectionError``). Yields an event that is set once the deadline has struck.
+    """
+    sockets: list[socket.socket] = []
+    struck = threading.Event()
+
+    def strike() -> None:
+        struck.set()
+        for sock in list(sockets):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    token = _deadline_sockets.set(sockets)
+    timer = threading.Timer(seconds, strike)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield struck
+    finally:
+        timer.cancel()
+        _deadline_sockets.reset(token)

@@ -37,7 +37,12 @@ def calls_for_conversation(*, conversation: Conversation) -> QuerySet[Call]:
 
 def calls_shown(*, conversation: Conversation) -> QuerySet[Call]:
     """A conversation's calls, newest first, with their recordings."""
-    return calls_for_conversation(conversation=conversation).prefetch_related("recordings")
+    return (
+        calls_for_conversation(conversation=conversation)
+        # Participants are shown by their public ids: one join, not a query per call.
+        .select_related("from_participant", "to_participant")
+        .prefetch_related("recordings")
+    )
 
 
 def recording_for_service(*, service: Service, recording_uuid: str) -> Recording | None:

@@ -74,6 +74,22 @@ class OwnedNumber:
 
 
 @dataclass(frozen=True)
+class VoiceWebhookUrls:
+    """Where the Vonage application sends its voice webhooks, and how.
+
+    POST for all three: the body then carries the call's numbers, and the signed token's
+    ``payload_hash`` covers them (a GET's query string is signed by nothing).
+    """
+
+    answer_url: str
+    event_url: str
+    fallback_url: str
+    answer_method: str = "POST"
+    event_method: str = "POST"
+    fallback_method: str = "POST"
+
+
+@dataclass(frozen=True)
 class CallInfo:
     uuid: str
     conversation_uuid: str
@@ -137,6 +153,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def list_owned_numbers(self) -> list[OwnedNumber]:
         """Every number the account rents, all pages."""
+
+    # --- The application ----------------------------------------------------------------------
+    def voice_webhooks_set(self, urls: VoiceWebhookUrls) -> None:
+        """Point the Vonage application's answer, event and fallback webhooks at ``urls``
+        (with their methods) and turn signed callbacks on, keeping everything else the
+        application has. Raises ProviderError(permanent=True) where not supported."""
+        raise ProviderError(f"{self.name}: cannot configure the application's webhooks", permanent=True)
 
     # --- Voice call control -----------------------------------------------------------------
     @abc.abstractmethod

@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import ValidationError
 from vonage import Auth, HttpClientOptions, Vonage
+from vonage_application import ApplicationConfig
+from vonage_application.common import Capabilities, Voice, VoiceUrl, VoiceWebhooks
 from vonage_http_client.errors import HttpRequestError, InvalidAuthError, JWTGenerationError
 from vonage_number_insight import (
     BasicInsightRequest,
@@ -60,6 +62,7 @@ from telephony.provider import (
     Provider,
     ProviderError,
     SmsResult,
+    VoiceWebhookUrls,
 )
 from telephony.text import needs_unicode
 from telephony.values import vonage_decimal
@@ -287,6 +290,25 @@ class VonageProvider(Provider):
             raise ProviderError("Link number: no application id configured", permanent=True)
         params = UpdateNumberParams(country=country.upper(), msisdn=number, app_id=app)
         self._numbers("Link number", "/number/update", params)
+
+    def voice_webhooks_set(self, urls: VoiceWebhookUrls) -> None:
+        if not self.application_id:
+            raise ProviderError("Configure the application: VONAGE_APPLICATION_ID is not set", permanent=True)
+        application = self._client.application
+        current = self._call("Get application", application.get_application, self.application_id)
+        capabilities = current.capabilities or Capabilities()
+        voice = capabilities.voice or Voice()
+        voice.webhooks = VoiceWebhooks(
+            answer_url=VoiceUrl(address=urls.answer_url, http_method=urls.answer_method),
+            event_url=VoiceUrl(address=urls.event_url, http_method=urls.event_method),
+            fallback_answer_url=VoiceUrl(address=urls.fallback_url, http_method=urls.fallback_method),
+        )
+        voice.signed_callbacks = True
+        capabilities.voice = voice
+        config = ApplicationConfig(
+            name=current.name, capabilities=capabilities, privacy=current.privacy, keys=current.keys
+        )
+        self._call("Update application", application.update_application, self.application_id, config)
 
     def _number_params(self, country: str, number: str) -> NumberParams:
         try:

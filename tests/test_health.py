@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from proxy.models import Notification
+from tests.console import staff_user
 from tests.factories import ParticipantFactory
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,7 @@ def test_healthy_without_redis(client: Client, settings):
 
 def test_redis_down_is_503(client: Client, settings):
     settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    client.force_login(staff_user("Operators"))  # exception text is for those who watch the platform
     response = client.get("/health")
     assert response.status_code == 503
     body = response.json()
@@ -108,6 +110,7 @@ def test_with_redis_and_no_worker_reports_workers_missing(client: Client, settin
     # (tests/test_worker_redis.py checks a real worker's answer.)
     monkeypatch.setattr(app.control, "ping", lambda **kwargs: [])
     monkeypatch.setitem(app.conf, "task_always_eager", False)
+    client.force_login(staff_user("Operators"))  # worker names are host names: staff only
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json()

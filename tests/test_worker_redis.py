@@ -73,6 +73,7 @@ class Worker:
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "DJANGO_SECRET_KEY": "worker-test-secret-key",
             "VONAGE_PROVIDER": "sandbox",
+            "VONAGE_SIGNATURE_SECRET": "worker-test-signature-secret",
             "DJANGO_SETTINGS_MODULE": "config.settings",
         }
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "info"]

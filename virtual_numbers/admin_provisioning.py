@@ -113,8 +113,9 @@ class ProvisioningAdmin(ModelAdmin):
 
     def _buy_selected(self, request: HttpRequest) -> HttpResponse:
         chosen = [found for value in request.POST.getlist("number") if (found := offer_decode(value))]
-        service_id = request.POST.get("service") or None
-        service = Service.objects.filter(pk=service_id).first() if service_id else None
+        valid, service = self._chosen_service(request)
+        if not valid:
+            return HttpResponseRedirect(request.get_full_path())
         if not chosen:
             self.message_user(request, "Tick at least one number to buy.", messages.WARNING)
             return HttpResponseRedirect(request.get_full_path())
@@ -163,9 +164,22 @@ class ProvisioningAdmin(ModelAdmin):
         }
         return TemplateResponse(request, "admin/console/import_numbers.html", context)
 
+    def _chosen_service(self, request: HttpRequest) -> tuple[bool, Service | None]:
+        """The pool picked in the form: (True, None) for none, (False, None) for a value
+        that names no service (reported to the user; nothing is bought or imported)."""
+        value = request.POST.get("service") or ""
+        if not value:
+            return True, None
+        service = Service.objects.filter(pk=int(value)).first() if value.isascii() and value.isdigit() else None
+        if service is None:
+            self.message_user(request, "Pick a pool from the list (or none).", messages.ERROR)
+            return False, None
+        return True, service
+
     def _import(self, request: HttpRequest) -> HttpResponse:
-        service_id = request.POST.get("service") or None
-        service = Service.objects.filter(pk=service_id).first() if service_id else None
+        valid, service = self._chosen_service(request)
+        if not valid:
+            return HttpResponseRedirect(request.get_full_path())
         try:
             imported = services.number_import_owned(service=service)
         except ProviderError as exc:

@@ -13,11 +13,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from proxy.models import Participant, Service
 from proxy.phone import mask
-from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError
+from telephony.provider import AvailableNumber, OwnedNumber, Provider, ProviderError, VoiceWebhookUrls
 from telephony.registry import get_provider
 from virtual_numbers.models import VirtualNumber
 
@@ -180,8 +181,12 @@ def number_import_owned(*, service: Service | None, provider: Provider | None = 
     """Add every number the Vonage account already rents that the pool does not know yet.
 
     Numbers we already track keep their pool and state; a number released here but
-    still (or again) rented by the account comes back as active.
+    still (or again) rented by the account comes back as active. With
+    VONAGE_APPLICATION_ID set, a number linked to another application (or to none) comes
+    in draining: Vonage would not send its calls here, so no conversation may get it
+    until staff link it and reactivate it.
     """
+    ours = settings.VONAGE_APPLICATION_ID
     provider = provider or get_provider()
     owned = provider.list_owned_numbers()
     known = {row.number: row for row in VirtualNumber.objects.filter(number__in=[item.number for item in owned])}
@@ -195,7 +200,7 @@ def number_import_owned(*, service: Service | None, provider: Provider | None = 
                 "country": item.country.upper(),
                 "number_type": _number_type(item.number_type),
                 "service": service,
-                "state": VirtualNumber.State.ACTIVE,
+                "state": VirtualNumber.State.DRAINING if ours and item.app_id != ours else VirtualNumber.State.ACTIVE,
                 "linked_app_id": item.app_id,
                 "released_at": None,
                 **_capabilities(item.features),
@@ -388,3 +393,20 @@ def _no_longer_rented(*, row: VirtualNumber, provider: Provider) -> bool:
     except ProviderError:
         return False
     return all(item.number != row.number for item in owned)
+
+
+def application_webhooks_configure(*, provider: Provider | None = None) -> VoiceWebhookUrls:
+    """Point the Vonage application's voice webhooks at PUBLIC_URL, answer and event as POST.
+
+    POST, not Vonage's GET default for the answer: the signed token's ``payload_hash``
+    then covers the numbers the call is routed on.
+    """
+    provider = provider or get_provider()
+    base = settings.PUBLIC_URL.rstrip("/")
+    urls = VoiceWebhookUrls(
+        answer_url=base + reverse("webhook-answer"),
+        event_url=base + reverse("webhook-event"),
+        fallback_url=base + reverse("webhook-fallback"),
+    )
+    provider.voice_webhooks_set(urls)
+    return urls

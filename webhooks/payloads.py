@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.dateparse import parse_datetime
 
-from proxy.parsers import loads_strict, storable
+from proxy.parsers import loads_lenient, loads_strict, storable
 from telephony.values import vonage_decimal
 
 TERMINAL_STATUSES = frozenset({"completed", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout"})
@@ -52,12 +52,14 @@ def request_payload(request: HttpRequest) -> dict[str, Any]:
     try:
         fields = request_fields(request)
     except ValueError:
+        # One unreadable value (NaN, a lone surrogate, a 5,000-digit number) must not cost
+        # a known caller their call: read what can be read, the garbage as null.
         body = request.body
-        try:
-            value: Any = loads_strict(body)
-        except ValueError:
-            value = body[:10000].decode("utf-8", "replace")
-        fields = {"_raw": value}
+        value = loads_lenient(body)
+        if isinstance(value, dict):
+            fields = value
+        else:
+            fields = {"_raw": value if value is not None else body[:10000].decode("utf-8", "replace")}
     return storable(fields)
 
 
@@ -91,7 +93,14 @@ def timestamp(payload: dict[str, Any], key: str = "timestamp") -> datetime | Non
         return None
     if parsed is None:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        # Stored and compared in UTC: year 9999 at -05:00 or year 1 at +05:00 has no UTC
+        # datetime, and kept as is it would fail every later write and read of the call.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 # The call log's money columns: DecimalField(max_digits=14, decimal_places=8).

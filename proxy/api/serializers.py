@@ -174,7 +174,7 @@ class NotificationOutputSerializer(serializers.Serializer):
 
 
 class ParticipantOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.UUIDField(source="public_id", help_text="Opaque: it tells nothing about order or volume.")
     number = serializers.CharField(source="real_number", help_text="Real number, E.164 digits without +.")
     name = serializers.CharField()
     country = serializers.CharField()
@@ -213,8 +213,8 @@ class CallOutputSerializer(serializers.Serializer):
     conversation_uuid = serializers.CharField()
     status = serializers.CharField()
     direction = serializers.CharField()
-    from_participant = serializers.IntegerField(source="from_participant_id", allow_null=True)
-    to_participant = serializers.IntegerField(source="to_participant_id", allow_null=True)
+    from_participant = serializers.UUIDField(source="from_participant.public_id", allow_null=True, default=None)
+    to_participant = serializers.UUIDField(source="to_participant.public_id", allow_null=True, default=None)
     started_at = serializers.DateTimeField(allow_null=True)
     answered_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)

@@ -7,19 +7,22 @@ import time
 from datetime import datetime, timedelta
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models import F, Q
 from django.utils import timezone
 
 from proxy.callbacks import CALLBACKS, RETRY_WINDOW, callback_body, callback_signature
 from proxy.models import CallbackDelivery
 from proxy.outbox import Outcome, truncate
-from proxy.safe_http import UnsafeCallbackUrl, callback_url_check, guarded_session
+from proxy.safe_http import HostNotResolved, UnsafeCallbackUrl, callback_url_check, deadline, guarded_session
 
 logger = logging.getLogger(__name__)
 
 # A claimed delivery is left alone this long (longer than any request can take).
 CLAIM_LEASE = timedelta(seconds=120)
 TIMEOUT = (3.05, 10.0)
+# The most one attempt may take, connection to status line; well under the task's soft limit.
+TOTAL_SECONDS = 20.0
 USER_AGENT = "masked-calling-callbacks/1"
 
 
@@ -43,6 +46,10 @@ def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcom
     status_code: int | None = None
     try:
         callback_url_check(delivery.url)
+    except HostNotResolved as exc:
+        if not exc.transient:
+            return _give_up(delivery, f"Refused: {exc}", status_code=None)
+        return _retry_or_give_up(delivery, attempt, str(exc), status_code=None)
     except UnsafeCallbackUrl as exc:
         return _give_up(delivery, f"Refused: {exc}", status_code=None)
     body = callback_body(delivery)
@@ -59,13 +66,27 @@ def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcom
             secret=delivery.service.callback_secret, timestamp=timestamp, body=body
         )
     try:
-        with guarded_session() as session:
-            response = session.post(delivery.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False)
+        # Only the status counts: the body is never read (stream=True, then closed), and
+        # the whole exchange ends at TOTAL_SECONDS whatever the server drips.
+        with deadline(TOTAL_SECONDS) as struck, guarded_session() as session:
+            response = session.post(
+                delivery.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False, stream=True
+            )
+            response.close()
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {exc}"
+        if struck.is_set():
+            error = f"No answer within {TOTAL_SECONDS:g} s ({error})"
+    except SoftTimeLimitExceeded:
+        # The task's soft limit: an attempt that failed like any other, with its retry
+        # scheduled, rather than a claimed row the redrive hands out again and again.
+        error = "Stopped at the task's soft time limit"
     else:
         status_code = response.status_code
-        if 200 <= status_code < 300:
+        if struck.is_set():
+            # Cut off mid-answer, the headers read as ended: the status proves nothing.
+            error, status_code = f"No complete answer within {TOTAL_SECONDS:g} s", None
+        elif 200 <= status_code < 300:
             CallbackDelivery.objects.filter(pk=delivery.pk).update(
                 status=CallbackDelivery.Status.DELIVERED,
                 last_status_code=status_code,
@@ -74,8 +95,12 @@ def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcom
                 next_attempt_at=None,
             )
             return Outcome.done(str(status_code))
-        error = f"HTTP {status_code}"
+        else:
+            error = f"HTTP {status_code}"
+    return _retry_or_give_up(delivery, attempt, error, status_code=status_code)
 
+
+def _retry_or_give_up(delivery: CallbackDelivery, attempt: int, error: str, *, status_code: int | None) -> Outcome:
     delay = CALLBACKS.retry.delay(attempt)
     next_attempt = timezone.now() + timedelta(seconds=delay)
     if next_attempt > delivery.created_at + RETRY_WINDOW:

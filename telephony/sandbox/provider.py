@@ -23,6 +23,7 @@ from telephony.provider import (
     Provider,
     ProviderError,
     SmsResult,
+    VoiceWebhookUrls,
 )
 from telephony.sandbox.engine import sandbox_handle
 from telephony.sandbox.wire import Reply, SandboxRequest
@@ -137,6 +138,10 @@ class SandboxProvider(Provider):
     def link_number(self, *, country: str, number: str, app_id: str = "") -> None:
         params = {"country": country.upper(), "msisdn": number, "app_id": app_id or self.application_id}
         self._send("Link number", "POST", "/number/update", params=params)
+
+    def voice_webhooks_set(self, urls: VoiceWebhookUrls) -> None:
+        # The sandbox calls whatever URL it is told per call (simulate_call --url): nothing to keep.
+        self.voice_webhooks = urls
 
     def list_owned_numbers(self) -> list[OwnedNumber]:
         owned: list[OwnedNumber] = []

@@ -12,6 +12,7 @@ from proxy.phone import mask
 from proxy.services import conversation_create
 from telephony.models import SandboxCall, SandboxFailure
 from tests.conftest import ALICE, BOB
+from tests.console import staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +21,8 @@ URL = "/sandbox/"
 
 @pytest.fixture
 def staff_client(client):
-    user = get_user_model().objects.create_user("staff", password="pw-12345-long", is_staff=True)
-    client.force_login(user)
+    # The sandbox pages are for pool administrators (issue 18), not any staff account.
+    client.force_login(staff_user("Administrators"))
     return client
 
 

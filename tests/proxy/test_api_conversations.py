@@ -105,7 +105,8 @@ def test_create_answers_ids_where_bulk_inserts_return_none(api, pool, monkeypatc
     assert created.status_code == 201, created.content
     ids = [p["id"] for p in created.json()["participants"]]
     conversation = Conversation.objects.get(pk=created.json()["id"])
-    assert ids == list(conversation.participants.order_by("position").values_list("pk", flat=True))
+    # Opaque ids (issue 18): the API shows each participant's public id, not its row key.
+    assert ids == [str(p) for p in conversation.participants.order_by("position").values_list("public_id", flat=True)]
 
 
 def test_create_reads_national_numbers_with_the_country_hint(api, pool):
@@ -522,7 +523,7 @@ def test_calls_newest_first_with_contract_shape(api, service, settings, tmp_path
         "price",
         "recording_url",
     }
-    assert second["from_participant"] == caller.pk and second["to_participant"] == callee.pk
+    assert second["from_participant"] == str(caller.public_id) and second["to_participant"] == str(callee.public_id)
     assert second["duration"] == 60
     assert Decimal(second["price"]) == Decimal("0.012") and isinstance(second["price"], str)
     assert second["recording_url"] == "https://api.nexmo.com/v1/files/aaa"

@@ -293,3 +293,12 @@ def test_a_request_whose_key_was_taken_over_undoes_its_conversation(api, service
     assert response.status_code == 409
     assert response.json()["code"] == "request_in_progress"
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "\x00", "tab\there", "line\nbreak", "caf\u00e9", "\x7f"])
+def test_a_key_with_a_control_or_non_ascii_character_is_400_naming_the_header(api, pool, key):
+    """Found by the fuzzer: a NUL in the key was a 500 on PostgreSQL, whose text cannot hold one."""
+    response = post(api, BODY, key=key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()
+    assert Conversation.objects.count() == 0

@@ -27,3 +27,29 @@ def test_seed_demo_builds_a_working_demo_and_can_run_again(db):
     assert all(n.linked_app_id for n in pool)
     assert Conversation.objects.filter(service=service, status="open").count() == 1
     assert any("simulate_call --from 12015550101" in line for line in second)
+
+
+def test_seed_demo_refuses_to_run_against_a_live_provider(db, settings):
+    """It buys numbers and creates a superuser: never on a real Vonage account."""
+    import pytest
+    from django.contrib.auth import get_user_model
+    from django.core.management.base import CommandError
+
+    settings.VONAGE_PROVIDER = "vonage"
+    settings.VONAGE_API_KEY, settings.VONAGE_API_SECRET = "key", "secret"
+    with pytest.raises(CommandError, match="sandbox"):
+        run()
+    assert not Service.objects.filter(slug="demo").exists()
+    assert not get_user_model().objects.exists()
+
+
+def test_seed_demo_with_debug_off_gives_admin_a_generated_password(db, settings):
+    from django.contrib.auth import get_user_model
+
+    settings.DEBUG = False
+    lines = run()
+    admin = get_user_model().objects.get(username="admin")
+    assert not admin.check_password("admin")
+    (login,) = [line for line in lines if "/admin/" in line and "password" in line]
+    password = login.rsplit("password ", 1)[1].rstrip(")").strip()
+    assert len(password) >= 16 and admin.check_password(password)

@@ -183,3 +183,22 @@ def test_pool_records_are_read_only(admin_client, service):
     assert 'name="_save"' not in page
     response = admin_client.post(reverse("admin:numbers_poolexhaustion_delete", args=[exhaustion.pk]), {"post": "yes"})
     assert response.status_code == 403 and PoolExhaustion.objects.filter(pk=exhaustion.pk).exists()
+
+
+@pytest.mark.parametrize("chosen_service", ["abc", "1.5", "99999", "' OR 1=1 --", "\x00"])
+def test_a_bad_pool_in_the_buy_form_is_a_message_not_a_500(admin_client, service, fake, chosen_service):
+    from virtual_numbers.admin_provisioning import offer_encode
+
+    url = reverse("admin:numbers_virtualnumber_buy")
+    response = admin_client.post(url, {"number": [offer_encode(offer("12015550300"))], "service": chosen_service})
+    assert response.status_code == 302
+    assert not VirtualNumber.objects.exists()
+    assert "12015550300" not in fake.owned
+
+
+@pytest.mark.parametrize("chosen_service", ["abc", "99999"])
+def test_a_bad_pool_in_the_import_form_is_a_message_not_a_500(admin_client, service, fake, chosen_service):
+    fake.buy_number(country="US", number="12015550300")
+    response = admin_client.post(reverse("admin:numbers_virtualnumber_import_owned"), {"service": chosen_service})
+    assert response.status_code == 302
+    assert not VirtualNumber.objects.exists()

@@ -270,3 +270,20 @@ def test_provisioning_against_the_sandbox(settings):
     services.number_release(number=bought)
     assert not SandboxNumber.objects.filter(msisdn=bought.number).exists()
     assert offers[0].number not in [n.number for n in provider.list_owned_numbers()]
+
+
+def test_import_leaves_numbers_of_another_application_out_of_allocation(provider, settings):
+    """A number whose calls Vonage sends to another application would give participants a dead line."""
+    settings.VONAGE_APPLICATION_ID = "ours"
+    service = ServiceFactory()
+    provider.owned = {
+        "12015550500": OwnedNumber("12015550500", "US", "mobile-lvn", ("VOICE", "SMS"), "ours"),
+        "12015550501": OwnedNumber("12015550501", "US", "mobile-lvn", ("VOICE", "SMS"), "theirs"),
+        "12015550502": OwnedNumber("12015550502", "US", "mobile-lvn", ("VOICE", "SMS"), ""),
+    }
+
+    services.number_import_owned(service=service, provider=provider)
+
+    states = dict(VirtualNumber.objects.values_list("number", "state"))
+    assert states == {"12015550500": "active", "12015550501": "draining", "12015550502": "draining"}
+    assert VirtualNumber.objects.get(number="12015550501").linked_app_id == "theirs"

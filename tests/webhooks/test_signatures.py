@@ -90,3 +90,28 @@ def test_odd_claims_signed_with_the_right_secret_are_refused(claims):
     token = jwt.encode(payload, SECRET, algorithm="HS256")
     with pytest.raises(SignatureError):
         verify_token(token=token, body=b"{}", secret=SECRET)
+
+
+@pytest.mark.parametrize("url", VOICE_URLS)
+def test_a_body_under_a_token_without_payload_hash_gets_401(client, db, signed, url):
+    """A GET-signed token replayed with an invented body forges nothing."""
+    body = json.dumps(load_fixture("event_started.json")).encode()
+    get_token = sign_voice_webhook(body=b"", secret=SECRET)
+    assert post(client, url, body, get_token).status_code == 401
+    assert CallEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("url", VOICE_URLS)
+def test_a_token_for_another_application_gets_401(client, db, signed, settings, url):
+    settings.VONAGE_APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    body = json.dumps(load_fixture("event_started.json")).encode()
+    theirs = sign_voice_webhook(body=body, secret=SECRET, application_id="ffffffff-0000-0000-0000-000000000000")
+    ours = sign_voice_webhook(body=body, secret=SECRET, application_id=settings.VONAGE_APPLICATION_ID)
+    assert post(client, url, body, theirs).status_code == 401
+    assert post(client, url, body, ours).status_code in (200, 204)
+
+
+@pytest.mark.parametrize("url", VOICE_URLS)
+def test_a_huge_iat_gets_401_not_500(client, db, signed, url):
+    token = jwt.encode({"iat": 10**400}, SECRET, algorithm="HS256")
+    assert client.get(url, {"from": "1", "to": "2"}, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401

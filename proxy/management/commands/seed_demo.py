@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from proxy.models import Conversation, Service
 from proxy.phone import pretty
 from proxy.services import conversation_create
 from telephony.provider import ProviderError
-from telephony.registry import get_provider
+from telephony.registry import get_provider, sandbox_chosen
 from virtual_numbers.models import VirtualNumber
 from virtual_numbers.services import number_buy_offer, number_search_offers
 
@@ -27,9 +28,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--url", default=settings.PUBLIC_URL, help="Where the server will listen.")
-        parser.add_argument("--admin-password", default="admin", help="Password of the demo 'admin' user.")
+        parser.add_argument(
+            "--admin-password",
+            default="",
+            help="Password of the demo 'admin' user (default: 'admin' with DJANGO_DEBUG on, else a generated one).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Demo data buys numbers and makes a superuser: only ever where the sandbox plays Vonage.
+        if not sandbox_chosen():
+            raise CommandError("seed_demo runs only while the sandbox plays Vonage (VONAGE_PROVIDER=sandbox).")
+        password = options["admin_password"] or ("admin" if settings.DEBUG else secrets.token_urlsafe(16))
         service, _ = Service.objects.get_or_create(
             slug="demo", defaults={"name": "Demo Marketplace", "default_country": "US"}
         )
@@ -39,9 +48,11 @@ class Command(BaseCommand):
         self._pool(service)
         conversation = self._conversation(service)
         user_model = get_user_model()
+        login = "user admin / its password is unchanged"
         if not user_model.objects.filter(username="admin").exists():
-            user_model.objects.create_superuser("admin", "admin@example.com", options["admin_password"])
-        self._guide(options["url"], key, conversation, options["admin_password"])
+            user_model.objects.create_superuser("admin", "admin@example.com", password)
+            login = f"user admin / password {password}"
+        self._guide(options["url"], key, conversation, login)
 
     def _pool(self, service: Service) -> None:
         provider = get_provider()
@@ -76,13 +87,13 @@ class Command(BaseCommand):
             ttl=7 * 24 * 3600,
         )
 
-    def _guide(self, url: str, key: str, conversation: Conversation, password: str) -> None:
+    def _guide(self, url: str, key: str, conversation: Conversation, login: str) -> None:
         alice = conversation.participants.get(real_number=ALICE)
         lines = [
             "",
             "Masked calling is ready (Vonage sandbox, no real calls are made).",
             "",
-            f"  Admin console      {url}/admin/   (user admin / password {password})",
+            f"  Admin console      {url}/admin/   ({login})",
             f"  Pool health        {url}/admin/pool-health/",
             f"  Try a call         {url}/sandbox/",
             f"  API docs           {url}/api/docs/",

@@ -1,0 +1,239 @@
+"""The console under issue 18: secrets write-only, pages for the right role, no 500s, no real numbers in URLs."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from proxy.models import Service
+from tests.console import staff_user
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "whsec-marketplace-0123456789abcdef"
+
+
+def _service_form(**changes: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "Acme Rides",
+        "slug": "acme",
+        "is_active": "on",
+        "default_country": "US",
+        "rate_limit": 50,
+        "default_ttl": 600,
+        "cooldown": 0,
+        "recording_policy": "always",
+        "connect_timeout": 30,
+        "call_time_limit": 3600,
+        "language": "en-US",
+        "voice_style": 0,
+        "recording_notice_text": "Recorded.",
+        "unknown_caller_text": "Unknown.",
+        "ended_text": "Ended.",
+        "unavailable_text": "Unavailable.",
+        "sms_template": "Call {proxy_number}",
+        "callback_url": "",
+        "callback_secret": "",
+        "api_keys-TOTAL_FORMS": 0,
+        "api_keys-INITIAL_FORMS": 0,
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def with_secret(service) -> Service:
+    service.callback_url = "https://hooks.example.com/masked"
+    service.callback_secret = SECRET
+    service.save()
+    return service
+
+
+@pytest.mark.parametrize("role", ["Operators", "Administrators"])
+def test_no_role_reads_the_callback_secret(client, with_secret, role):
+    client.force_login(staff_user(role))
+    page = client.get(reverse("admin:proxy_service_change", args=[with_secret.pk]))
+    assert page.status_code == 200
+    assert SECRET not in page.content.decode()
+
+
+def test_a_superuser_does_not_read_it_either(admin_client, with_secret):
+    page = admin_client.get(reverse("admin:proxy_service_change", args=[with_secret.pk]))
+    assert SECRET not in page.content.decode()
+
+
+def test_saving_without_typing_a_secret_keeps_the_old_one(admin_client, with_secret):
+    url = reverse("admin:proxy_service_change", args=[with_secret.pk])
+    response = admin_client.post(url, _service_form(callback_url=with_secret.callback_url, default_ttl=900))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    with_secret.refresh_from_db()
+    assert (with_secret.callback_secret, with_secret.default_ttl) == (SECRET, 900)
+
+
+def test_a_typed_secret_replaces_the_old_one(admin_client, with_secret):
+    url = reverse("admin:proxy_service_change", args=[with_secret.pk])
+    data = _service_form(callback_url=with_secret.callback_url, callback_secret="a-new-secret-of-some-length")
+    assert admin_client.post(url, data).status_code == 302
+    with_secret.refresh_from_db()
+    assert with_secret.callback_secret == "a-new-secret-of-some-length"
+
+
+def test_a_callback_url_needs_a_secret(admin_client, service):
+    url = reverse("admin:proxy_service_change", args=[service.pk])
+    response = admin_client.post(url, _service_form(callback_url="https://hooks.example.com/masked"))
+    assert response.status_code == 200
+    assert "callback_secret" in response.context["adminform"].form.errors
+    service.refresh_from_db()
+    assert service.callback_url == ""
+
+
+def test_a_new_service_with_a_callback_url_needs_a_secret(admin_client):
+    data = _service_form(slug="rides", callback_url="https://hooks.example.com/masked")
+    response = admin_client.post(reverse("admin:proxy_service_add"), data)
+    assert response.status_code == 200
+    assert "callback_secret" in response.context["adminform"].form.errors
+    assert not Service.objects.filter(slug="rides").exists()
+
+
+# --- Pages for the right role only ---------------------------------------------------------------
+
+
+def _plain_staff():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("plain-staff", password="pw-12345-long", is_staff=True)
+
+
+def test_pool_health_needs_the_pool_view_permission(client):
+    client.force_login(_plain_staff())
+    assert client.get(reverse("pool-health")).status_code == 403
+    client.force_login(staff_user("Operators"))
+    assert client.get(reverse("pool-health")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("get", "/sandbox/", {}),
+        ("post", "/sandbox/", {"caller": "12015550101", "proxy_number": "12015550200", "outcome": "busy"}),
+        ("post", "/sandbox/failures", {"path": "/sms/json", "mode": "throttle", "count": 1}),
+        ("post", "/sandbox/reset", {}),
+    ],
+)
+@pytest.mark.parametrize("who", ["plain staff", "Operators"])
+def test_the_sandbox_pages_are_for_administrators_only(client, settings, method, path, data, who):
+    from telephony.models import SandboxFailure
+
+    settings.VONAGE_PROVIDER = "sandbox"
+    client.force_login(_plain_staff() if who == "plain staff" else staff_user(who))
+    response = getattr(client, method)(path, {**data, "duration": 5} if data else data)
+    assert response.status_code == 403
+    assert not SandboxFailure.objects.exists()
+
+
+def test_administrators_may_use_the_sandbox_pages(client, settings):
+    settings.VONAGE_PROVIDER = "sandbox"
+    client.force_login(staff_user("Administrators"))
+    assert client.get("/sandbox/").status_code == 200
+    response = client.post("/sandbox/failures", {"path": "/sms/json", "mode": "throttle", "count": 1})
+    assert response.status_code == 302
+
+
+def test_health_shows_no_exception_text_to_strangers(client, settings, monkeypatch):
+    def broken() -> None:
+        raise RuntimeError("could not connect to db.internal.example:5432")
+
+    settings.REDIS_URL = ""
+    monkeypatch.setattr("config.health._database", broken)
+    for who in (None, _plain_staff()):
+        if who is not None:
+            client.force_login(who)
+        response = client.get("/health")
+        assert response.status_code == 503
+        assert "db.internal.example" not in response.content.decode()
+        assert response.json()["checks"]["database"]["ok"] is False
+    client.force_login(staff_user("Operators"))
+    assert "db.internal.example" in client.get("/health").content.decode()
+
+
+# --- Real numbers stay out of URLs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changelist", ["admin:proxy_conversation_changelist", "admin:proxy_call_changelist"])
+def test_the_search_form_posts_so_a_typed_number_never_reaches_a_url(admin_client, conversation, changelist):
+    page = admin_client.get(reverse(changelist)).content.decode()
+    form = page.split('id="changelist-search"', 1)[1].split(">", 1)[0]
+    assert 'method="post"' in form
+
+
+def test_a_posted_number_search_redirects_to_a_url_without_it_and_finds_the_conversation(admin_client, conversation):
+    from proxy.models import Call
+    from tests.conftest import ALICE
+
+    Call.objects.create(uuid="abcdef12-call", conversation=conversation, from_number=ALICE, to_number="12015550200")
+    for name, expected in (("conversation", "order-42"), ("call", "abcdef12")):
+        url = reverse(f"admin:proxy_{name}_changelist")
+        target = f"{url}?status=open" if name == "conversation" else url
+        response = admin_client.post(target, {"q": "+1 (201) 555-0101"})
+        assert response.status_code == 302
+        location = response["Location"]
+        assert "0101" not in location and "555" not in location
+        page = admin_client.get(location).content.decode()
+        assert expected in page
+        assert ALICE not in page and "555-0101" not in page and "5550101" not in page
+
+
+def test_a_posted_text_search_is_an_ordinary_get(admin_client, conversation):
+    url = reverse("admin:proxy_conversation_changelist")
+    response = admin_client.post(url, {"q": "order-42"})
+    assert response.status_code == 302
+    assert "q=order-42" in response["Location"]
+    assert "order-42" in admin_client.get(response["Location"]).content.decode()
+
+
+def test_a_search_token_of_another_session_finds_nothing(client, admin_client, conversation, django_user_model):
+    url = reverse("admin:proxy_conversation_changelist")
+    location = admin_client.post(url, {"q": "+12015550101"})["Location"]
+    other = django_user_model.objects.create_superuser("other", "o@example.com", "pw-12345-long")
+    client.force_login(other)
+    assert "order-42" not in client.get(location).content.decode()
+
+
+# --- Lists that stay cheap on a big table -----------------------------------------------------------
+
+
+def _indexed_leading_columns(model) -> set[str]:
+    leading = {field.name for field in model._meta.fields if field.db_index or field.unique or field.primary_key}
+    for index in model._meta.indexes:
+        if index.condition is None:
+            leading.add(index.fields[0].lstrip("-"))
+    return leading
+
+
+@pytest.mark.parametrize("name", ["conversation", "call"])
+def test_changelists_sort_only_on_indexed_columns_and_count_without_joins(admin_client, conversation, name):
+    from django.contrib import admin as django_admin
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from proxy.models import Call
+
+    Call.objects.create(uuid="call-1", conversation=conversation)
+    model_admin = django_admin.site._registry[Call if name == "call" else type(conversation)]
+    indexed = _indexed_leading_columns(model_admin.model)
+    url = reverse(f"admin:proxy_{name}_changelist")
+    for position, column in enumerate(model_admin.list_display):
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url, {"o": str(position)}).status_code == 200
+        page = f'SELECT "proxy_{name}".'
+        listing = [q["sql"] for q in captured if q["sql"].startswith(page) and "ORDER BY" in q["sql"]]
+        order_by = listing[-1].rsplit("ORDER BY", 1)[1]
+        ordered = {c for c in indexed if f'"{c}"' in order_by or f'"{c}_id"' in order_by}
+        assert ordered, (column, order_by)
+        unindexed = [f for f in model_admin.model._meta.fields if f'"{f.column}"' in order_by and f.name not in indexed]
+        assert not unindexed, (column, order_by)
+    with CaptureQueriesContext(connection) as captured:
+        admin_client.get(url, {"status": "open"} if name == "conversation" else {"status": "started"})
+    scans = [q["sql"].upper() for q in captured if q["sql"].upper().startswith(("SELECT COUNT(", "SELECT MIN("))]
+    assert scans and all("JOIN" not in sql and "GROUP BY" not in sql for sql in scans), scans
+    assert model_admin.show_full_result_count is False
