@@ -45,6 +45,8 @@ def test_gunicorn_loads_the_file_and_binds_on_port():
     """gunicorn's own loader, as the Procfile runs it: the resolved settings it prints."""
     env = {k: v for k, v in os.environ.items() if k not in _VARIABLES}
     env.update({"PORT": "9137", "WEB_CONCURRENCY": "5", "DJANGO_SECRET_KEY": "test-only"})
+    # Production settings fail closed: the provider and the signature secret must be explicit.
+    env.update({"VONAGE_PROVIDER": "sandbox", "VONAGE_SIGNATURE_SECRET": "test-only-signature-secret"})
     out = subprocess.run(
         [VENV_BIN / "gunicorn", "-c", "config/gunicorn.py", "--print-config", "config.wsgi"],
         cwd=ROOT,
