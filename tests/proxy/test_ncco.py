@@ -34,7 +34,7 @@ def test_a_known_caller_is_connected_to_the_callee_with_their_proxy_number_as_ca
 
 
 def test_greeting_then_notice_and_record_before_the_connect():
-    service = _service(greeting_text="Hello from Acme.", recording_notice_text="This call is recorded.")
+    service = _service(greeting_text="Hello from Acme.", record_notice="This call is recorded.")
     ncco = ncco_for_route(_route(service, record=True), public_url=PUBLIC_URL)
     ncco_validate(ncco)
     assert [action["action"] for action in ncco] == ["talk", "talk", "record", "connect"]
