@@ -118,13 +118,14 @@ def transcript_announce(*, recording_uuid: str, url: str, trusted: bool, **field
 def copied_file_retry(*, row: CopiedFile) -> bool:
     """Staff: copy a failed recording or transcript again, with a fresh set of attempts.
 
-    A foreign URL stays failed: it is never fetched, however often it is retried.
+    A foreign URL, or none (Vonage could not transcribe), stays failed: nothing is fetched.
     """
     model = type(row)
-    task = DOWNLOAD_TASK if model is Recording else TRANSCRIPT_TASK
+    task, url_field = (DOWNLOAD_TASK, "recording_url") if model is Recording else (TRANSCRIPT_TASK, "transcription_url")
     updated = (
         model._default_manager.filter(pk=row.pk, status=CopiedFile.Status.FAILED)
         .exclude(last_error=NOT_VONAGE)
+        .exclude(**{url_field: ""})
         .update(status=CopiedFile.Status.PENDING, attempts=0, next_attempt_at=None)
     )
     if updated:

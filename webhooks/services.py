@@ -319,8 +319,9 @@ def transcript_announced(*, payload: dict[str, Any]) -> Transcript | None:
         recording_uuid=recording_uuid, url=url, trusted=trusted, conversation_uuid=text(payload, "conversation_uuid")
     )
     if not url:
+        # Only the row this webhook made: a later one without a URL must not undo a transcript.
         status = text(payload, "status", 40) or "none"
-        Transcript.objects.filter(pk=transcript.pk).update(
-            status=CopiedFile.Status.FAILED, last_error=f"Vonage sent no transcript (status {status})"
+        Transcript.objects.filter(pk=transcript.pk, transcription_url="", status=CopiedFile.Status.FAILED).update(
+            last_error=f"Vonage sent no transcript (status {status})"
         )
     return transcript

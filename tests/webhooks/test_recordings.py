@@ -162,3 +162,12 @@ def test_a_notice_when_the_database_fails_is_the_generic_one(client, service, mo
     response = client.get(f"/webhooks/record-notice?service={service.pk}")
     assert response.status_code == 200
     assert response.json() == [{"action": "talk", "text": GENERIC_NOTICE_TEXT, "bargeIn": False, "language": "en-US"}]
+
+
+def test_a_later_transcription_webhook_without_a_url_does_not_undo_a_transcript(client, call):
+    good = load_fixture("transcription.json")
+    assert post_json(client, "/webhooks/transcription", good).status_code == 204
+    failed = {key: value for key, value in good.items() if key != "transcription_url"}
+    assert post_json(client, "/webhooks/transcription", {**failed, "status": "failed"}).status_code == 204
+    transcript = Transcript.objects.get()
+    assert transcript.status == CopiedFile.Status.PENDING and transcript.last_error == ""
