@@ -1,7 +1,7 @@
 """``python -m bench [--smoke] [--only N ...]``: every figure beside its baseline.
 
 Creates its PostgreSQL database when missing (default ``bench``), migrates it, and
-runs the five benchmarks of issue 6 on this machine, printing each figure as it is
+runs the benchmarks (issue 6, and the retention job of issue 16) on this machine, printing each figure as it is
 measured and a Markdown table at the end (``--markdown FILE`` also writes it).
 """
 
@@ -28,6 +28,7 @@ BENCHMARKS = {
     "3": "bench.pool",
     "4": "bench.create",
     "5": "bench.expiry",
+    "6": "bench.retention",
 }
 
 

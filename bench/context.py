@@ -37,6 +37,9 @@ class Sizes:
     # 5. expiry sweep
     expiry_conversations: int
     expiry_naive_sample: int
+    # 6. retention job
+    retention_conversations: int
+    retention_naive_sample: int
 
 
 FULL = Sizes(
@@ -58,6 +61,8 @@ FULL = Sizes(
     create_clients=50,
     expiry_conversations=100_000,
     expiry_naive_sample=300,
+    retention_conversations=100_000,
+    retention_naive_sample=300,
 )
 
 SMOKE = Sizes(
@@ -79,6 +84,8 @@ SMOKE = Sizes(
     create_clients=50,
     expiry_conversations=1_000,
     expiry_naive_sample=20,
+    retention_conversations=1_000,
+    retention_naive_sample=20,
 )
 
 

@@ -49,8 +49,10 @@ app.conf.beat_schedule = {
         "task": "proxy.tasks.idempotency_purge",
         "schedule": crontab(minute=7),
     },
-    "call-event-payloads-redact": {
-        "task": "webhooks.tasks.call_event_payloads_redact",
+    # Recordings, transcripts, message texts, names, real numbers and raw event payloads
+    # past their retention (proxy.retention).
+    "retention": {
+        "task": "proxy.tasks.retention_run",
         "schedule": crontab(minute=37, hour=3),
     },
     "number-checks-prune": {

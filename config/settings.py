@@ -164,8 +164,45 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+
+# Recordings and transcripts live in the default storage: a local folder (MEDIA_ROOT),
+# or any S3-compatible bucket through django-storages. Never served as public media:
+# the API and the admin stream them, or redirect to a short-lived signed URL.
+STORAGE_BACKEND = env.str("STORAGE_BACKEND", default="local")
+if STORAGE_BACKEND == "local":
+    _default_storage: dict = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif STORAGE_BACKEND == "s3":
+    if not env.str("S3_BUCKET", default=""):
+        raise ImproperlyConfigured("S3_BUCKET is required when STORAGE_BACKEND is 's3'.")
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("S3_BUCKET"),
+            # Any S3-compatible service (MinIO, Ceph, R2, ...); empty: AWS.
+            "endpoint_url": env.str("S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("S3_REGION", default="") or None,
+            # Empty: boto3's own chain (instance role, AWS_* variables, ~/.aws).
+            "access_key": env.str("S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("S3_SECRET_ACCESS_KEY", default="") or None,
+            "addressing_style": env.str("S3_ADDRESSING_STYLE", default="") or None,
+            "signature_version": "s3v4",
+            "location": env.str("S3_PREFIX", default=""),
+            # Private objects; links are signed and expire.
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": env.int("S3_SIGNED_URL_SECONDS", default=300),
+            "file_overwrite": False,
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be 'local' or 's3', not {STORAGE_BACKEND!r}.")
+# How the API's recording_url and transcript_url hand a file out: "redirect" to a signed
+# URL of the bucket (s3 only), or "stream" it through the web process.
+STORAGE_SERVE = env.str("STORAGE_SERVE", default="redirect" if STORAGE_BACKEND == "s3" else "stream")
+if STORAGE_SERVE not in ("redirect", "stream") or (STORAGE_SERVE == "redirect" and STORAGE_BACKEND != "s3"):
+    raise ImproperlyConfigured("STORAGE_SERVE must be 'stream', or 'redirect' with STORAGE_BACKEND 's3'.")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG or TESTING
@@ -247,8 +284,22 @@ IDEMPOTENCY_TTL = 24 * 3600
 NUMBER_INSIGHT_LEVEL = env.str("NUMBER_INSIGHT_LEVEL", default="standard")
 if NUMBER_INSIGHT_LEVEL not in ("basic", "standard"):
     raise ImproperlyConfigured(f"NUMBER_INSIGHT_LEVEL must be 'basic' or 'standard', not {NUMBER_INSIGHT_LEVEL!r}.")
-# Days a raw Vonage event keeps its payload (real numbers, inbound SMS text); 0 = for ever.
+# Retention (proxy.retention): a service keeps an ended conversation's personal data
+# (recordings, transcripts, message texts, names, real numbers, raw event payloads) for its
+# retention_days; new services get the default, staff may set 1 day up to the maximum.
+RETENTION_MAX_DAYS = env.int("RETENTION_MAX_DAYS", default=90)
+RETENTION_DEFAULT_DAYS = env.int("RETENTION_DEFAULT_DAYS", default=RETENTION_MAX_DAYS)
+if not 1 <= RETENTION_DEFAULT_DAYS <= RETENTION_MAX_DAYS:
+    raise ImproperlyConfigured("RETENTION_DEFAULT_DAYS must be between 1 and RETENTION_MAX_DAYS.")
+# Days a raw Vonage event that belongs to no conversation (an unknown caller's, say) keeps
+# its payload; 0 = for ever. Events of a conversation follow its service's retention_days.
 CALL_EVENT_RETENTION_DAYS = env.int("CALL_EVENT_RETENTION_DAYS", default=90)
+# Copying recordings and transcripts from Vonage: the largest file taken, the whole
+# download's time limit (seconds), and how long an attempt holds its row before another
+# worker may take it up (longer than the download's limit).
+RECORDING_MAX_BYTES = env.int("RECORDING_MAX_BYTES", default=200 * 1024 * 1024)
+TRANSCRIPT_MAX_BYTES = env.int("TRANSCRIPT_MAX_BYTES", default=10 * 1024 * 1024)
+RECORDING_DOWNLOAD_SECONDS = env.float("RECORDING_DOWNLOAD_SECONDS", default=120.0)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 

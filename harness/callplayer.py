@@ -3,18 +3,19 @@
 It sends the signed answer webhook (GET with query parameters, Vonage's default),
 validates the NCCO it gets with the SDK's models (``telephony.ncco.ncco_validate``) and runs
 it: ``talk``/``stream``/``wait``/``conversation`` are narrated, ``record`` starts a
-recording whose record event is posted when the call ends, ``input`` and ``notify`` post
-to their ``eventUrl`` and follow a returned NCCO, ``connect`` "rings" the other party and
-plays the requested outcome. Along the way it posts the event webhooks Vonage would
-(started, ringing, answered, then completed with duration and price, or busy /
-unanswered / failed for the connected leg; a synchronous connect may get an NCCO back).
+recording whose record event is posted when the call ends (and, when it asks for a
+``transcription``, the transcription webhook after it, with a transcript file in the
+sandbox), ``input`` and ``notify`` post to their ``eventUrl`` and follow a returned NCCO,
+``connect`` "rings" the other party and plays the requested outcome; a phone endpoint's
+``onAnswer`` NCCO is fetched and played to the callee before they are bridged. Along
+the way it posts the event webhooks Vonage would (started, ringing, answered, then
+completed with duration and price, or busy / unanswered / failed for the connected leg;
+a synchronous connect may get an NCCO back).
 
 Time is simulated: nothing sleeps. Events carry timestamps on a virtual clock that starts
 now and advances by ringing time, speech and ``duration``.
 
-Transports: ``HttpTransport`` (requests, for ``manage.py simulate_call`` and the
-end-to-end test) and ``ClientTransport`` (django.test.Client, in-process, for the
-try-it page, so that a single-worker server does not wait on itself). URLs in NCCOs
+Transports (``harness.transports``): real HTTP or Django's test client. URLs in NCCOs
 are followed by path on the player's own server: the player plays against ``base``.
 
 Every leg is also written to the sandbox's call table (``on_leg``), so call control and
@@ -30,72 +31,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import requests
+# Re-exported: the command, the page and the tests take the transports from here.
+from harness.transports import Answer, ClientTransport, HttpTransport, PlayerError, Transport
+
+__all__ = [
+    "OUTCOMES",
+    "Answer",
+    "CallPlayer",
+    "ClientTransport",
+    "HttpTransport",
+    "Leg",
+    "PlayResult",
+    "PlayerError",
+    "Transport",
+    "call_play",
+]
 
 OUTCOMES = ("answered", "busy", "unanswered", "failed")
 RATE_PER_MINUTE = Decimal("0.01270000")
 RING_SECONDS = 4
 MAX_ACTIONS = 50
 APPLICATION_ID = "sandbox-application"
-
-
-class PlayerError(Exception):
-    """The call could not be played: ``code`` 2 = server unreachable, 3 = invalid NCCO."""
-
-    def __init__(self, message: str, *, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-
-
-class Transport(Protocol):
-    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
-        """Send one request to the server; raise PlayerError(code=2) when it cannot be reached."""
-        ...
-
-
-class HttpTransport:
-    """Real HTTP to ``base`` (a URL such as http://127.0.0.1:8000)."""
-
-    def __init__(self, base: str, *, timeout: float = 10.0) -> None:
-        self.base = base.rstrip("/")
-        self.timeout = timeout
-        self.session = requests.Session()
-
-    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
-        url = f"{self.base}{path}" + (f"?{query}" if query else "")
-        try:
-            response = self.session.request(method, url, data=body or None, headers=headers, timeout=self.timeout)
-        except requests.RequestException as error:
-            raise PlayerError(f"cannot reach {self.base}: {type(error).__name__}", code=2) from error
-        return Answer(response.status_code, response.content)
-
-
-class ClientTransport:
-    """In-process requests through Django's test client, as host ``host``."""
-
-    def __init__(self, *, host: str = "localhost", secure: bool = False) -> None:
-        from django.test import Client
-
-        self.client = Client(HTTP_HOST=host, secure=secure)
-
-    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict[str, str]) -> Answer:
-        extra: dict[str, Any] = {
-            "HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"
-        }
-        if method == "GET":
-            response = self.client.get(f"{path}?{query}" if query else path, **extra)
-        else:
-            response = self.client.generic(method, path, body, content_type="application/json", **extra)
-        return Answer(response.status_code, response.content)
+# What the two people "say" in a played call, as a transcript has it: (channel, sentence),
+# channel 0 the caller's side of the split recording, 1 the callee's.
+SPOKEN = (
+    (0, "Hello, is that you? I am at the front door."),
+    (1, "Yes, I will be down in two minutes."),
+    (0, "Great, see you then."),
+)
 
 
 @dataclass
@@ -165,6 +131,7 @@ class CallPlayer:
         recording_host: str = "api.nexmo.com",
         on_leg: Callable[[Leg], None] | None = None,
         new_recording: Callable[[str], str] | None = None,
+        new_transcript: Callable[[str, list[tuple[int, str]]], str] | None = None,
         clock: datetime | None = None,
     ) -> None:
         self.transport = transport
@@ -173,6 +140,8 @@ class CallPlayer:
         self.on_leg = on_leg or (lambda leg: None)
         # Returns the id of the file a record action made, given the call's uuid.
         self.new_recording = new_recording or (lambda call_uuid: str(uuidlib.uuid4()))
+        # Returns the id of a transcript file, given the call's uuid and (channel, sentence)s.
+        self.new_transcript = new_transcript or (lambda call_uuid, sentences: str(uuidlib.uuid4()))
         self.now = clock or datetime.now(UTC)
         self.result = PlayResult()
 
@@ -389,6 +358,9 @@ class CallPlayer:
             self._advance(RING_SECONDS)
             leg.answered_at = self.now
             self._leg_event(leg, "answered", url)
+            on_answer = endpoint.get("onAnswer") or {}
+            if on_answer.get("url"):
+                self._on_answer(on_answer["url"], leg, target=str(target))
             self._say(f"  {target} answers; they talk for {duration} s")
             self._advance(duration)
             self._say(f"  {target} hangs up")
@@ -404,20 +376,66 @@ class CallPlayer:
             return self._replacement(answer, f"the {outcome} event")
         return None
 
+    def _on_answer(self, url: str, leg: Leg, *, target: str) -> None:
+        """Vonage runs the onAnswer NCCO on the callee's leg before joining it to the call."""
+        parts = urlsplit(url)
+        query = {
+            "to": leg.to_number,
+            "from": leg.from_number,
+            "uuid": leg.uuid,
+            "conversation_uuid": leg.conversation_uuid,
+        }
+        full_query = "&".join(filter(None, [parts.query, urlencode(query)]))
+        path = parts.path or "/"
+        answer = self.transport.send("GET", path, query=full_query, headers=self._headers(b""))
+        body = _json_or_none(answer.body)
+        step = Step(_iso(self.now), "GET", path, query, answer.status, body)
+        self.result.steps.append(step)
+        if answer.status != 200:
+            self.result.rejected.append(step)
+            self._say(f"    ! {path} answered HTTP {answer.status}")
+            return
+        for action in self._validated(body, "the onAnswer URL"):
+            if action["action"] == "talk":
+                self._say(f'  {target} hears, before being connected: "{action["text"]}"')
+                self._advance(_speech_seconds(action["text"]))
+            else:
+                self._say(f"  ({action['action']} in the onAnswer NCCO: nothing to play)")
+
     def _record_event(self, action: dict[str, Any], inbound: Leg, started: datetime) -> None:
         recording_id = self.new_recording(inbound.uuid)
+        recording_uuid = str(uuidlib.uuid4())
         payload = {
             "start_time": _iso(started),
             "end_time": _iso(self.now),
             "recording_url": f"https://{self.recording_host}/v1/files/{recording_id}",
             "size": "12222",
-            "recording_uuid": str(uuidlib.uuid4()),
+            "recording_uuid": recording_uuid,
             "conversation_uuid": inbound.conversation_uuid,
             "timestamp": _iso(self.now),
         }
         url = (action.get("eventUrl") or ["/webhooks/event"])[0]
         answer = self._post(url, payload)
         self._say(f"  record event (recording {recording_id}) -> HTTP {answer.status}")
+        transcription = action.get("transcription")
+        if isinstance(transcription, dict) and transcription.get("eventUrl"):
+            self._transcription_event(transcription, inbound, recording_uuid)
+
+    def _transcription_event(self, transcription: dict[str, Any], inbound: Leg, recording_uuid: str) -> None:
+        """Vonage transcribes the recording and posts where the transcript can be fetched."""
+        transcript_id = self.new_transcript(inbound.uuid, list(SPOKEN))
+        self._advance(10)
+        payload = {
+            "conversation_uuid": inbound.conversation_uuid,
+            "type": "transcription",
+            "recording_uuid": recording_uuid,
+            "status": "transcribed",
+            "transcription_url": f"https://{self.recording_host}/v1/files/{transcript_id}",
+        }
+        answer = self._post(transcription["eventUrl"][0], payload)
+        self._say(f"  transcription event (transcript {transcript_id}) -> HTTP {answer.status}")
+        for channel, sentence in SPOKEN:
+            self._say(f"    transcript, {'caller' if channel == 0 else 'callee'}: {sentence}")
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -455,6 +473,13 @@ def sandbox_recording(call_uuid: str) -> str:
     return str(recording_create(call_uuid=call_uuid).id)
 
 
+def sandbox_transcript(call_uuid: str, sentences: list[tuple[int, str]]) -> str:
+    """Store a transcript in the sandbox, served at /v1/files/<id>; return its id."""
+    from telephony.sandbox.voice import transcript_create
+
+    return str(transcript_create(call_uuid=call_uuid, sentences=sentences).id)
+
+
 def call_play(
     *,
     transport: Transport,
@@ -475,5 +500,6 @@ def call_play(
         recording_host=recording_host or settings.VONAGE_API_HOST or "api.nexmo.com",
         on_leg=sandbox_leg_recorder if record_legs else None,
         new_recording=sandbox_recording if record_legs else None,
+        new_transcript=sandbox_transcript if record_legs else None,
     )
     return player.play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)

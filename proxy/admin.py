@@ -27,7 +27,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
-from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
+from proxy import admin_calls, admin_recordings  # noqa: F401  (register the call, recording and staff pages)
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
@@ -58,11 +58,19 @@ admin.site.index_title = "Console"
 
 _TEXTS = (
     "greeting_text",
-    "recording_notice_text",
     "unknown_caller_text",
     "ended_text",
     "unavailable_text",
     "sms_template",
+)
+
+
+_RECORDINGS = (
+    "record_notice",
+    "record_notice_language",
+    "record_notice_voice_style",
+    "transcribe",
+    "retention_days",
 )
 
 
@@ -97,10 +105,11 @@ class ServiceForm(forms.ModelForm):
             "language",
             "voice_style",
             *_TEXTS,
+            *_RECORDINGS,
             "callback_url",
             "callback_secret",
         )
-        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
+        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in (*_TEXTS, "record_notice")}
 
     def clean_callback_secret(self) -> str:
         typed = self.cleaned_data.get("callback_secret") or ""
@@ -164,6 +173,15 @@ class ServiceAdmin(ModelAdmin):
                     ("language", "voice_style"),
                     *_TEXTS,
                 )
+            },
+        ),
+        (
+            "Recordings and retention",
+            {
+                "fields": _RECORDINGS,
+                "description": "Both people hear the notice before a recorded call is bridged. Recordings, "
+                "transcripts, message texts, names and real numbers of a conversation are deleted or redacted "
+                "this many days after it ends.",
             },
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),

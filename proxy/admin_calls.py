@@ -1,6 +1,7 @@
 """Staff console: calls (event timeline, recordings), SMS and callback outboxes, staff and the admin log.
 
-Registered from proxy/admin.py. Real numbers are shown masked everywhere.
+Registered from proxy/admin.py (recordings and transcripts: proxy/admin_recordings.py).
+Real numbers are shown masked everywhere.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
-from django.urls import URLPattern, path, reverse
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
+from proxy.admin_recordings import can_play
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
@@ -158,59 +159,10 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
                 "timestamp", "received_at"
             )
             extra_context["timeline"] = [(event, _masked_payload(event.payload)) for event in events]
-            extra_context["recordings"] = list(call.recordings.all())
+            transcripts = {row.recording_uuid: row for row in call.transcripts.all()}
+            extra_context["recordings"] = [(rec, transcripts.get(rec.recording_uuid)) for rec in call.recordings.all()]
+            extra_context["can_play"] = can_play(request)
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-@admin.register(Recording)
-class RecordingAdmin(ReadOnlyMixin, ModelAdmin):
-    list_display = ("created_at", "call_link", "status_label", "size", "attempts", "last_error")
-    list_filter = ("status",)
-    search_fields = ("recording_uuid", "call__uuid", "conversation_uuid")
-    list_select_related = ("call",)
-    change_form_after_template = "admin/console/recording_player.html"
-    exclude = ("recording_url",)
-    readonly_fields = (
-        "recording_uuid",
-        "call",
-        "conversation",
-        "status",
-        "size",
-        "started_at",
-        "ended_at",
-        "attempts",
-        "last_error",
-        "created_at",
-    )
-
-    def get_urls(self) -> list[URLPattern]:
-        audio = path("<int:pk>/audio/", self.admin_site.admin_view(self.audio_view), name="proxy_recording_audio")
-        return [audio, *super().get_urls()]
-
-    def audio_view(self, request: HttpRequest, pk: int) -> FileResponse:
-        """Streams the downloaded file to staff only; recordings are never served as public media."""
-        if not self.has_view_permission(request):
-            raise Http404
-        recording = get_object_or_404(Recording, pk=pk)
-        if not recording.file:
-            raise Http404("This recording has not been downloaded.")
-        response = FileResponse(recording.file.open("rb"), content_type="audio/mpeg")
-        response["Cache-Control"] = "private, no-store"
-        return response
-
-    @display(description="Call")
-    def call_link(self, obj: Recording) -> str:
-        if obj.call_id is None:
-            return "—"
-        return format_html(
-            '<a class="underline" href="{}">{}</a>',
-            reverse("admin:proxy_call_change", args=[obj.call_id]),
-            obj.call.uuid[:8] if obj.call else "",
-        )
-
-    @display(description="Status", label=STATUS_LABELS)
-    def status_label(self, obj: Recording) -> str:
-        return obj.status
 
 
 # --- Outboxes: SMS notifications and marketplace callbacks --------------------------------------

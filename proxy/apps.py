@@ -6,11 +6,13 @@ class ProxyConfig(AppConfig):
     verbose_name = "Masked calling"
 
     def ready(self) -> None:
-        # The deploy checks register, and the outbox kinds declare themselves, on import.
+        # The deploy checks register, and the outbox and personal-data kinds declare
+        # themselves, on import.
         from proxy import (  # noqa: F401
             callbacks,
             checks,
             notifications,
             recordings,
+            retention,
             validation,
         )

@@ -14,12 +14,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
 from django.utils import timezone
 
-from proxy.models import Call, CallbackDelivery, Conversation, Participant, Service
+from proxy.models import Call, CallbackDelivery, Conversation, CopiedFile, Participant, Recording, Service, Transcript
 from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit
+from proxy.recordings import recording_api_path, transcript_api_path
 
 DELIVER_TASK = "proxy.tasks.deliver_callback"
 FAN_OUT_TASK = "proxy.tasks.deliver_callbacks"
@@ -118,6 +120,33 @@ def callback_create_for_call(*, call: Call) -> CallbackDelivery | None:
         "conversation": _conversation_data(conversation),  # type: ignore[arg-type]
     }
     delivery = _delivery(service, "call.completed", data, timezone.now())
+    delivery.save()
+    return delivery
+
+
+def callback_create_for_transcript(*, transcript: Transcript) -> CallbackDelivery | None:
+    """Queue ``recording.transcribed`` once a transcript is in storage, for the service of its
+    conversation, if it has a callback URL. The URLs are the API's, which need the service's key."""
+    conversation = transcript.conversation
+    service = conversation.service if conversation else None
+    if conversation is None or service is None or not service.callback_url:
+        return None
+    recording_copied = Recording.objects.filter(
+        recording_uuid=transcript.recording_uuid, status=CopiedFile.Status.DOWNLOADED
+    ).exists()
+    call = transcript.call
+    data = {
+        "recording": {
+            "uuid": transcript.recording_uuid,
+            "recording_url": settings.PUBLIC_URL + recording_api_path(transcript.recording_uuid)
+            if recording_copied
+            else None,
+            "transcript_url": settings.PUBLIC_URL + transcript_api_path(transcript.recording_uuid),
+        },
+        "call": {"uuid": call.uuid, "conversation_uuid": call.conversation_uuid} if call else None,
+        "conversation": _conversation_data(conversation),
+    }
+    delivery = _delivery(service, "recording.transcribed", data, timezone.now())
     delivery.save()
     return delivery
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -45,6 +46,17 @@ def _default_country() -> str:
     return settings.PROXY_DEFAULT_COUNTRY
 
 
+def _default_retention() -> int:
+    return settings.RETENTION_DEFAULT_DAYS
+
+
+def validate_retention_days(value: int) -> None:
+    """1 day up to ``RETENTION_MAX_DAYS`` (the operator's documented ceiling, 90 by default)."""
+    ceiling = settings.RETENTION_MAX_DAYS
+    if not 1 <= value <= ceiling:
+        raise ValidationError(f"Keep personal data between 1 and {ceiling} days.", code="retention_days")
+
+
 class Service(models.Model):
     """One marketplace app: a tenant with its own pool, keys and texts."""
 
@@ -70,7 +82,23 @@ class Service(models.Model):
     greeting_text = models.CharField(
         max_length=1500, blank=True, default="", help_text="Said to the caller before connecting (optional)."
     )
-    recording_notice_text = models.CharField(max_length=1500, default="This call is recorded.")
+    # Said to both people before a recorded call is bridged: to the caller ahead of the
+    # connect, to the callee through the phone endpoint's onAnswer NCCO. The column keeps
+    # its old name: web processes of the previous release read it until they restart.
+    record_notice = models.CharField(
+        max_length=1500, default="This call is recorded.", db_column="recording_notice_text"
+    )
+    # db_default: processes still running the code before these fields insert without them.
+    record_notice_language = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="BCP-47 language of the notice; blank: the service's.",
+    )
+    record_notice_voice_style = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Vonage voice style of the notice; blank: the service's."
+    )
     unknown_caller_text = models.CharField(
         max_length=1500, default="Sorry, we could not find a conversation for your number. Goodbye."
     )
@@ -87,6 +115,16 @@ class Service(models.Model):
     call_time_limit = models.PositiveIntegerField(default=7200, help_text="Maximum call length in seconds.")
     recording_policy = models.CharField(
         max_length=20, choices=RecordingPolicy.choices, default=RecordingPolicy.PER_CONVERSATION
+    )
+    transcribe = models.BooleanField(
+        default=False, db_default=False, help_text="Ask Vonage for a transcript of every recording."
+    )
+    retention_days = models.PositiveIntegerField(
+        default=_default_retention,
+        db_default=90,  # the job never keeps more than RETENTION_MAX_DAYS, whatever is stored
+        validators=[validate_retention_days],
+        help_text="Days after a conversation ends until its recordings, transcripts, message texts, "
+        "names and real numbers are deleted or redacted.",
     )
 
     # Marketplace callbacks.
@@ -157,6 +195,8 @@ class Conversation(models.Model):
     closed_reason = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Set by the retention job once the conversation's personal data is gone (proxy.retention).
+    redacted_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = ConversationQuerySet.as_manager()
@@ -169,6 +209,12 @@ class Conversation(models.Model):
             models.Index(fields=["-created_at"], name="conv_created"),
             models.Index(fields=["service", "external_id"], name="conv_service_external"),
             models.Index(fields=["expires_at"], condition=Q(status="open"), name="conv_open_expiry"),
+            # The retention job's walk: ended and not yet redacted, oldest end first.
+            models.Index(
+                fields=["service", "ended_at"],
+                condition=Q(redacted_at__isnull=True, ended_at__isnull=False),
+                name="conv_retention_due",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -326,33 +372,67 @@ class CallEvent(models.Model):
         return f"{self.kind}:{self.status or '-'} {self.call_uuid}"
 
 
-class Recording(models.Model):
-    """A call recording announced by a record event, downloaded by a worker."""
+def copied_file_path(instance: CopiedFile, filename: str) -> str:
+    return f"{instance.FOLDER}/{timezone.now():%Y/%m}/{filename}"
+
+
+class CopiedFile(models.Model):
+    """A file Vonage keeps for us (a recording, a transcript), copied into our storage by a worker.
+
+    An outbox row: ``pending`` until a worker has copied it (``downloaded``) or given up
+    (``failed``, with ``last_error`` for staff); ``deleted`` once retention removed the file.
+    ``next_attempt_at`` is when the row is next due: a retry's backoff, or the lease of the
+    attempt running now (a dead worker's row is taken up again once it passes).
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending download"
         DOWNLOADED = "downloaded", "Downloaded"
         FAILED = "failed", "Failed"
+        DELETED = "deleted", "Deleted (retention)"
+
+    FOLDER = "files"
 
     recording_uuid = models.CharField(max_length=64, unique=True)
-    call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="recordings")
+    call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="%(class)ss")
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="recordings"
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="%(class)ss"
     )
     conversation_uuid = models.CharField(max_length=64, blank=True, default="")
-    recording_url = models.URLField(max_length=500)
     size = models.PositiveIntegerField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
-    file = models.FileField(upload_to="recordings/%Y/%m/", blank=True)
+    file = models.FileField(upload_to=copied_file_path, blank=True, max_length=255)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True, default="")
-    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When a failed download is tried again.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the row is next due.")
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
 
     def __str__(self) -> str:
         return self.recording_uuid
+
+
+class Recording(CopiedFile):
+    """A call recording announced by a record event, copied from Vonage into storage."""
+
+    FOLDER = "recordings"
+
+    recording_url = models.URLField(max_length=500)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("play_recording", "Can play recordings and read transcripts")]
+
+
+class Transcript(CopiedFile):
+    """Vonage's transcript of a recording (``recording_uuid``), announced by the transcription webhook."""
+
+    FOLDER = "transcripts"
+
+    transcription_url = models.URLField(max_length=500)
 
 
 class Notification(models.Model):

@@ -1,4 +1,21 @@
-"""NCCOs the product returns to Vonage, built with the SDK's action models (validated by ``telephony.ncco``)."""
+"""NCCOs the product returns to Vonage, built with the SDK's action models (validated by ``telephony.ncco``).
+
+Consent to recording, for both people. A recorded conversation's caller NCCO is
+``[greeting?, talk(notice), record, connect(phone, onAnswer=notice URL)]``, and the
+onAnswer URL (``/webhooks/record-notice``) answers ``[talk(notice)]``. From Vonage's NCCO
+semantics:
+- ``talk`` is synchronous unless ``bargeIn`` is set, and the notice never sets it: the
+  ``record`` after it starts only once the caller has heard the whole notice;
+- ``record`` with no end condition records the caller's conversation while the next
+  actions run, until the call ends;
+- the callee's leg runs the phone endpoint's ``onAnswer`` NCCO *before that call is joined
+  to the existing conversation*: the callee's voice enters what is recorded only once
+  they have heard the whole notice (the onAnswer NCCO is that one ``talk``, nothing that
+  could cut it short). Until then the recording holds the caller, who has heard it, and
+  the ringback.
+So nobody is recorded before hearing the notice. A conversation that does not record
+costs nothing here: no notice, no record, no onAnswer (the answer webhook is the hot path).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from vonage_voice.models import ncco as actions
-from vonage_voice.models.connect_endpoints import PhoneEndpoint
+from vonage_voice.models.connect_endpoints import OnAnswer, PhoneEndpoint
 
 from proxy.models import Service
 from proxy.selectors import Route
@@ -14,6 +31,23 @@ from proxy.selectors import Route
 DEFAULT_LANGUAGE = "en-US"
 GENERIC_UNKNOWN_TEXT = "Sorry, this number is not in service. Goodbye."
 GENERIC_UNAVAILABLE_TEXT = "Sorry, we cannot connect your call right now. Please try again later."
+GENERIC_NOTICE_TEXT = "This call is recorded."
+RECORD_NOTICE_PATH = "/webhooks/record-notice"
+
+
+class Transcription(BaseModel):
+    """The ``record`` action's ``transcription`` (VONAGE.md), which the SDK's model lacks."""
+
+    language: str | None = None
+    eventUrl: list[str]
+    sentimentAnalysis: bool | None = None
+
+
+class RecordAction(actions.Record):
+    """The SDK's ``Record`` with ``transcription``: the SDK's validation ignores the field, so
+    what is sent still validates against its models."""
+
+    transcription: Transcription | None = None
 
 
 def _dump(models: list[BaseModel]) -> list[dict[str, Any]]:
@@ -41,16 +75,14 @@ def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
     steps: list[BaseModel] = []
     if service.greeting_text:
         steps.append(_talk(service.greeting_text, service))
+    endpoint = PhoneEndpoint(number=callee.real_number)
     if route.conversation.record:
-        steps.append(_talk(service.recording_notice_text, service))
-        steps.append(
-            actions.Record(
-                format="mp3", split="conversation", channels=2, eventUrl=[f"{public_url}/webhooks/recording"]
-            )
-        )
+        steps.append(_notice(service))
+        steps.append(_record(service, public_url))
+        endpoint.onAnswer = OnAnswer(url=f"{public_url}{RECORD_NOTICE_PATH}?service={service.pk}")
     steps.append(
         actions.Connect(
-            endpoint=[PhoneEndpoint(number=callee.real_number)],
+            endpoint=[endpoint],
             from_=callee.proxy_number_id,
             eventType="synchronous",
             timeout=service.connect_timeout,
@@ -59,6 +91,38 @@ def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
         )
     )
     return _dump(steps)
+
+
+def _notice(service: Service | None) -> actions.Talk:
+    """The recording notice, said in full: ``bargeIn`` off, so nothing cuts it short."""
+    if service is None:
+        return actions.Talk(text=GENERIC_NOTICE_TEXT, language=DEFAULT_LANGUAGE, bargeIn=False)
+    style = service.voice_style if service.record_notice_voice_style is None else service.record_notice_voice_style
+    return actions.Talk(
+        text=service.record_notice or GENERIC_NOTICE_TEXT,
+        language=service.record_notice_language or service.language,
+        style=style or None,
+        bargeIn=False,
+    )
+
+
+def _record(service: Service, public_url: str) -> RecordAction:
+    transcription = None
+    if service.transcribe:
+        transcription = Transcription(language=service.language, eventUrl=[f"{public_url}/webhooks/transcription"])
+    return RecordAction(
+        format="mp3",
+        split="conversation",
+        channels=2,
+        eventUrl=[f"{public_url}/webhooks/recording"],
+        transcription=transcription,
+    )
+
+
+def record_notice_ncco(service: Service | None) -> list[dict[str, Any]]:
+    """What the callee of a recorded conversation hears before being bridged (the onAnswer NCCO):
+    the notice alone; the generic one when the service cannot be read."""
+    return _dump([_notice(service)])
 
 
 def unavailable_ncco(service: Service | None) -> list[dict[str, Any]]:

@@ -14,7 +14,17 @@ from django.db.models.expressions import Col
 from django.utils import timezone
 
 from proxy.allocation import AllocationView, allocation_view_from_rows
-from proxy.models import ApiKey, Call, Conversation, Notification, Participant, Recording, Service
+from proxy.models import (
+    ApiKey,
+    Call,
+    Conversation,
+    CopiedFile,
+    Notification,
+    Participant,
+    Recording,
+    Service,
+    Transcript,
+)
 from virtual_numbers.models import VirtualNumber
 
 
@@ -36,22 +46,32 @@ def calls_for_conversation(*, conversation: Conversation) -> QuerySet[Call]:
 
 
 def calls_shown(*, conversation: Conversation) -> QuerySet[Call]:
-    """A conversation's calls, newest first, with their recordings."""
+    """A conversation's calls, newest first, with their recordings and transcripts."""
     return (
         calls_for_conversation(conversation=conversation)
         # Participants are shown by their public ids: one join, not a query per call.
         .select_related("from_participant", "to_participant")
-        .prefetch_related("recordings")
+        .prefetch_related("recordings", "transcripts")
+    )
+
+
+def _copied_for_service(model: type[CopiedFile], service: Service, recording_uuid: str) -> Any:
+    return (
+        model._default_manager.filter(recording_uuid=recording_uuid, status=CopiedFile.Status.DOWNLOADED)
+        .filter(Q(conversation__service=service) | Q(call__service=service))
+        .exclude(file="")
+        .first()
     )
 
 
 def recording_for_service(*, service: Service, recording_uuid: str) -> Recording | None:
-    """A recording of one of the service's calls or conversations; None for any other."""
-    return (
-        Recording.objects.filter(recording_uuid=recording_uuid)
-        .filter(Q(conversation__service=service) | Q(call__service=service))
-        .first()
-    )
+    """A copied recording of one of the service's calls or conversations; None for any other."""
+    return _copied_for_service(Recording, service, recording_uuid)
+
+
+def transcript_for_service(*, service: Service, recording_uuid: str) -> Transcript | None:
+    """A copied transcript of one of the service's calls or conversations; None for any other."""
+    return _copied_for_service(Transcript, service, recording_uuid)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Side effects of domain changes: the outbox rows a change writes and the work it queues.
 
 Services call these inside their transactions. They write outbox rows (SMS, marketplace
-callbacks, downloads, number checks) and queue their tasks by name with
+callbacks, number checks) and queue their tasks by name with
 ``transaction.on_commit``, so a rolled-back change sends nothing.
 """
 
@@ -14,15 +14,15 @@ from proxy.callbacks import (
     FAN_OUT_TASK,
     callback_create_for_call,
     callback_create_for_conversation,
+    callback_create_for_transcript,
     callbacks_create_for_conversations,
 )
 from proxy.notifications import notifications_create_for_conversation
 from proxy.outbox import queue_on_commit
-from proxy.recordings import DOWNLOAD_TASK
 from proxy.validation import VALIDATE_TASK
 
 if TYPE_CHECKING:
-    from proxy.models import Call, Conversation, Notification, Participant, Recording
+    from proxy.models import Call, Conversation, Notification, Participant, Transcript
 
 # Callback deliveries are queued in chunks: a sweep that ends 100,000 conversations
 # must not publish 100,000 messages from inside its own transaction's commit.
@@ -64,6 +64,8 @@ def call_completed(call: Call) -> None:
         queue_on_commit(DELIVER_TASK, delivery.pk)
 
 
-def recording_announced(recording: Recording) -> None:
-    """A record event announced a recording: download it."""
-    queue_on_commit(DOWNLOAD_TASK, recording.pk)
+def transcript_stored(transcript: Transcript) -> None:
+    """A recording's transcript is in storage: tell the marketplace (``recording.transcribed``)."""
+    delivery = callback_create_for_transcript(transcript=transcript)
+    if delivery is not None:
+        queue_on_commit(DELIVER_TASK, delivery.pk)

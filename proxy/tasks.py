@@ -6,18 +6,20 @@ import logging
 import time
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from config.celery import WORKER_HEARTBEAT_KEY, retry_later
 from proxy.delivery.callbacks import callback_deliver
-from proxy.delivery.recordings import recording_download
+from proxy.delivery.recordings import recording_download, transcript_download
 from proxy.delivery.sms import notification_send
 from proxy.delivery.validation import conversation_validate_then_notify
 from proxy.idempotency import idempotency_records_purge
 from proxy.outbox import outbox_redrive as redrive
 from proxy.outbox import queue_now
+from proxy.retention import retention_apply
 from proxy.services import conversations_expire_due
 from proxy.validation import VALIDATIONS
 
@@ -52,9 +54,22 @@ def deliver_callbacks(delivery_ids: list[int]) -> int:
     return len(delivery_ids)
 
 
-@shared_task(bind=True, acks_late=True)
+# A copy may take the download's whole limit and as long again into storage; the row's
+# lease (proxy.recordings.download_lease) outlasts both.
+_COPY_LIMIT = 2 * settings.RECORDING_DOWNLOAD_SECONDS
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=_COPY_LIMIT + 30, time_limit=_COPY_LIMIT + 60)
 def download_recording(self, recording_id: int) -> str:
     outcome = recording_download(recording_id=recording_id)
+    if outcome.retry_in is not None:
+        retry_later(self, outcome.retry_in)
+    return outcome.result
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=_COPY_LIMIT + 30, time_limit=_COPY_LIMIT + 60)
+def download_transcript(self, transcript_id: int) -> str:
+    outcome = transcript_download(transcript_id=transcript_id)
     if outcome.retry_in is not None:
         retry_later(self, outcome.retry_in)
     return outcome.result
@@ -110,3 +125,10 @@ def worker_heartbeat() -> float:
 def idempotency_purge() -> int:
     """Beat: forget Idempotency-Key records past their 24 hours."""
     return idempotency_records_purge()
+
+
+# The first run after enabling it may face months of conversations: more than the default limits.
+@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900)
+def retention_run() -> dict[str, int]:
+    """Beat: delete or redact the personal data of conversations past their retention (proxy.retention)."""
+    return retention_apply()

@@ -19,5 +19,10 @@ urlpatterns = [
     path("conversations/<str:conversation_id>", views.ConversationDetailApi.as_view(), name="conversation-detail"),
     path("conversations/<str:conversation_id>/calls", views.ConversationCallsApi.as_view(), name="conversation-calls"),
     path("recordings/<str:recording_uuid>", views.RecordingFileApi.as_view(), name="recording-file"),
+    path(
+        "recordings/<str:recording_uuid>/transcript",
+        views.RecordingTranscriptApi.as_view(),
+        name="recording-transcript",
+    ),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]

@@ -81,11 +81,12 @@ class SandboxCall(models.Model):
 
 
 class SandboxRecording(models.Model):
-    """A recording the call player "made"; served at ``/v1/files/<id>``."""
+    """A file the call player "made" (a recording, or a transcript of one); served at ``/v1/files/<id>``."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     call_uuid = models.CharField(max_length=64, blank=True, default="")
     content = models.BinaryField()
+    content_type = models.CharField(max_length=50, default="audio/mpeg")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

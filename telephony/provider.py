@@ -14,7 +14,33 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+# Where Vonage serves the files it keeps for an application (recordings, transcripts).
+VONAGE_FILE_HOSTS = (".nexmo.com", ".vonage.com")
+
+
+def file_url_trusted(url: str, *, aimed_host: str = "") -> bool:
+    """Whether ``url`` is an https URL on Vonage's hosts, or on ``aimed_host`` ("host[:port]",
+    the server a provider is aimed at instead of Vonage: the sandbox in tests).
+
+    Judged on the parsed hostname and port, never on the text: user info, a look-alike
+    netloc or another port of the aimed host is refused.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not host or parts.username is not None or parts.password is not None:
+        return False
+    if aimed_host:
+        aimed = urlsplit(f"https://{aimed_host}")
+        if host == (aimed.hostname or "").lower() and port == (aimed.port or 443):
+            return True
+    return host.endswith(VONAGE_FILE_HOSTS)
 
 
 class ProviderError(Exception):
@@ -182,9 +208,19 @@ class Provider(abc.ABC):
     def stream_into_call(self, uuid: str, *, url: str) -> None:
         """Play an audio file into a running call."""
 
-    @abc.abstractmethod
-    def download_recording(self, url: str) -> bytes:
-        """Fetch a recording file announced by a record event (application JWT auth).
+    def file_url_trusted(self, url: str) -> bool:
+        """Whether ``download_file`` would fetch ``url``: Vonage's file hosts, or the host this
+        provider is aimed at. Webhooks use it to refuse a foreign URL before anything is queued."""
+        return file_url_trusted(url)
 
-        Must not send credentials anywhere but Vonage (or the host the provider is aimed at).
+    @abc.abstractmethod
+    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+        """Copy a file Vonage keeps for the application (a recording, a transcript) into ``into``;
+        return how many bytes were written.
+
+        Must refuse, before any request and without sending credentials, a URL that
+        ``file_url_trusted`` refuses, and the same for a redirect to one (permanent,
+        code ``untrusted-host``). Must stream: never more than one chunk in memory. More
+        than ``max_bytes``: permanent, code ``too-large``. Not done within ``max_seconds``:
+        temporary, code ``timeout``. On any error ``into`` may hold part of the file.
         """

@@ -18,19 +18,22 @@ Choices, and why:
 - Error bodies: the SDK's SMS, Number Insight and Numbers wrappers raise without the body,
   and its ``last_response`` is shared by every thread using the client, so those APIs go
   through the SDK's HTTP client directly and are judged on their own answer.
-- Recordings: only fetched from Vonage's hosts (or the configured one), streamed, and
-  refused past ``max_recording_bytes``.
+- Files (recordings, transcripts): only fetched from Vonage's hosts (or the configured
+  one), redirects followed by hand and only to those hosts, streamed into the caller's
+  file a chunk at a time, refused past a size cap and a total time limit.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from pydantic import ValidationError
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_application import ApplicationConfig
@@ -63,12 +66,13 @@ from telephony.provider import (
     ProviderError,
     SmsResult,
     VoiceWebhookUrls,
+    file_url_trusted,
 )
 from telephony.text import needs_unicode
 from telephony.values import vonage_decimal
 
-VONAGE_FILE_HOSTS = (".nexmo.com", ".vonage.com")
-MAX_RECORDING_BYTES = 200 * 1024 * 1024
+FILE_CHUNK = 64 * 1024
+MAX_FILE_REDIRECTS = 3
 SMS_SENT = "0"
 INSIGHT_ANSWERED = {0, 43, 44, 45}  # 43-45: answered without the live mobile lookup
 INSIGHT_INVALID_NUMBER = 3
@@ -96,7 +100,6 @@ def load_private_key(value: str) -> str:
 
 class VonageProvider(Provider):
     name = "vonage"
-    max_recording_bytes = MAX_RECORDING_BYTES
 
     def __init__(
         self,
@@ -379,42 +382,51 @@ class VonageProvider(Provider):
             raise ProviderError(f"Stream: invalid audio URL ({error.error_count()} errors)", permanent=True) from error
         self._call("Stream", self._client.voice.play_audio_into_call, uuid, options)
 
-    def download_recording(self, url: str) -> bytes:
-        if not self._file_host_trusted(url):
-            # The application JWT must only ever go to Vonage (or the host we were aimed at).
-            raise ProviderError(f"Refusing to send credentials to {urlsplit(url).hostname or url[:60]}", permanent=True)
-        headers = {"Authorization": self._auth.create_jwt_auth_string().decode()}
-        limit = self.max_recording_bytes
-        too_big = ProviderError(f"Download recording: larger than {limit} bytes", permanent=True, code="too-large")
-        try:
-            with requests.get(url, headers=headers, timeout=self.timeout, stream=True) as response:
-                if response.status_code != 200:
-                    raise http_failure(response.status_code, response.reason or "", what="Download recording")
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise too_big
-                content = bytearray()
-                for chunk in response.iter_content(chunk_size=64 * 1024):
-                    content += chunk
-                    if len(content) > limit:
-                        raise too_big
-        except requests.RequestException as error:
-            raise transport_failure(error, what="Download recording") from error
-        return bytes(content)
+    def file_url_trusted(self, url: str) -> bool:
+        return file_url_trusted(url, aimed_host=self._api_host)
 
-    def _file_host_trusted(self, url: str) -> bool:
-        parts = urlsplit(url)
-        try:
-            port = parts.port or 443
-        except ValueError:
-            return False
-        host = parts.hostname or ""
-        if parts.scheme != "https" or not host or parts.username is not None:
-            return False
-        aimed = urlsplit(f"https://{self._api_host}")
-        if host == aimed.hostname and port == (aimed.port or 443):
-            return True
-        return host.endswith(VONAGE_FILE_HOSTS)
+    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+        deadline = time.monotonic() + max_seconds
+        for _ in range(MAX_FILE_REDIRECTS + 1):
+            if not self.file_url_trusted(url):
+                # The application JWT must only ever go to Vonage (or the host we were aimed at).
+                host = urlsplit(url).hostname or url[:60]
+                raise ProviderError(f"Refusing to fetch a file from {host}", permanent=True, code="untrusted-host")
+            headers = {"Authorization": self._auth.create_jwt_auth_string().decode()}
+            try:
+                with requests.get(
+                    url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
+                ) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise http_failure(response.status_code, response.reason or "", what="Download file")
+                    return _stream_into(response, into, max_bytes=max_bytes, deadline=deadline, limit=max_seconds)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+                raise transport_failure(error, what="Download file") from error
+        raise ProviderError("Download file: too many redirects", permanent=True, code="redirects")
+
+
+def _stream_into(response: requests.Response, into: IO[bytes], *, max_bytes: int, deadline: float, limit: float) -> int:
+    """Copy the body into ``into`` one read at a time, checking the size cap and the deadline
+    after each: ``read1`` returns as soon as any data arrives, so a trickle cannot hold the
+    worker past its limit by more than one socket timeout."""
+    too_big = ProviderError(f"Download file: larger than {max_bytes} bytes", permanent=True, code="too-large")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_big
+    written = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise ProviderError(f"Download file: not done within {limit:g} s", permanent=False, code="timeout")
+        chunk = response.raw.read1(FILE_CHUNK, decode_content=True)
+        if not chunk:
+            return written
+        written += len(chunk)
+        if written > max_bytes:
+            raise too_big
+        into.write(chunk)
 
 
 def _error_detail(response: requests.Response) -> str:

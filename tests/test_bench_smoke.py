@@ -34,6 +34,7 @@ EXPECTED = [
     r"\[4\] creation latency p99 under \d+ clients: ",
     r"\[4\] invariant violations .*: 0 \| target 0: MET",
     r"\[5\] expiry sweep of [\d,]+ due conversations .*\| naive per-conversation close ",
+    r"\[6\] retention job rate over [\d,]+ ended conversations .*\| naive per-conversation redaction ",
 ]
 
 
@@ -73,5 +74,7 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         assert re.search(pattern, output), f"missing figure {pattern!r} in:\n{output[-3000:]}"
     assert "FAILED" not in output
     assert "| 5 | expiry sweep" in markdown.read_text()
+    assert "| 6 | retention job rate" in markdown.read_text()
+    assert "WRONG RESULT" not in output
     if shutil.which("wrk") is None:
         assert "wrk is not installed" in output

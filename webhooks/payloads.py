@@ -136,6 +136,8 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
     status = text(payload, "status", 20).lower()
     if payload.get("recording_url"):
         kind = "record"
+    elif payload.get("transcription_url") or text(payload, "type", 20) == "transcription":
+        kind = "transcription"
     elif "dtmf" in payload or "speech" in payload:
         kind = "input"
     elif status in CALL_STATUSES:

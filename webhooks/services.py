@@ -1,10 +1,11 @@
-"""What the webhooks do: route an answer request, keep the call log from events."""
+"""What the webhooks do: route an answer request, keep the call log from events, take in
+recordings and transcripts, say the recording notice to a callee."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -13,10 +14,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from proxy import side_effects
-from proxy.models import Call, CallEvent, Participant, Recording
-from proxy.ncco import ncco_for_route, unavailable_ncco
+from proxy.models import Call, CallEvent, CopiedFile, Participant, Recording, Service, Transcript
+from proxy.ncco import ncco_for_route, record_notice_ncco, unavailable_ncco
 from proxy.phone import from_webhook, mask
+from proxy.recordings import recording_announce, transcript_announce
 from proxy.selectors import route_for_call
+from telephony.registry import get_provider
 from webhooks.payloads import (
     FALLBACK_ONLY_FIELDS,
     NCCO_REPLACING_STATUSES,
@@ -53,6 +56,21 @@ def answer_safely(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     except Exception:
         logger.exception("answer webhook failed; speaking the generic message")
         return unavailable_ncco(None)
+
+
+def record_notice_safely(*, service_id: str | None) -> list[dict[str, Any]]:
+    """The onAnswer NCCO of a recorded conversation's callee: the service's recording notice.
+
+    Never fails and never answers anything but a notice: a callee is bridged into a
+    recorded call only after hearing one (the generic notice when the service cannot be read).
+    """
+    service = None
+    try:
+        if service_id and service_id.isascii() and service_id.isdigit() and len(service_id) < 19:
+            service = Service.objects.filter(pk=int(service_id)).first()
+    except Exception:
+        logger.exception("record-notice webhook could not read service %r; saying the generic notice", service_id)
+    return record_notice_ncco(service)
 
 
 def failed_connect_ncco(payload: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -111,7 +129,9 @@ def event_receive(*, payload: dict[str, Any], source: str = "event", now: dateti
             if call is not None and event.kind == "status":
                 _apply_status(call, event, now=now)
             if event.kind == "record":
-                recording_announced(payload=payload, call=call)
+                recording_announced(payload=payload)
+            elif event.kind == "transcription":
+                transcript_announced(payload=payload)
     ncco = None
     if call is not None and event.status in NCCO_REPLACING_STATUSES and call.direction == Call.Direction.OUTBOUND:
         ncco = unavailable_ncco(call.conversation.service if call.conversation else call.service)
@@ -255,59 +275,53 @@ def _fill_completed(call: Call, payload: dict[str, Any]) -> set[str]:
     return changed
 
 
-def recording_announced(*, payload: dict[str, Any], call: Call | None = None) -> Recording | None:
-    """Keep a recording announced by a record event, once; a worker downloads it."""
-    recording_uuid = text(payload, "recording_uuid")
-    url = text(payload, "recording_url", 500)
-    if not recording_uuid or not url.startswith("https://"):
-        return None
-    conversation_uuid = text(payload, "conversation_uuid")
-    if call is None and conversation_uuid:
-        call = (
-            Call.objects.filter(conversation_uuid=conversation_uuid, conversation__isnull=False)
-            .order_by("created_at")
-            .first()
-        )
-    recording, created = Recording.objects.get_or_create(
-        recording_uuid=recording_uuid,
-        defaults={
-            "call": call,
-            "conversation": call.conversation if call else None,
-            "conversation_uuid": conversation_uuid,
-            "recording_url": url,
-            "size": whole_seconds(payload, "size"),
-            "started_at": timestamp(payload, "start_time"),
-            "ended_at": timestamp(payload, "end_time"),
-        },
-    )
-    if created:
-        side_effects.recording_announced(recording)
-    return recording
+def _vonage_url(payload: dict[str, Any], key: str, recording_uuid: str, noun: str) -> tuple[str, bool]:
+    url = text(payload, key, 2000)
+    trusted = get_provider().file_url_trusted(url)
+    if url and not trusted:
+        logger.warning("%s %s announced at a URL that is not Vonage's; never fetched", noun, recording_uuid)
+    return url, trusted
 
 
-# Raw payloads hold both people's real numbers and, for inbound SMS, what they wrote.
-REDACTED_PAYLOAD = {"redacted": True}
-_REDACT_BATCH = 5000
+def recording_announced(*, payload: dict[str, Any]) -> Recording | None:
+    """Keep a recording announced by a record event, once; a worker copies it into storage.
 
-
-def call_event_payloads_redact(*, now: datetime | None = None, keep_days: int | None = None) -> int:
-    """Replace the raw payload of events older than the retention with ``REDACTED_PAYLOAD``.
-
-    The event rows stay (kind, status, times, call uuids): the call log keeps its shape;
-    the personal data in them goes. ``keep_days`` defaults to CALL_EVENT_RETENTION_DAYS;
-    0 keeps payloads for ever. Returns how many were redacted.
+    A URL that is not Vonage's is kept as a failed recording (visible to staff), never fetched.
     """
-    keep_days = settings.CALL_EVENT_RETENTION_DAYS if keep_days is None else keep_days
-    if keep_days <= 0:
-        return 0
-    cutoff = (now or timezone.now()) - timedelta(days=keep_days)
-    due = CallEvent.objects.filter(payload_redacted=False, received_at__lt=cutoff)
-    redacted = 0
-    while True:
-        # In batches, each its own short statement: no long lock on a big table.
-        ids = list(due.order_by("received_at").values_list("pk", flat=True)[:_REDACT_BATCH])
-        if not ids:
-            return redacted
-        redacted += CallEvent.objects.filter(pk__in=ids, payload_redacted=False).update(
-            payload=REDACTED_PAYLOAD, payload_redacted=True
+    recording_uuid = text(payload, "recording_uuid")
+    if not recording_uuid:
+        logger.warning("record event without a recording_uuid: kept as an event only")
+        return None
+    url, trusted = _vonage_url(payload, "recording_url", recording_uuid, "recording")
+    return recording_announce(
+        recording_uuid=recording_uuid,
+        url=url,
+        trusted=trusted,
+        conversation_uuid=text(payload, "conversation_uuid"),
+        size=whole_seconds(payload, "size"),
+        started_at=timestamp(payload, "start_time"),
+        ended_at=timestamp(payload, "end_time"),
+    )
+
+
+def transcript_announced(*, payload: dict[str, Any]) -> Transcript | None:
+    """Keep a transcript announced by the transcription webhook, once; a worker copies it.
+
+    No URL (Vonage could not transcribe) or a URL that is not Vonage's: kept as a failed
+    transcript, visible to staff, never fetched.
+    """
+    recording_uuid = text(payload, "recording_uuid")
+    if not recording_uuid:
+        logger.warning("transcription webhook without a recording_uuid: kept as an event only")
+        return None
+    url, trusted = _vonage_url(payload, "transcription_url", recording_uuid, "transcript")
+    transcript = transcript_announce(
+        recording_uuid=recording_uuid, url=url, trusted=trusted, conversation_uuid=text(payload, "conversation_uuid")
+    )
+    if not url:
+        # Only the row this webhook made: a later one without a URL must not undo a transcript.
+        status = text(payload, "status", 40) or "none"
+        Transcript.objects.filter(pk=transcript.pk, transcription_url="", status=CopiedFile.Status.FAILED).update(
+            last_error=f"Vonage sent no transcript (status {status})"
         )
+    return transcript

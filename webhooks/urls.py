@@ -7,5 +7,7 @@ urlpatterns = [
     path("event", views.event, name="webhook-event"),
     path("fallback", views.fallback, name="webhook-fallback"),
     path("recording", views.recording, name="webhook-recording"),
+    path("transcription", views.transcription, name="webhook-transcription"),
+    path("record-notice", views.record_notice, name="webhook-record-notice"),
     path("sms/", include("webhooks.sms_urls")),
 ]

@@ -16,7 +16,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from webhooks.payloads import request_payload
-from webhooks.services import answer_safely, event_receive, failed_connect_ncco, fallback_receive
+from webhooks.services import (
+    answer_safely,
+    event_receive,
+    failed_connect_ncco,
+    fallback_receive,
+    record_notice_safely,
+)
 from webhooks.signatures import SignatureError, verify_voice_webhook
 
 logger = logging.getLogger(__name__)
@@ -75,10 +81,40 @@ def event(request: HttpRequest) -> HttpResponse:
     return _ncco_response(ncco) if ncco is not None else HttpResponse(status=204)
 
 
+def _keep_file_event(payload: dict[str, Any], source: str) -> HttpResponse:
+    """A recording or transcription webhook: kept, then 204 whatever happened.
+
+    Never a 5xx: Vonage would send it to the fallback URL and the call's NCCO flow gains
+    nothing by it. When it cannot be kept, the log names the recording so staff can
+    recover it (the URL stays valid at Vonage for 30 days).
+    """
+    try:
+        event_receive(payload=payload, source=source)
+    except Exception:
+        logger.exception(
+            "%s webhook could not be kept: recording_uuid=%s conversation_uuid=%s",
+            source,
+            str(payload.get("recording_uuid", ""))[:64],
+            str(payload.get("conversation_uuid", ""))[:64],
+        )
+    return HttpResponse(status=204)
+
+
 @signed_voice_webhook
 def recording(request: HttpRequest) -> HttpResponse:
-    event_receive(payload=_payload(request), source="recording")
-    return HttpResponse(status=204)
+    return _keep_file_event(_payload(request), "recording")
+
+
+@signed_voice_webhook
+def transcription(request: HttpRequest) -> HttpResponse:
+    """Vonage's transcript of a recording is ready (the record action's ``transcription.eventUrl``)."""
+    return _keep_file_event(_payload(request), "transcription")
+
+
+@signed_voice_webhook
+def record_notice(request: HttpRequest) -> HttpResponse:
+    """The callee's onAnswer NCCO in a recorded conversation: the recording notice, nothing else."""
+    return _ncco_response(record_notice_safely(service_id=request.GET.get("service")))
 
 
 @signed_voice_webhook

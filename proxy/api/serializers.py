@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from proxy import participants, phone
-from proxy.models import Call, Conversation, Notification, Participant, Recording
+from proxy.models import Call, Conversation, Notification, Participant
 from proxy.parsers import json_strings
+from proxy.recordings import newest_copied, recording_api_path, transcript_api_path
 
 MAX_EXTERNAL_ID = 200
 MAX_METADATA_BYTES = 8 * 1024
@@ -223,21 +223,33 @@ class CallOutputSerializer(serializers.Serializer):
         max_digits=14, decimal_places=8, allow_null=True, help_text="EUR, as a decimal string."
     )
     recording_url = serializers.SerializerMethodField()
+    transcript_url = serializers.SerializerMethodField()
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else settings.PUBLIC_URL + path
 
     @extend_schema_field(
         serializers.URLField(
-            allow_null=True, help_text="The downloaded recording if any, else Vonage's recording URL, else null."
+            allow_null=True,
+            help_text="The call's recording, once copied into the product's storage (an API URL that needs "
+            "the service's key), else null.",
         )
     )
     def get_recording_url(self, call: Call) -> str | None:
-        recordings: list[Recording] = sorted(call.recordings.all(), key=lambda r: (r.created_at, r.pk), reverse=True)
-        for recording in recordings:
-            if recording.file:
-                # Served by the API to the owning service: recordings are personal data.
-                path = reverse("api:recording-file", kwargs={"recording_uuid": recording.recording_uuid})
-                request = self.context.get("request")
-                return request.build_absolute_uri(path) if request is not None else settings.PUBLIC_URL + path
-        return next((r.recording_url for r in recordings if r.recording_url), None)
+        recording = newest_copied(call.recordings.all())
+        return None if recording is None else self._absolute(recording_api_path(recording.recording_uuid))
+
+    @extend_schema_field(
+        serializers.URLField(
+            allow_null=True,
+            help_text="The transcript of the call's recording (Vonage's JSON), once copied, when the service "
+            "transcribes; an API URL that needs the service's key; else null.",
+        )
+    )
+    def get_transcript_url(self, call: Call) -> str | None:
+        transcript = newest_copied(call.transcripts.all())
+        return None if transcript is None else self._absolute(transcript_api_path(transcript.recording_uuid))
 
 
 class ErrorSerializer(serializers.Serializer):

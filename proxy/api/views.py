@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.http import FileResponse
+from django.conf import settings
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
@@ -273,31 +276,78 @@ class ConversationCallsApi(ConversationScopedApi):
         return paginator.get_paginated_response(data)
 
 
+def _file_response(file: FieldFile, *, content_type: str, filename: str) -> HttpResponseBase:
+    """A stored recording or transcript: a redirect to a short-lived signed URL of the bucket
+    (``STORAGE_SERVE=redirect``), else the file streamed. Never cached by anyone on the way."""
+    if settings.STORAGE_SERVE == "redirect":
+        response: HttpResponseBase = HttpResponseRedirect(file.storage.url(file.name))
+    else:
+        response = FileResponse(file.open("rb"), content_type=content_type, filename=filename)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _valid_uuid_text(recording_uuid: str) -> bool:
+    return len(recording_uuid) <= 64 and "\x00" not in recording_uuid
+
+
 class RecordingFileApi(APIView):
-    """A downloaded call recording, to the service whose conversation it is (never a public URL)."""
+    """A copied call recording, to the service whose conversation it is (never a public URL)."""
 
     @extend_schema(
         operation_id="recordings_download",
         summary="Download a call recording",
-        description="The URL a call's `recording_url` gives once the recording is downloaded.",
+        description="The URL a call's `recording_url` gives once the recording is copied: the MP3, or a "
+        "redirect to a signed URL of the storage bucket that expires within minutes.",
         responses={
             (200, "audio/mpeg"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="Redirect to a short-lived signed URL of the file."),
             401: schema.UNAUTHORIZED,
             404: schema.NOT_FOUND,
             429: schema.THROTTLED,
         },
     )
-    def get(self, request: Request, recording_uuid: str) -> FileResponse:
+    def get(self, request: Request, recording_uuid: str) -> HttpResponseBase:
         service = _service(request)
-        if len(recording_uuid) > 64 or "\x00" in recording_uuid:
-            raise NotFound("No such recording.")
-        recording = selectors.recording_for_service(service=service, recording_uuid=recording_uuid)
-        if recording is None or not recording.file:
-            raise NotFound("No such recording.")
-        return FileResponse(
-            recording.file.open("rb"), content_type="audio/mpeg", filename=f"{recording.recording_uuid}.mp3"
+        recording = (
+            selectors.recording_for_service(service=service, recording_uuid=recording_uuid)
+            if _valid_uuid_text(recording_uuid)
+            else None
         )
+        if recording is None:
+            raise NotFound("No such recording.")
+        return _file_response(recording.file, content_type="audio/mpeg", filename=f"{recording.recording_uuid}.mp3")
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # A client asking for audio/mpeg must not get 406: errors still go out as JSON.
         return super().perform_content_negotiation(request, force=True)
+
+
+class RecordingTranscriptApi(APIView):
+    """A copied transcript of a call recording, to the service whose conversation it is."""
+
+    @extend_schema(
+        operation_id="recordings_transcript",
+        summary="Download the transcript of a call recording",
+        description="The URL a call's `transcript_url` gives: Vonage's transcript JSON as Vonage wrote it, "
+        "or a redirect to a signed URL of the storage bucket that expires within minutes.",
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            302: OpenApiResponse(description="Redirect to a short-lived signed URL of the file."),
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            429: schema.THROTTLED,
+        },
+    )
+    def get(self, request: Request, recording_uuid: str) -> HttpResponseBase:
+        service = _service(request)
+        transcript = (
+            selectors.transcript_for_service(service=service, recording_uuid=recording_uuid)
+            if _valid_uuid_text(recording_uuid)
+            else None
+        )
+        if transcript is None:
+            raise NotFound("No such transcript.")
+        return _file_response(
+            transcript.file, content_type="application/json", filename=f"{transcript.recording_uuid}.json"
+        )

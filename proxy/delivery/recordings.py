@@ -1,61 +1,146 @@
-"""Recording download: fetch a file a record event announced and keep it with the recording."""
+"""Copying recordings and transcripts from Vonage into the default storage, one attempt at a time.
+
+The file streams from Vonage into a spooled temporary file (memory up to 1 MiB, disk
+beyond) and from there into storage (a local folder, or a bucket with a multipart
+upload): memory stays bounded whatever the file's size. An attempt holds its row for a
+lease (``next_attempt_at``), so the redrive does not start a second copy while one runs;
+a worker that dies leaves the row to be taken up once the lease passes.
+"""
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.files.base import ContentFile
+from django.conf import settings
+from django.core.files import File
 from django.db.models import F
 from django.utils import timezone
 
-from proxy.models import Recording
-from proxy.outbox import Outcome, truncate
-from proxy.recordings import AVAILABLE_FOR, RECORDINGS
+from proxy import side_effects
+from proxy.models import CopiedFile, Recording, Transcript
+from proxy.outbox import Outcome, RetryPolicy, truncate
+from proxy.recordings import AVAILABLE_FOR, RECORDINGS, TRANSCRIPTS, call_for_file, download_lease
 from telephony.provider import ProviderError
 from telephony.registry import get_provider
 
 logger = logging.getLogger(__name__)
 
+SPOOL_BYTES = 1024 * 1024
+UNKNOWN_CALL = "No call of ours is known for this file's Vonage conversation"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    model: type[CopiedFile]
+    noun: str
+    url_field: str
+    extension: str
+    max_bytes: Callable[[], int]
+    retry: RetryPolicy
+    done: Callable[[CopiedFile], None] = lambda row: None
+
+
+def _transcribed(row: CopiedFile) -> None:
+    assert isinstance(row, Transcript)
+    side_effects.transcript_stored(row)
+
+
+_RECORDING = _Kind(
+    Recording, "recording", "recording_url", "mp3", lambda: settings.RECORDING_MAX_BYTES, RECORDINGS.retry
+)
+_TRANSCRIPT = _Kind(
+    Transcript,
+    "transcript",
+    "transcription_url",
+    "json",
+    lambda: settings.TRANSCRIPT_MAX_BYTES,
+    TRANSCRIPTS.retry,
+    _transcribed,
+)
+
 
 def recording_download(*, recording_id: int, now: datetime | None = None) -> Outcome:
-    """Make one attempt at downloading a pending recording into ``Recording.file``."""
-    now = now or timezone.now()
-    recording = Recording.objects.filter(pk=recording_id).first()
-    if recording is None or recording.status != Recording.Status.PENDING:
+    """Make one attempt at copying a pending recording into storage."""
+    return _copy(_RECORDING, recording_id, now or timezone.now())
+
+
+def transcript_download(*, transcript_id: int, now: datetime | None = None) -> Outcome:
+    """Make one attempt at copying a pending transcript into storage; tell the marketplace once it is."""
+    return _copy(_TRANSCRIPT, transcript_id, now or timezone.now())
+
+
+def _copy(kind: _Kind, pk: int, now: datetime) -> Outcome:
+    row = kind.model._default_manager.filter(pk=pk).first()
+    if row is None or row.status != CopiedFile.Status.PENDING:
         return Outcome.skipped("not pending")
-    if RECORDINGS.retry.exhausted(recording.attempts) or recording.created_at < now - AVAILABLE_FOR:
-        return _fail(recording, f"Gave up after {recording.attempts} attempts: {recording.last_error}")
-    claimed = Recording.objects.filter(
-        pk=recording.pk, status=Recording.Status.PENDING, attempts=recording.attempts
-    ).update(attempts=F("attempts") + 1)
+    if kind.retry.exhausted(row.attempts) or row.created_at < now - AVAILABLE_FOR:
+        return _fail(kind, row, f"Gave up after {row.attempts} attempts: {row.last_error}")
+    claimed = kind.model._default_manager.filter(pk=pk, status=CopiedFile.Status.PENDING, attempts=row.attempts).update(
+        attempts=F("attempts") + 1, next_attempt_at=now + download_lease()
+    )
     if not claimed:
         return Outcome.skipped("claimed by another worker")
-    attempt = recording.attempts + 1
-    try:
-        content = get_provider().download_recording(recording.recording_url)
-    except ProviderError as exc:
-        if exc.permanent or RECORDINGS.retry.exhausted(attempt):
-            return _fail(recording, str(exc))
-        delay = RECORDINGS.retry.delay(attempt)
-        # The redrive honours this too, so a lost retry waits its backoff instead of a minute.
-        Recording.objects.filter(pk=recording.pk).update(
-            last_error=truncate(str(exc)), next_attempt_at=now + timedelta(seconds=delay)
-        )
-        return Outcome.retry(delay, str(exc))
-    recording.refresh_from_db()
-    recording.file.save(f"{recording.recording_uuid}.mp3", ContentFile(content), save=False)
-    recording.status = Recording.Status.DOWNLOADED
-    recording.size = recording.size or len(content)
-    recording.last_error = ""
-    recording.save(update_fields=["file", "status", "size", "last_error"])
-    logger.info("recording %s downloaded (%s bytes)", recording.recording_uuid, len(content))
+    attempt = row.attempts + 1
+    if row.conversation_id is None and not _link(kind, row):
+        return _retry_or_fail(kind, row, attempt, UNKNOWN_CALL, now=now, permanent=False)
+    url = getattr(row, kind.url_field)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        try:
+            size = get_provider().download_file(
+                url, spool, max_bytes=kind.max_bytes(), max_seconds=settings.RECORDING_DOWNLOAD_SECONDS
+            )
+        except ProviderError as exc:
+            return _retry_or_fail(kind, row, attempt, str(exc), now=now, permanent=exc.permanent)
+        spool.seek(0)
+        try:
+            row.file.save(f"{row.recording_uuid}.{kind.extension}", File(spool), save=False)
+        except Exception as exc:
+            # Storage unreachable (a bucket's outage): the file is still at Vonage; try again later.
+            logger.warning("%s %s: storage refused the file", kind.noun, row.recording_uuid, exc_info=True)
+            return _retry_or_fail(kind, row, attempt, f"Storage: {type(exc).__name__}", now=now, permanent=False)
+    stored = kind.model._default_manager.filter(pk=pk, status=CopiedFile.Status.PENDING, attempts=attempt).update(
+        status=CopiedFile.Status.DOWNLOADED, file=row.file.name, size=size, last_error="", next_attempt_at=None
+    )
+    if not stored:
+        # Failed or deleted meanwhile (staff, retention): keep nothing behind its back.
+        row.file.delete(save=False)
+        return Outcome.skipped("changed while copying")
+    row.refresh_from_db()
+    kind.done(row)
+    logger.info("%s %s copied (%s bytes)", kind.noun, row.recording_uuid, size)
     return Outcome.done()
 
 
-def _fail(recording: Recording, error: str) -> Outcome:
-    Recording.objects.filter(pk=recording.pk, status=Recording.Status.PENDING).update(
-        status=Recording.Status.FAILED, last_error=truncate(error)
+def _link(kind: _Kind, row: CopiedFile) -> bool:
+    """Attach the row to its call and conversation, found by its Vonage conversation uuid."""
+    call = call_for_file(row.conversation_uuid)
+    if call is None:
+        return False
+    kind.model._default_manager.filter(pk=row.pk).update(call=call, conversation_id=call.conversation_id)
+    row.call, row.conversation_id = call, call.conversation_id
+    return True
+
+
+def _retry_or_fail(
+    kind: _Kind, row: CopiedFile, attempt: int, error: str, *, now: datetime, permanent: bool
+) -> Outcome:
+    if permanent or kind.retry.exhausted(attempt):
+        return _fail(kind, row, error)
+    delay = kind.retry.delay(attempt)
+    # The redrive honours this too, so a lost retry waits its backoff instead of a minute.
+    kind.model._default_manager.filter(pk=row.pk, status=CopiedFile.Status.PENDING).update(
+        last_error=truncate(error), next_attempt_at=now + timedelta(seconds=delay)
     )
-    logger.warning("recording %s download failed: %s", recording.recording_uuid, error)
+    return Outcome.retry(delay, error)
+
+
+def _fail(kind: _Kind, row: CopiedFile, error: str) -> Outcome:
+    kind.model._default_manager.filter(pk=row.pk, status=CopiedFile.Status.PENDING).update(
+        status=CopiedFile.Status.FAILED, last_error=truncate(error), next_attempt_at=None
+    )
+    logger.warning("%s %s copy failed: %s", kind.noun, row.recording_uuid, error)
     return Outcome.failed(error)

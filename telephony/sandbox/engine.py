@@ -38,6 +38,7 @@ from telephony.sandbox.voice import call_create_from_api, call_route, calls_list
 # Re-exported: callers (the call player, tests) reach the sandbox through this module.
 from telephony.sandbox.voice import call_record as call_record
 from telephony.sandbox.voice import recording_create as recording_create
+from telephony.sandbox.voice import transcript_create as transcript_create
 from telephony.sandbox.wire import Reply, SandboxRequest, int_param, voice_error
 from telephony.text import needs_unicode
 

@@ -10,7 +10,7 @@ instead of holding the caller.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from telephony.failures import http_failure, insight_failure, sms_failure
@@ -24,6 +24,7 @@ from telephony.provider import (
     ProviderError,
     SmsResult,
     VoiceWebhookUrls,
+    file_url_trusted,
 )
 from telephony.sandbox.engine import sandbox_handle
 from telephony.sandbox.wire import Reply, SandboxRequest
@@ -194,8 +195,19 @@ class SandboxProvider(Provider):
     def stream_into_call(self, uuid: str, *, url: str) -> None:
         self._send("Stream", "PUT", f"/v1/calls/{uuid}/stream", json={"stream_url": [url]})
 
-    def download_recording(self, url: str) -> bytes:
-        reply = self._send("Download recording", "GET", urlsplit(url).path)
+    def file_url_trusted(self, url: str) -> bool:
+        from django.conf import settings
+
+        return file_url_trusted(url, aimed_host=settings.VONAGE_API_HOST)
+
+    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+        if not self.file_url_trusted(url):
+            host = urlsplit(url).hostname or url[:60]
+            raise ProviderError(f"Refusing to fetch a file from {host}", permanent=True, code="untrusted-host")
+        reply = self._send("Download file", "GET", urlsplit(url).path)
         if not isinstance(reply.body, bytes):
-            raise ProviderError("Download recording: not a file", permanent=True)
-        return reply.body
+            raise ProviderError("Download file: not a file", permanent=True)
+        if len(reply.body) > max_bytes:
+            raise ProviderError(f"Download file: larger than {max_bytes} bytes", permanent=True, code="too-large")
+        into.write(reply.body)
+        return len(reply.body)

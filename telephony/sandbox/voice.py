@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid as uuidlib
 from datetime import datetime
 from typing import Any
@@ -159,12 +160,30 @@ def recording_create(*, call_uuid: str) -> SandboxRecording:
     return SandboxRecording.objects.create(call_uuid=call_uuid, content=FAKE_AUDIO)
 
 
+def transcript_create(*, call_uuid: str, sentences: list[tuple[int, str]]) -> SandboxRecording:
+    """A transcript file of a recording: ``sentences`` as (channel, text), one channel per side
+    of a split recording. The shape follows Vonage's transcript (channels, each a list of
+    sentences with a timestamp and duration in milliseconds); the product keeps the file as is."""
+    channels: list[dict[str, Any]] = [{"transcript": [], "duration": 0} for _ in range(2)]
+    at = 0
+    for channel, sentence in sentences:
+        duration = 400 * max(1, len(sentence.split()))
+        channels[channel % 2]["transcript"].append(
+            {"sentence": sentence, "raw_sentence": sentence.lower(), "timestamp": at, "duration": duration}
+        )
+        at += duration
+    for side in channels:
+        side["duration"] = at // 1000
+    content = json.dumps({"channels": channels}).encode()
+    return SandboxRecording.objects.create(call_uuid=call_uuid, content=content, content_type="application/json")
+
+
 def recording_file(*, recording_id: str) -> Reply:
-    """``GET /v1/files/{id}``: the recording's bytes (audio/mpeg) or Vonage's 404."""
+    """``GET /v1/files/{id}``: the file's bytes (audio/mpeg, or a transcript's JSON) or Vonage's 404."""
     try:
         recording = SandboxRecording.objects.filter(pk=uuidlib.UUID(recording_id)).first()
     except ValueError:
         recording = None
     if recording is None:
         return voice_error(404, "not-found", "Not Found", "File not found.")
-    return Reply(200, bytes(recording.content), content_type="audio/mpeg")
+    return Reply(200, bytes(recording.content), content_type=recording.content_type)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.callplayer import ClientTransport, call_play
-from proxy.models import Call, Recording
+from proxy.models import Call, Recording, Transcript
 from proxy.services import conversation_create
 from telephony.models import SandboxCall, SandboxRecording
 from tests.conftest import ALICE, BOB, CAROL
@@ -89,3 +89,46 @@ def test_recorded_conversation_posts_a_record_event_with_a_sandbox_file(service,
     recording = Recording.objects.get()
     file_id = recording.recording_url.rsplit("/", 1)[1]
     assert SandboxRecording.objects.filter(pk=file_id).exists()
+
+
+def test_a_recorded_call_tells_both_sides_then_copies_the_recording_and_its_transcript(
+    service, pool, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """The sandbox plays the whole story: the caller's notice, the callee's notice through
+    onAnswer before being bridged, the record event, then Vonage's transcript."""
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    settings.MEDIA_ROOT = tmp_path
+    service.record_notice = "This call is recorded for your safety."
+    service.transcribe = True
+    service.save()
+    conversation = conversation_create(
+        service=service, participants=[{"number": ALICE}, {"number": BOB}], notify=False, record=True
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        result = call_play(
+            transport=ClientTransport(), caller=ALICE, proxy_number=_proxy_of(conversation, ALICE), secret=SECRET
+        )
+    assert result.ok, result.transcript
+    lines = result.transcript
+    caller_notice = lines.index('  caller hears: "This call is recorded for your safety."')
+    recording_starts = lines.index("  recording starts")
+    callee_notice = lines.index(f'  {BOB} hears, before being connected: "This call is recorded for your safety."')
+    bridged = next(i for i, line in enumerate(lines) if line.startswith(f"  {BOB} answers; they talk"))
+    assert caller_notice < recording_starts < callee_notice < bridged
+    assert any(step.path == "/webhooks/record-notice" and step.status == 200 for step in result.steps)
+
+    recording, transcript = Recording.objects.get(), Transcript.objects.get()
+    assert recording.recording_uuid == transcript.recording_uuid
+    assert (recording.status, transcript.status) == ("downloaded", "downloaded")
+    assert recording.conversation_id == transcript.conversation_id == conversation.id
+    assert b"at the front door" in transcript.file.read()
+    assert any("transcript, callee: Yes, I will be down" in line for line in lines)
+
+
+def test_a_call_that_does_not_record_fetches_no_notice(conversation):
+    result = call_play(
+        transport=ClientTransport(), caller=ALICE, proxy_number=_proxy_of(conversation, ALICE), secret=SECRET
+    )
+    assert result.ok
+    assert not any(step.path == "/webhooks/record-notice" for step in result.steps)
+    assert not any("before being connected" in line for line in result.transcript)

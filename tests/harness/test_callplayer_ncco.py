@@ -144,3 +144,20 @@ def test_simulate_call_records_legs_only_where_the_sandbox_tables_exist(monkeypa
 
     monkeypatch.setattr(connection.introspection, "table_names", unreachable)
     assert _sandbox_tables_exist() is False
+
+
+def test_the_callee_hears_the_on_answer_ncco_before_being_bridged_and_a_failure_fails_the_play():
+    notice = [{"action": "talk", "text": "This call is recorded."}]
+    with_notice = {**CONNECT, "endpoint": [{**CONNECT["endpoint"][0], "onAnswer": {"url": "https://x/webhooks/n?s=1"}}]}
+    server = ScriptedServer([with_notice], replies={"/webhooks/n": (200, notice)})
+    result = play(server)
+    assert result.ok, result.transcript
+    heard = result.transcript.index('  12015550102 hears, before being connected: "This call is recorded."')
+    assert heard < next(i for i, line in enumerate(result.transcript) if "answers; they talk" in line)
+    method, _path, _, headers = next(sent for sent in server.sent if sent[1] == "/webhooks/n")
+    assert method == "GET" and headers["Authorization"].startswith("Bearer ")
+
+    refused = play(ScriptedServer([with_notice], replies={"/webhooks/n": (401, {"detail": "no"})}))
+    assert refused.exit_code == 1
+    invalid = play(ScriptedServer([with_notice], replies={"/webhooks/n": (200, [{"action": "dance"}])}))
+    assert invalid.exit_code == 3

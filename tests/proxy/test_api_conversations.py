@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from proxy.models import Call, Conversation, Notification, Recording
+from proxy.models import Call, Conversation, Notification, Recording, Transcript
 from tests.conftest import ALICE, BOB, CAROL
 from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
 
@@ -497,9 +497,16 @@ def test_calls_newest_first_with_contract_shape(api, service, settings, tmp_path
     newer = Call.objects.create(
         uuid="call-2", conversation=conversation, service=service, status="ringing", created_at=now
     )
+    # Not copied yet: Vonage's URL (which needs the application's JWT) is never shown.
     Recording.objects.create(recording_uuid="rec-1", call=older, recording_url="https://api.nexmo.com/v1/files/aaa")
-    downloaded = Recording.objects.create(recording_uuid="rec-2", call=newer, recording_url="https://x/v1/files/b")
+    downloaded = Recording.objects.create(
+        recording_uuid="rec-2", call=newer, recording_url="https://x/v1/files/b", status="downloaded"
+    )
     downloaded.file.save("rec-2.mp3", ContentFile(b"ID3"), save=True)
+    transcript = Transcript.objects.create(
+        recording_uuid="rec-2", call=newer, transcription_url="https://x/v1/files/t", status="downloaded"
+    )
+    transcript.file.save("rec-2.json", ContentFile(b"{}"), save=True)
 
     response = api.get(f"{URL}/{conversation.pk}/calls")
 
@@ -509,6 +516,7 @@ def test_calls_newest_first_with_contract_shape(api, service, settings, tmp_path
     first, second = body["results"]
     assert first["uuid"] == "call-2"
     assert first["recording_url"] == "http://testserver/api/v1/recordings/rec-2"
+    assert first["transcript_url"] == "http://testserver/api/v1/recordings/rec-2/transcript"
     assert set(second) == {
         "uuid",
         "conversation_uuid",
@@ -522,11 +530,12 @@ def test_calls_newest_first_with_contract_shape(api, service, settings, tmp_path
         "duration",
         "price",
         "recording_url",
+        "transcript_url",
     }
     assert second["from_participant"] == str(caller.public_id) and second["to_participant"] == str(callee.public_id)
     assert second["duration"] == 60
     assert Decimal(second["price"]) == Decimal("0.012") and isinstance(second["price"], str)
-    assert second["recording_url"] == "https://api.nexmo.com/v1/files/aaa"
+    assert second["recording_url"] is None and second["transcript_url"] is None
     assert first["price"] is None and first["duration"] is None and first["from_participant"] is None
 
 
@@ -560,7 +569,11 @@ def downloaded_recording(service, settings, tmp_path):
     conversation = _conversation(service)
     call = Call.objects.create(uuid="call-r", conversation=conversation, service=service)
     recording = Recording.objects.create(
-        recording_uuid="rec-9", call=call, conversation=conversation, recording_url="https://x/v1/files/9"
+        recording_uuid="rec-9",
+        call=call,
+        conversation=conversation,
+        recording_url="https://x/v1/files/9",
+        status="downloaded",
     )
     recording.file.save("rec-9.mp3", ContentFile(b"ID3-audio"), save=True)
     return recording

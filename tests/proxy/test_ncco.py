@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from proxy.models import Conversation, Participant, Service
-from proxy.ncco import GENERIC_UNAVAILABLE_TEXT, GENERIC_UNKNOWN_TEXT, ncco_for_route, unavailable_ncco
+from proxy.ncco import (
+    GENERIC_NOTICE_TEXT,
+    GENERIC_UNAVAILABLE_TEXT,
+    GENERIC_UNKNOWN_TEXT,
+    ncco_for_route,
+    record_notice_ncco,
+    unavailable_ncco,
+)
 from proxy.selectors import Route
 from telephony.ncco import ncco_validate
 
@@ -34,13 +41,66 @@ def test_a_known_caller_is_connected_to_the_callee_with_their_proxy_number_as_ca
 
 
 def test_greeting_then_notice_and_record_before_the_connect():
-    service = _service(greeting_text="Hello from Acme.", recording_notice_text="This call is recorded.")
+    service = _service(greeting_text="Hello from Acme.", record_notice="This call is recorded.")
     ncco = ncco_for_route(_route(service, record=True), public_url=PUBLIC_URL)
     ncco_validate(ncco)
     assert [action["action"] for action in ncco] == ["talk", "talk", "record", "connect"]
     assert [ncco[0]["text"], ncco[1]["text"]] == ["Hello from Acme.", "This call is recorded."]
     assert ncco[0]["language"] == "en-GB" and ncco[0]["style"] == 2
     assert ncco[2]["eventUrl"] == [f"{PUBLIC_URL}/webhooks/recording"]
+
+
+def test_both_sides_hear_the_notice_before_anything_of_theirs_is_recorded():
+    """The consent guarantee, in the NCCOs Vonage gets (see proxy.ncco's docstring).
+
+    Caller: the notice is a synchronous talk (no bargeIn) that comes before the record,
+    so the recording starts once the caller has heard all of it. Callee: the connect's
+    phone endpoint runs onAnswer before the callee's leg joins the recorded conversation,
+    and the onAnswer NCCO is the notice alone.
+    """
+    service = _service(pk=7, record_notice="Calls are recorded for quality.", record_notice_language="fr-FR")
+    ncco = ncco_for_route(_route(service, record=True), public_url=PUBLIC_URL)
+    ncco_validate(ncco)
+    kinds = [action["action"] for action in ncco]
+    notice, record, connect = ncco[kinds.index("talk")], ncco[kinds.index("record")], ncco[kinds.index("connect")]
+    assert kinds.index("talk") < kinds.index("record") < kinds.index("connect")
+    assert notice["text"] == "Calls are recorded for quality." and notice["bargeIn"] is False
+    assert notice["language"] == "fr-FR"
+    # No end condition: the record runs on while the connect bridges the callee in.
+    assert not {"endOnSilence", "endOnKey", "timeOut"} & set(record)
+    (endpoint,) = connect["endpoint"]
+    assert endpoint["onAnswer"] == {"url": f"{PUBLIC_URL}/webhooks/record-notice?service=7"}
+
+    callee_hears = record_notice_ncco(service)
+    ncco_validate(callee_hears)
+    assert callee_hears == [notice]
+
+
+def test_the_notice_has_its_own_language_and_voice_or_the_services():
+    own = record_notice_ncco(
+        _service(record_notice="Recorded.", record_notice_language="de-DE", record_notice_voice_style=5)
+    )
+    assert own == [{"action": "talk", "text": "Recorded.", "bargeIn": False, "language": "de-DE", "style": 5}]
+    inherited = record_notice_ncco(_service(record_notice="Recorded."))
+    assert inherited == [{"action": "talk", "text": "Recorded.", "bargeIn": False, "language": "en-GB", "style": 2}]
+    generic = record_notice_ncco(None)
+    assert generic == [{"action": "talk", "text": GENERIC_NOTICE_TEXT, "bargeIn": False, "language": "en-US"}]
+
+
+def test_a_conversation_that_does_not_record_gets_no_notice_no_record_and_no_on_answer():
+    ncco = ncco_for_route(_route(_service(transcribe=True), record=False), public_url=PUBLIC_URL)
+    assert [action["action"] for action in ncco] == ["connect"]
+    assert ncco[0]["endpoint"] == [{"type": "phone", "number": "12015550102"}]
+
+
+def test_a_transcribing_service_asks_for_a_transcription_with_its_event_url():
+    ncco = ncco_for_route(_route(_service(transcribe=True), record=True), public_url=PUBLIC_URL)
+    ncco_validate(ncco)
+    (record,) = [action for action in ncco if action["action"] == "record"]
+    assert record["transcription"] == {"language": "en-GB", "eventUrl": [f"{PUBLIC_URL}/webhooks/transcription"]}
+    assert (record["format"], record["split"], record["channels"]) == ("mp3", "conversation", 2)
+    untranscribed = ncco_for_route(_route(_service(transcribe=False), record=True), public_url=PUBLIC_URL)
+    assert all("transcription" not in action for action in untranscribed)
 
 
 def test_the_call_limit_never_exceeds_what_vonage_allows():

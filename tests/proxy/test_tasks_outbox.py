@@ -1,4 +1,6 @@
-"""Nothing is lost: a broker down at commit, lost tasks, the redrive; expiry sweep; recording downloads."""
+"""Nothing is lost: a broker down at commit, lost tasks, the redrive; expiry sweep; periodic jobs.
+
+Recording and transcript copies: tests/proxy/test_recordings.py."""
 
 from __future__ import annotations
 
@@ -11,11 +13,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from proxy import tasks
-from proxy.delivery.recordings import recording_download
 from proxy.models import CallbackDelivery, Conversation, Notification, Participant, Recording
-from proxy.recordings import RECORDINGS
 from telephony.models import SandboxMessage
-from telephony.sandbox.engine import failure_inject, recording_create
+from telephony.sandbox.engine import failure_inject
 from tests.conftest import ALICE, BOB
 from tests.factories import ConversationFactory
 
@@ -156,51 +156,11 @@ def test_beat_schedule_is_synced_into_django_celery_beat():
     assert PeriodicTask.objects.get(name="expire-conversations").expire_seconds == 25
 
 
-# --- Recording download ------------------------------------------------------------------------
-
-
-def _recording() -> Recording:
-    sandbox = recording_create(call_uuid="call-1")
-    return Recording.objects.create(
-        recording_uuid="rec-1", recording_url=f"https://api.nexmo.com/v1/files/{sandbox.id}"
-    )
-
-
-def test_recording_is_downloaded_into_its_file(settings, tmp_path, django_capture_on_commit_callbacks):
-    from proxy.side_effects import recording_announced
-
-    settings.MEDIA_ROOT = tmp_path
-    recording = _recording()
-    with django_capture_on_commit_callbacks(execute=True):
-        recording_announced(recording)
-    recording.refresh_from_db()
-    assert recording.status == Recording.Status.DOWNLOADED
-    assert recording.file.name.endswith("rec-1.mp3")
-    assert recording.file.read() and recording.attempts == 1
-
-
-def test_recording_download_retries_then_gives_up(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    recording = _recording()
-    failure_inject(path="/v1/files", mode="5xx", count=RECORDINGS.retry.max_attempts + 1)
-    results = [recording_download(recording_id=recording.pk).result for _ in range(RECORDINGS.retry.max_attempts)]
-    assert results == ["retry"] * (RECORDINGS.retry.max_attempts - 1) + ["failed"]
-    recording.refresh_from_db()
-    assert recording.status == Recording.Status.FAILED and "500" in recording.last_error
-
-
-def test_a_missing_recording_fails_without_retry(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    recording = Recording.objects.create(
-        recording_uuid="rec-2", recording_url="https://api.nexmo.com/v1/files/00000000-0000-0000-0000-000000000000"
-    )
-    assert recording_download(recording_id=recording.pk).result == "failed"
-
-
 def test_tasks_for_vanished_rows_do_nothing():
     assert tasks.send_notification.apply(args=[999999]).get() == "skipped"
     assert tasks.deliver_callback.apply(args=[999999]).get() == "skipped"
     assert tasks.download_recording.apply(args=[999999]).get() == "skipped"
+    assert tasks.download_transcript.apply(args=[999999]).get() == "skipped"
     missing = "00000000-0000-0000-0000-000000000000"
     assert tasks.validate_conversation_numbers.apply(args=[missing]).get() == "skipped"
 
@@ -216,21 +176,6 @@ def test_run_periodic_command_sweeps_and_redrives(service):
     report = out.getvalue()
     assert "expire-conversations: 1" in report
     # every job of the beat schedule runs, the purges of personal data included
-    for job in ("outbox-redrive", "idempotency-purge", "number-checks-prune", "call-event-payloads-redact"):
+    for job in ("outbox-redrive", "idempotency-purge", "number-checks-prune", "retention"):
         assert f"{job}: " in report and f"{job}: failed" not in report
     assert Conversation.objects.get().status == "expired"
-
-
-def test_a_lost_recording_retry_waits_for_its_backoff(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    recording = _recording()
-    Recording.objects.filter(pk=recording.pk).update(created_at=timezone.now() - timedelta(hours=1))
-    failure_inject(path="/v1/files", mode="5xx", count=1)
-    now = timezone.now()
-    assert recording_download(recording_id=recording.pk, now=now).result == "retry"
-    recording.refresh_from_db()
-    assert recording.next_attempt_at > now
-    # The redrive leaves it alone until its retry is due (plus the redrive's minute of grace).
-    assert recording.pk not in RECORDINGS.lost(now, 1000)
-    later = recording.next_attempt_at + timedelta(minutes=2)
-    assert recording.pk in RECORDINGS.lost(later, 1000)

@@ -3,6 +3,8 @@ and the in-process sandbox provider. Success and each failure class for every me
 
 from __future__ import annotations
 
+import io
+import json
 from decimal import Decimal
 
 import phonenumbers
@@ -10,7 +12,7 @@ import pytest
 
 from telephony.models import SandboxCall, SandboxMessage, SandboxNumber
 from telephony.provider import ProviderError
-from telephony.sandbox.engine import call_record, failure_inject, recording_create
+from telephony.sandbox.engine import call_record, failure_inject, recording_create, transcript_create
 from tests.conftest import ALICE, BOB
 
 pytestmark = pytest.mark.django_db
@@ -306,16 +308,46 @@ def files_host(provider, settings, request):
     return "api.nexmo.com"
 
 
-def test_download_recording_returns_the_file(provider, files_host):
+def _download(provider, url: str, *, max_bytes: int = 1024 * 1024) -> bytes:
+    into = io.BytesIO()
+    written = provider.download_file(url, into, max_bytes=max_bytes, max_seconds=10)
+    assert written == len(into.getvalue())
+    return into.getvalue()
+
+
+def test_download_file_returns_the_file(provider, files_host):
     recording = recording_create(call_uuid="leg-1")
-    content = provider.download_recording(f"https://{files_host}/v1/files/{recording.id}")
+    content = _download(provider, f"https://{files_host}/v1/files/{recording.id}")
     assert content == bytes(recording.content)
     assert content.startswith(b"ID3")
 
 
+def test_download_of_a_transcript_returns_its_json(provider, files_host):
+    transcript = transcript_create(call_uuid="leg-1", sentences=[(0, "Hello there."), (1, "Hi.")])
+    document = json.loads(_download(provider, f"https://{files_host}/v1/files/{transcript.id}"))
+    assert [s["sentence"] for s in document["channels"][0]["transcript"]] == ["Hello there."]
+
+
+def test_a_file_past_the_cap_is_refused_permanently(provider, files_host):
+    recording = recording_create(call_uuid="leg-1")
+    url = f"https://{files_host}/v1/files/{recording.id}"
+    with pytest.raises(ProviderError) as caught:
+        _download(provider, url, max_bytes=len(recording.content) - 1)
+    assert (caught.value.permanent, caught.value.code) == (True, "too-large")
+    assert _download(provider, url, max_bytes=len(recording.content)) == bytes(recording.content)
+
+
+def test_both_providers_refuse_a_foreign_url_before_any_request(provider):
+    with pytest.raises(ProviderError) as caught:
+        _download(provider, "https://attacker.example/v1/files/abc")
+    assert (caught.value.permanent, caught.value.code) == (True, "untrusted-host")
+    assert provider.file_url_trusted("https://api.nexmo.com/v1/files/abc")
+    assert not provider.file_url_trusted("https://attacker.example/v1/files/abc")
+
+
 def test_download_of_a_missing_recording_is_permanent(provider, files_host):
     with pytest.raises(ProviderError) as caught:
-        provider.download_recording(f"https://{files_host}/v1/files/00000000-0000-0000-0000-000000000000")
+        _download(provider, f"https://{files_host}/v1/files/00000000-0000-0000-0000-000000000000")
     assert caught.value.permanent is True
 
 
@@ -324,7 +356,7 @@ def test_download_retryable_failures(provider, files_host, mode):
     recording = recording_create(call_uuid="leg-1")
     _fail("/v1/files/", mode)
     with pytest.raises(ProviderError) as caught:
-        provider.download_recording(f"https://{files_host}/v1/files/{recording.id}")
+        _download(provider, f"https://{files_host}/v1/files/{recording.id}")
     assert caught.value.permanent is False
 
 

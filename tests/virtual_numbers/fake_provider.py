@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 from telephony.provider import (
     AvailableNumber,
@@ -94,7 +94,7 @@ class FakeProvider(Provider):
     def stream_into_call(self, uuid: str, *, url: str) -> None:
         raise NotImplementedError
 
-    def download_recording(self, url: str) -> bytes:
+    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
         raise NotImplementedError
 
 

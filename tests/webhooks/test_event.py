@@ -172,10 +172,11 @@ def test_recording_webhook_keeps_the_recording_once(client, answered, conversati
     assert CallEvent.objects.filter(kind="record").count() == 1
 
 
-def test_recording_with_a_non_https_url_is_kept_as_an_event_only(client, answered):
+def test_recording_with_a_non_https_url_is_kept_failed_and_never_fetched(client, answered):
     payload = {**load_fixture("event_record.json"), "recording_url": "http://169.254.169.254/latest"}
-    post_json(client, "/webhooks/recording", payload)
-    assert Recording.objects.count() == 0
+    assert post_json(client, "/webhooks/recording", payload).status_code == 204
+    recording = Recording.objects.get()
+    assert recording.status == Recording.Status.FAILED and "Not a Vonage file URL" in recording.last_error
     assert CallEvent.objects.filter(kind="record").count() == 1
 
 

@@ -11,7 +11,14 @@ from tests.webhooks.conftest import load_fixture
 from webhooks.signatures import SignatureError, sign_voice_webhook, verify_token
 
 SECRET = "s3cret-signature-key-of-enough-length"
-VOICE_URLS = ["/webhooks/answer", "/webhooks/event", "/webhooks/fallback", "/webhooks/recording"]
+VOICE_URLS = [
+    "/webhooks/answer",
+    "/webhooks/event",
+    "/webhooks/fallback",
+    "/webhooks/recording",
+    "/webhooks/transcription",
+    "/webhooks/record-notice",
+]
 
 
 @pytest.fixture

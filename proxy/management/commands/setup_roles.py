@@ -1,8 +1,9 @@
 """Create or refresh the staff roles (Django groups). Safe to run on every deploy.
 
 Operators watch and look up: they read everything in the console and may close or
-extend conversations. Administrators also run the pool (numbers), services, API keys
-and settings. Permissions not listed are removed, so a rerun puts a role back as
+extend conversations, but neither play recordings nor read transcripts. Administrators
+also run the pool (numbers), services, API keys and settings, and play recordings and
+read transcripts. Permissions not listed are removed, so a rerun puts a role back as
 defined here.
 """
 
@@ -25,6 +26,7 @@ _VIEW_ONLY = [
     "proxy.view_call",
     "proxy.view_callevent",
     "proxy.view_recording",
+    "proxy.view_transcript",
     "proxy.view_notification",
     "proxy.view_callbackdelivery",
     "numbers.view_virtualnumber",
@@ -43,9 +45,13 @@ ROLES: dict[str, list[str]] = {
         "proxy.change_apikey",
         "numbers.add_virtualnumber",
         "numbers.change_virtualnumber",
-        # the Retry actions of the SMS and callback outboxes
+        # the Retry actions of the SMS, callback, recording and transcript outboxes
         "proxy.change_notification",
         "proxy.change_callbackdelivery",
+        "proxy.change_recording",
+        "proxy.change_transcript",
+        # recordings and transcripts are personal data: played and read by Administrators only
+        "proxy.play_recording",
         "admin.view_logentry",
     ],
 }
