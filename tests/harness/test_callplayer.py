@@ -121,7 +121,8 @@ def test_a_recorded_call_tells_both_sides_then_copies_the_recording_and_its_tran
     assert recording.recording_uuid == transcript.recording_uuid
     assert (recording.status, transcript.status) == ("downloaded", "downloaded")
     assert recording.conversation_id == transcript.conversation_id == conversation.id
-    assert b"at the front door" in transcript.file.read()
+    with transcript.file.open("rb") as text:
+        assert b"at the front door" in text.read()
     assert any("transcript, callee: Yes, I will be down" in line for line in lines)
 
 
