@@ -10,6 +10,7 @@ class ProxyConfig(AppConfig):
         from proxy import (  # noqa: F401
             callbacks,
             checks,
+            message_outbox,
             notifications,
             recordings,
             validation,

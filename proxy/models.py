@@ -45,6 +45,14 @@ def _default_country() -> str:
     return settings.PROXY_DEFAULT_COUNTRY
 
 
+def _default_message_limit_conversation() -> int:
+    return settings.PROXY_DEFAULT_MESSAGE_LIMIT_CONVERSATION
+
+
+def _default_message_limit_service() -> int:
+    return settings.PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE
+
+
 class Service(models.Model):
     """One marketplace app: a tenant with its own pool, keys and texts."""
 
@@ -92,6 +100,31 @@ class Service(models.Model):
     # Marketplace callbacks.
     callback_url = models.URLField(blank=True, default="")
     callback_secret = models.CharField(max_length=200, blank=True, default="")
+    # The database defaults let processes still running the code before these fields
+    # insert services during a deploy.
+    callback_includes_text = models.BooleanField(
+        default=False, db_default=False, help_text="Message callbacks carry the text itself (ids only otherwise)."
+    )
+
+    # Masked messages.
+    auto_reply_text = models.CharField(
+        max_length=1000,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Texted back, at most once a day per sender, to someone who texts a proxy number "
+        "outside any open conversation (optional).",
+    )
+    message_limit_conversation = models.PositiveIntegerField(
+        default=_default_message_limit_conversation,
+        db_default=100,
+        help_text="Texts relayed per conversation in any hour; more are held, not relayed. 0 = no cap.",
+    )
+    message_limit_service = models.PositiveIntegerField(
+        default=_default_message_limit_service,
+        db_default=6000,
+        help_text="Texts relayed per minute across the service; more are held, not relayed. 0 = no cap.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -425,3 +458,8 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key[:12]}"
+
+
+# The message tables live in their own module (string references only, so it imports
+# nothing of this one); importing them here registers them with the app.
+from proxy.message_models import Message, MessageContact, MessageCounter, MessagePart  # noqa: E402, F401

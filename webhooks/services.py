@@ -21,6 +21,7 @@ from webhooks.payloads import (
     FALLBACK_ONLY_FIELDS,
     NCCO_REPLACING_STATUSES,
     PROGRESS_RANK,
+    REDACTED_PAYLOAD,
     TERMINAL_STATUSES,
     Event,
     decimal,
@@ -286,7 +287,6 @@ def recording_announced(*, payload: dict[str, Any], call: Call | None = None) ->
 
 
 # Raw payloads hold both people's real numbers and, for inbound SMS, what they wrote.
-REDACTED_PAYLOAD = {"redacted": True}
 _REDACT_BATCH = 5000
 
 

@@ -11,7 +11,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from proxy import participants, phone
-from proxy.models import Call, Conversation, Notification, Participant, Recording
+from proxy.messaging import MAX_TEXT
+from proxy.models import Call, Conversation, Message, Notification, Participant, Recording
 from proxy.parsers import json_strings
 
 MAX_EXTERNAL_ID = 200
@@ -159,6 +160,17 @@ class ConversationUpdateInputSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["closed"], required=False, help_text='"closed" closes it.')
 
 
+class MessageCreateInputSerializer(serializers.Serializer):
+    to_participant = serializers.IntegerField(
+        help_text="Id of the participant to text (one of the conversation's `participants`)."
+    )
+    text = serializers.CharField(
+        max_length=MAX_TEXT,
+        trim_whitespace=False,
+        help_text=f"What to send, 1 to {MAX_TEXT} characters (any alphabet: unicode is sent as unicode).",
+    )
+
+
 # --- Output ---------------------------------------------------------------------------------------
 
 
@@ -238,6 +250,23 @@ class CallOutputSerializer(serializers.Serializer):
                 request = self.context.get("request")
                 return request.build_absolute_uri(path) if request is not None else settings.PUBLIC_URL + path
         return next((r.recording_url for r in recordings if r.recording_url), None)
+
+
+class MessageOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    from_participant = serializers.IntegerField(
+        source="from_participant_id", allow_null=True, help_text="The participant who wrote it; null for the service."
+    )
+    to_participant = serializers.IntegerField(
+        source="to_participant_id", allow_null=True, help_text="The participant it is for."
+    )
+    status = serializers.ChoiceField(
+        choices=[Message.Status.QUEUED, Message.Status.SENT, Message.Status.DELIVERED, Message.Status.FAILED],
+        source="api_status",
+        help_text="failed: not sent (refused by the network, the recipient opted out, or held over a cap).",
+    )
+    text = serializers.CharField(help_text="Empty once the retention period has removed it.")
+    created_at = serializers.DateTimeField()
 
 
 class ErrorSerializer(serializers.Serializer):
