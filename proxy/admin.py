@@ -28,6 +28,7 @@ from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
 from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
+from proxy.admin_messages import MessageInline
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
@@ -68,7 +69,7 @@ class ServiceForm(forms.ModelForm):
         required=False,
         assume_scheme="https",
         widget=UnfoldAdminURLInputWidget,
-        help_text="Where conversation and call events are POSTed (optional).",
+        help_text="Where conversation, call and message events are POSTed (optional).",
     )
 
     class Meta:
@@ -89,8 +90,12 @@ class ServiceForm(forms.ModelForm):
             *_TEXTS,
             "callback_url",
             "callback_secret",
+            "callback_includes_text",
+            "auto_reply_text",
+            "message_limit_conversation",
+            "message_limit_service",
         )
-        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
+        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in (*_TEXTS, "auto_reply_text")}
 
 
 class ApiKeyInline(ReadOnlyMixin, TabularInline):
@@ -136,7 +141,11 @@ class ServiceAdmin(ModelAdmin):
                 )
             },
         ),
-        ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),
+        (
+            "Masked messages",
+            {"fields": ("auto_reply_text", "message_limit_conversation", "message_limit_service")},
+        ),
+        ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret", "callback_includes_text")}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Service]:
@@ -320,7 +329,7 @@ class ConversationAdmin(ModelAdmin):
     search_help_text = "External id, conversation id, or a real or proxy number typed in full (e.g. +1 201 555 0101)."
     list_select_related = ("service",)
     date_hierarchy = "created_at"
-    inlines = (ParticipantInline, CallInline)
+    inlines = (ParticipantInline, CallInline, MessageInline)
     actions = ("close",)
     actions_detail = ("close_one", "extend")
     fields = (

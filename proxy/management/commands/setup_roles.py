@@ -27,6 +27,8 @@ _VIEW_ONLY = [
     "proxy.view_recording",
     "proxy.view_notification",
     "proxy.view_callbackdelivery",
+    "proxy.view_message",
+    "proxy.view_messagecontact",
     "numbers.view_virtualnumber",
     "numbers.view_poolexhaustion",
     "numbers.view_numbercheck",
@@ -43,9 +45,11 @@ ROLES: dict[str, list[str]] = {
         "proxy.change_apikey",
         "numbers.add_virtualnumber",
         "numbers.change_virtualnumber",
-        # the Retry actions of the SMS and callback outboxes
+        # the Retry actions of the SMS, callback and message outboxes
         "proxy.change_notification",
         "proxy.change_callbackdelivery",
+        # retry a failed text, relay a held one
+        "proxy.change_message",
         "admin.view_logentry",
     ],
 }
