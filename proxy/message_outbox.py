@@ -13,20 +13,27 @@ once its wait is over.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 
 from proxy.callbacks import DELIVER_TASK, callback_create_for_message
 from proxy.models import Message, MessagePart
 from proxy.notifications import RECEIPT_STATUS
-from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_now, queue_on_commit, truncate
 from telephony.values import vonage_decimal
 
+logger = logging.getLogger(__name__)
+
 SEND_TASK = "proxy.tasks.send_message"
+DRAIN_TASK = "proxy.tasks.send_messages"
 ASSEMBLE_TASK = "proxy.tasks.assemble_message"
 CLIENT_REF_PREFIX = "message-"
 # A queued text this long past its due time has lost its task (broker or worker gone).
@@ -38,6 +45,73 @@ FINAL = (Message.Status.DELIVERED, Message.Status.FAILED)
 
 def client_ref_for(message: Message) -> str:
     return f"{CLIENT_REF_PREFIX}{message.pk}"
+
+
+# --- Waking the senders -----------------------------------------------------------------------
+#
+# One Celery task per text would cost more than sending the text (the broker's round
+# trips and the worker's bookkeeping, several milliseconds a task). So fresh texts wake a
+# drain (``DRAIN_TASK``), which sends every due text, one transaction each, until none is
+# due; while a wake-up waits in the broker, more texts add nothing to it. A drain takes
+# the wake-up flag down before it looks, so a text committed after that look raises it
+# again and wakes the next drain: none waits for the redrive. Retries, staff retries
+# and the redrive still queue one task per text (``SEND_TASK``).
+_WAKE_TTL = 10
+
+
+def _wake_key() -> str:
+    # Per database: deployments (and parallel test runs) sharing one Redis stay apart.
+    return f"proxy:messages-wake:{connection.settings_dict['NAME']}"
+
+
+@functools.cache
+def _redis(url: str) -> Any:
+    """A client kept for the process: Django's cache builds a new one on every call, which
+    cost more than the round trip on the inbound webhook's path. Short timeouts: Redis
+    stays off the critical path."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+def _flag_raise() -> bool:
+    if settings.REDIS_URL:
+        return bool(_redis(settings.REDIS_URL).set(_wake_key(), 1, nx=True, ex=_WAKE_TTL))
+    return cache.add(_wake_key(), 1, timeout=_WAKE_TTL)
+
+
+def _flag_lower() -> None:
+    if settings.REDIS_URL:
+        _redis(settings.REDIS_URL).delete(_wake_key())
+    else:
+        cache.delete(_wake_key())
+
+
+def messages_wake() -> None:
+    """Make sure a drain will run that sees what is committed now (at most one wake-up waits)."""
+    try:
+        wanted = _flag_raise()
+    except Exception:
+        logger.warning("the cache cannot say whether a drain is on its way; waking one")
+        wanted = True
+    if wanted:
+        try:
+            queue_now(DRAIN_TASK)
+        except Exception:
+            logger.exception("could not queue %s; the outbox redrive will send the texts", DRAIN_TASK)
+
+
+def messages_wake_on_commit() -> None:
+    """Wake a drain once the current transaction commits (at once outside one)."""
+    transaction.on_commit(messages_wake, robust=True)
+
+
+def messages_wake_taken() -> None:
+    """A drain starts: the next text must wake another one."""
+    try:
+        _flag_lower()
+    except Exception:
+        logger.warning("the cache could not forget the wake-up; it expires by itself")
 
 
 def message_reported(message: Message, *, event: str) -> None:
@@ -74,11 +148,13 @@ def message_status_set(message: Message, *, status: str, **changes: Any) -> bool
 def _receipt_target(params: dict[str, str]) -> Message | None:
     message_id = params.get("messageId") or params.get("message-id") or ""
     candidate = None
+    # Locked: a receipt that overtakes the worker recording its send waits for that record.
+    rows = Message.objects.select_for_update()
     if message_id:
-        candidate = Message.objects.filter(message_id=message_id).order_by("-pk").first()
+        candidate = rows.filter(message_id=message_id).order_by("-pk").first()
     ref = params.get("client-ref") or ""
     if candidate is None and ref.startswith(CLIENT_REF_PREFIX) and ref[len(CLIENT_REF_PREFIX) :].isdigit():
-        candidate = Message.objects.filter(pk=int(ref[len(CLIENT_REF_PREFIX) :])).first()
+        candidate = rows.filter(pk=int(ref[len(CLIENT_REF_PREFIX) :])).first()
         if candidate is not None and message_id and candidate.message_id not in ("", message_id):
             # Another part of a multipart text: its first part's receipt speaks for it.
             candidate = None
@@ -90,6 +166,7 @@ def _receipt_target(params: dict[str, str]) -> Message | None:
 
 def message_receipt_apply(*, params: dict[str, str]) -> Message | None:
     """Apply a Vonage delivery receipt to the text it is about; None when it matches none.
+    Call it in a transaction (the row is locked until it ends).
 
     Status only moves forward (queued → sent → delivered | failed): a repeated or late
     receipt changes nothing.

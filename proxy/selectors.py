@@ -267,6 +267,45 @@ def messages_for_conversation(*, conversation: Conversation) -> QuerySet[Message
     ).order_by("-created_at", "-pk")
 
 
+_MESSAGE_FIELDS, _MESSAGE_SQL = _select_list(Message, "message")
+# A text to send, locked for its sender, with its service and whether its recipient
+# opted out: one read for the worker (ORM compilation cost more than the query).
+_MESSAGE_TO_SEND_SQL = f"""
+SELECT {_MESSAGE_SQL}, {_SERVICE_SQL},
+    EXISTS (
+        SELECT 1 FROM proxy_messagecontact AS contact
+        WHERE contact.service_id = message.service_id AND contact.real_number = message.to_number AND contact.opted_out
+    )
+FROM proxy_message AS message LEFT JOIN proxy_service AS service ON service.id = message.service_id
+"""  # noqa: S608 (column lists come from model metadata)
+_BY_ID = "WHERE message.id = %s"
+# Through the partial index of queued texts by due time.
+_NEXT_DUE = "WHERE message.status = 'queued' AND message.next_attempt_at <= %s ORDER BY message.next_attempt_at LIMIT 1"
+
+
+def message_to_send(*, message_id: int | None = None, due_by: datetime | None = None) -> tuple[Message, bool] | None:
+    """The text ``message_id`` (or else the queued text due first, by ``due_by``) with its
+    service, and whether its recipient opted out; None when there is none, or (PostgreSQL)
+    when another worker holds it. Call it in a transaction: the row stays locked until it ends.
+    """
+    params: list[Any]
+    if message_id is not None:
+        sql, params = f"{_MESSAGE_TO_SEND_SQL} {_BY_ID}", [message_id]
+    else:
+        sql, params = f"{_MESSAGE_TO_SEND_SQL} {_NEXT_DUE}", [connection.ops.adapt_datetimefield_value(due_by)]
+    if connection.vendor == "postgresql":
+        sql += " FOR UPDATE OF message SKIP LOCKED"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    a = len(_MESSAGE_FIELDS)
+    message = _instance(Message, _MESSAGE_FIELDS, row[:a])
+    message.service = _instance(Service, _SERVICE_FIELDS, row[a:-1]) if message.service_id is not None else None
+    return message, bool(row[-1])
+
+
 _KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])
 # Every API request starts here: one fixed statement, the key's service alongside.
 _API_KEY_SQL = f"""

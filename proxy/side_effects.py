@@ -17,7 +17,7 @@ from proxy.callbacks import (
     callback_create_for_text_out_of_session,
     callbacks_create_for_conversations,
 )
-from proxy.message_outbox import SEND_TASK as MESSAGE_SEND_TASK
+from proxy.message_outbox import messages_wake_on_commit
 from proxy.notifications import notifications_create_for_conversation
 from proxy.outbox import queue_on_commit
 from proxy.recordings import DOWNLOAD_TASK
@@ -72,8 +72,8 @@ def recording_announced(recording: Recording) -> None:
 
 
 def message_queued(message: Message) -> None:
-    """A text waits to be sent (relayed, the service's own, an auto-reply): send it after commit."""
-    queue_on_commit(MESSAGE_SEND_TASK, message.pk)
+    """A text waits to be sent (relayed, the service's own, an auto-reply): wake a sender after commit."""
+    messages_wake_on_commit()
 
 
 def text_out_of_session(message: Message, *, service: Service, last_held: Participant | None) -> None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from config.celery import WORKER_HEARTBEAT_KEY, retry_later
 from proxy.delivery.callbacks import callback_deliver
-from proxy.delivery.messages import message_parts_join, message_send
+from proxy.delivery.messages import message_parts_join, message_send, messages_drain
 from proxy.delivery.recordings import recording_download
 from proxy.delivery.sms import notification_send
 from proxy.delivery.validation import conversation_validate_then_notify
@@ -43,6 +43,12 @@ def send_message(self, message_id: int) -> str:
     if outcome.retry_in is not None:
         retry_later(self, outcome.retry_in)
     return outcome.result
+
+
+@shared_task(acks_late=True)
+def send_messages() -> int:
+    """Send every due text (woken by fresh texts; coalesced, see proxy.message_outbox)."""
+    return messages_drain()
 
 
 @shared_task(bind=True, acks_late=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from proxy.message_outbox import CLIENT_REF_PREFIX as MESSAGE_REF_PREFIX
 from proxy.message_outbox import message_receipt_apply
 from proxy.message_parts import InboundPart, message_part_receive
 from proxy.messaging import InboundText, text_receive
-from proxy.models import CallEvent
+from proxy.models import CallEvent, insert_row
 from proxy.notifications import notification_receipt_apply
 from proxy.phone import mask
 from webhooks.payloads import INBOUND_SMS_KEY, SMS_TRANSPORT_FIELDS, InboundSms, inbound_sms, sms_event_key
@@ -25,18 +25,16 @@ _RECEIPT_KEY = ("messageId", "status", "err-code", "message-timestamp", "client-
 def _keep(params: dict[str, str], *, source: str, kind: str, key_fields: tuple[str, ...]) -> bool:
     """Store the raw callback once; False when it was seen before."""
     content = {k: v for k, v in params.items() if k not in SMS_TRANSPORT_FIELDS}
-    try:
-        with transaction.atomic():
-            CallEvent.objects.create(
-                kind=kind,
-                status=str(content.get("status", ""))[:20],
-                source=source,
-                dedup_key=sms_event_key(params, source=source, key_fields=key_fields),
-                payload=content,
-            )
-    except IntegrityError:
-        return False
-    return True
+    event = CallEvent(
+        kind=kind,
+        status=str(content.get("status", ""))[:20],
+        source=source,
+        dedup_key=sms_event_key(params, source=source, key_fields=key_fields),
+        payload=content,
+    )
+    # One statement: no savepoint round trips; a concurrent copy of the same callback waits
+    # for the first's transaction, then finds it.
+    return insert_row(event, unless_exists="dedup_key")
 
 
 def sms_receipt_receive(*, params: dict[str, str]) -> None:

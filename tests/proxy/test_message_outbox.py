@@ -149,3 +149,152 @@ def test_a_receipt_for_a_held_text_changes_nothing(queued):
     message_receipt_apply(params={"msisdn": BOB, "status": "delivered", "client-ref": f"message-{queued.pk}"})
     queued.refresh_from_db()
     assert queued.status == "held"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_holding_the_same_text_send_it_once(queued):
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite admits one writer at a time, so nothing runs concurrently")
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+
+    def work() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(message_send(message_id=queued.pk).result)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == ["done", "skipped", "skipped", "skipped"]
+    assert SandboxMessage.objects.count() == 1
+    queued.refresh_from_db()
+    assert (queued.status, queued.attempts) == ("sent", 1)
+
+
+# --- The drain: fresh texts wake one sender for all of them --------------------------------------
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """What the outbox publishes, instead of running it."""
+    from proxy.message_outbox import messages_wake_taken
+
+    messages_wake_taken()
+    calls: list[tuple] = []
+    monkeypatch.setattr(
+        "proxy.message_outbox.queue_now", lambda name, *args, countdown=None: calls.append((name, args, countdown))
+    )
+    monkeypatch.setattr(
+        "proxy.delivery.messages.queue_now", lambda name, *args, countdown=None: calls.append((name, args, countdown))
+    )
+    yield calls
+    messages_wake_taken()
+
+
+def test_waking_is_coalesced_until_a_drain_takes_the_wake_up(published):
+    from proxy.message_outbox import DRAIN_TASK, messages_wake, messages_wake_taken
+
+    messages_wake()
+    messages_wake()
+    assert published == [(DRAIN_TASK, (), None)]
+    messages_wake_taken()  # a drain starts: the next text wakes another
+    messages_wake()
+    assert len(published) == 2
+
+
+def test_a_drain_sends_every_due_text_and_leaves_later_ones(service, pool, published):
+    from proxy.delivery.messages import messages_drain
+
+    conversation, _, bob = alice_and_bob(service, pool)
+    now = timezone.now()
+
+    def text(words: str, due_in: timedelta) -> Message:
+        return Message.objects.create(
+            kind="relay",
+            service=service,
+            conversation=conversation,
+            to_participant=bob,
+            from_number=bob.proxy_number_id,
+            to_number=BOB,
+            text=words,
+            next_attempt_at=now + due_in,
+        )
+
+    due = [text(f"due {n}", -timedelta(seconds=n)) for n in range(3)]
+    later = text("later", timedelta(minutes=5))
+    assert messages_drain() == 3
+    assert sorted(SandboxMessage.objects.values_list("text", flat=True)) == ["due 0", "due 1", "due 2"]
+    # Oldest due first.
+    assert list(SandboxMessage.objects.order_by("pk").values_list("text", flat=True)) == ["due 2", "due 1", "due 0"]
+    assert Message.objects.get(pk=later.pk).status == "queued"
+    assert {m.status for m in Message.objects.filter(pk__in=[m.pk for m in due])} == {"sent"}
+    assert published == []
+
+
+def test_a_drain_gives_a_text_that_fails_for_now_its_own_retry(queued, published):
+    from proxy.delivery.messages import messages_drain
+    from proxy.message_outbox import SEND_TASK
+
+    failure_inject(path="/sms/", mode="throttle", count=1)
+    assert messages_drain() == 1
+    [(name, args, countdown)] = published
+    assert (name, args) == (SEND_TASK, (queued.pk,)) and countdown >= 1
+    queued.refresh_from_db()
+    assert queued.status == "queued" and queued.next_attempt_at > timezone.now()
+
+
+def test_a_drain_past_its_budget_hands_over(queued, published):
+    from proxy.delivery.messages import messages_drain
+    from proxy.message_outbox import DRAIN_TASK
+
+    assert messages_drain(budget_seconds=0) == 0
+    assert published == [(DRAIN_TASK, (), None)]
+    queued.refresh_from_db()
+    assert queued.status == "queued"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_drains_side_by_side_send_each_text_once(service, pool):
+    import threading
+
+    from django.db import connection, connections
+
+    from proxy.delivery.messages import messages_drain
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite admits one writer at a time, so nothing runs concurrently")
+    conversation, _, bob = alice_and_bob(service, pool)
+    Message.objects.bulk_create(
+        Message(kind="relay", service=service, conversation=conversation, to_participant=bob,
+                from_number=bob.proxy_number_id, to_number=BOB, text=f"text {n}", next_attempt_at=timezone.now())
+        for n in range(30)
+    )  # fmt: skip
+    barrier = threading.Barrier(3)
+    tried: list[int] = []
+
+    def drain() -> None:
+        try:
+            barrier.wait(timeout=10)
+            tried.append(messages_drain())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=drain) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(tried) == 30
+    assert SandboxMessage.objects.count() == 30
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
