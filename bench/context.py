@@ -37,6 +37,10 @@ class Sizes:
     # 5. expiry sweep
     expiry_conversations: int
     expiry_naive_sample: int
+    # 6. masked messages
+    messages_existing: int  # open conversations in the database
+    messages_total: int  # texts sent by the 20 senders (plus one repeat in ten)
+    messages_steady_seconds: float  # the open-loop phase at half the relay rate
 
 
 FULL = Sizes(
@@ -58,6 +62,9 @@ FULL = Sizes(
     create_clients=50,
     expiry_conversations=100_000,
     expiry_naive_sample=300,
+    messages_existing=50_000,
+    messages_total=4_000,
+    messages_steady_seconds=10,
 )
 
 SMOKE = Sizes(
@@ -79,6 +86,9 @@ SMOKE = Sizes(
     create_clients=50,
     expiry_conversations=1_000,
     expiry_naive_sample=20,
+    messages_existing=1_000,
+    messages_total=100,
+    messages_steady_seconds=0.5,
 )
 
 

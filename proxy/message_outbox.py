@@ -2,7 +2,8 @@
 
 A ``Message`` that carries an SMS on (a relay, the service's own text, an auto-reply) is
 written ``queued`` in the transaction that accepted it, with ``next_attempt_at`` = due
-now; a worker (``proxy.delivery.messages``) sends it, exactly once per claim. Delivery
+now, and wakes a sender after commit; a worker (``proxy.delivery.messages``) sends it
+with the row locked from read to record, so two workers never both send it. Delivery
 receipts and staff retries are applied here, and each change of a listed text's status
 is reported to the marketplace (``message.status``).
 
