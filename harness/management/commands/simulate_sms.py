@@ -55,7 +55,8 @@ class Command(BaseCommand):
         self._print(receipts)
         if not receipts.ok:
             raise CommandError(receipts.error, returncode=receipts.exit_code)
-        self.stdout.write(self.style.SUCCESS(f"SMS played: {len(play.steps) + len(receipts.steps)} webhooks accepted."))
+        accepted = len(play.steps) + len(receipts.steps)
+        self.stdout.write(self.style.SUCCESS(f"SMS played: {accepted} webhook{'s' if accepted != 1 else ''} accepted."))
 
     def _print(self, play: SmsPlay) -> None:
         for step in play.steps:
