@@ -117,7 +117,8 @@ def messages_wake_taken() -> None:
 
 def message_reported(message: Message, *, event: str) -> None:
     """Tell the marketplace about a listed text (when the service has a callback URL)."""
-    if message.kind not in LISTED_KINDS:
+    # The service first: without a callback URL nothing more is read.
+    if message.kind not in LISTED_KINDS or message.service is None or not message.service.callback_url:
         return
     conversation = message.conversation if message.conversation_id else None
     delivery = callback_create_for_message(message=message, event=event, conversation=conversation)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from proxy.message_outbox import ASSEMBLE_TASK, parts_wait
 from proxy.messaging import InboundText, text_receive
-from proxy.models import Message, MessagePart
+from proxy.models import Message, MessagePart, insert_row
 from proxy.outbox import queue_on_commit
 from proxy.phone import from_webhook
 
@@ -69,7 +69,7 @@ def message_part_receive(*, part: InboundPart, now: datetime | None = None) -> M
     if any(row.part == part.part for row in pending):
         _join(pending, now=now)
         pending = []
-    row = MessagePart.objects.create(
+    row = MessagePart(
         message_id=part.message_id,
         from_number=part.sender_raw,
         to_number=part.to_raw,
@@ -80,6 +80,9 @@ def message_part_receive(*, part: InboundPart, now: datetime | None = None) -> M
         encoding=part.encoding,
         received_at=now,
     )
+    if not insert_row(row, unless_exists="message_id"):
+        # The same (cut-down) Vonage id already waits: a repeat, never an error for Vonage.
+        return None
     pending.append(row)
     if len({p.part for p in pending}) == part.total:
         return _join(pending, now=now)

@@ -174,3 +174,10 @@ def test_parts_arriving_at_once_are_joined_exactly_once(service, pool, settings)
     assert statuses == [200, 200, 200]
     assert SandboxMessage.objects.get().text == "".join(PARTS)
     assert Message.objects.count() == 1 and not MessagePart.objects.exists()
+
+
+def test_a_part_whose_long_id_repeats_another_once_cut_is_never_an_error(pair, send):
+    send({**_part(1), "messageId": "X" * 64 + "first"})
+    send({**_part(2), "messageId": "X" * 64 + "second"})
+    assert MessagePart.objects.count() == 1
+    assert CallEvent.objects.filter(source="sms-inbound").count() == 2
