@@ -93,8 +93,10 @@ def messages_wake() -> None:
     try:
         wanted = _flag_raise()
     except Exception:
-        logger.warning("the cache cannot say whether a drain is on its way; waking one")
-        wanted = True
+        # Redis is down, so the broker is too: publishing would only hold the webhook for
+        # its timeouts. The texts are safe in their rows; the redrive sends them.
+        logger.warning("Redis unreachable: no drain woken; the outbox redrive will send the texts")
+        return
     if wanted:
         try:
             queue_now(DRAIN_TASK)

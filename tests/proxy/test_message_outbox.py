@@ -298,3 +298,19 @@ def test_drains_side_by_side_send_each_text_once(service, pool):
     assert sum(tried) == 30
     assert SandboxMessage.objects.count() == 30
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_with_redis_down_the_webhook_wakes_nothing_and_the_redrive_sends(queued, published, monkeypatch):
+    from proxy.message_outbox import messages_wake
+
+    def down():
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr("proxy.message_outbox._flag_raise", down)
+    messages_wake()
+    assert published == []
+    Message.objects.filter(pk=queued.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=2))
+    monkeypatch.undo()
+    assert outbox_redrive()["messages"] == 1
+    queued.refresh_from_db()
+    assert queued.status == "sent"
