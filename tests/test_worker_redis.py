@@ -20,6 +20,7 @@ import pytest
 from django.db import connection
 
 from config.celery import app
+from proxy.message_outbox import messages_wake_taken
 from proxy.models import Message, MessagePart, Notification, Participant
 from telephony.models import SandboxMessage
 from telephony.sandbox.engine import failure_inject
@@ -109,6 +110,9 @@ def broker(tmp_path) -> Iterator[Worker]:
     worker = Worker(queue, tmp_path / "worker.log")
     yield worker
     worker.stop()
+    # A drain woken for the last texts may still wait in the queue deleted below: its
+    # wake-up flag would keep the next test's texts from waking one (for its 10 s).
+    messages_wake_taken()
     app.conf.task_always_eager, app.conf.task_default_queue = saved
     with app.connection_for_write() as conn:
         conn.default_channel.queue_delete(queue)
