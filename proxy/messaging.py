@@ -421,13 +421,20 @@ def messages_redact(*, conversation_ids: list[Any]) -> int:
         return _redact(Message.objects.filter(conversation_id__in=ended.values("pk")))
 
 
-def messages_redact_unattached(*, before: datetime) -> int:
+def messages_redact_unattached(*, before: datetime, service_ids: list[int] | None = None) -> int:
     """Remove the texts and real numbers of texts in no conversation (out of session, keywords
-    from strangers, auto-replies) received before ``before``, and forget senders who are
-    not opted out and got no auto-reply since then. For the retention job; idempotent."""
+    from strangers, auto-replies) received before ``before`` (of ``service_ids`` only, when
+    given: retention is per service), and forget senders who are not opted out and got no
+    auto-reply since then. For the retention job; idempotent. Opt-outs stay: they must be
+    honoured for as long as they stand."""
+    rows = Message.objects.filter(conversation__isnull=True, created_at__lt=before)
+    contacts = MessageContact.objects.filter(opted_out=False, updated_at__lt=before).filter(
+        Q(auto_replied_at__isnull=True) | Q(auto_replied_at__lt=before)
+    )
+    if service_ids is not None:
+        rows = rows.filter(service_id__in=service_ids)
+        contacts = contacts.filter(service_id__in=service_ids)
     with transaction.atomic():
-        count = _redact(Message.objects.filter(conversation__isnull=True, created_at__lt=before))
-        MessageContact.objects.filter(opted_out=False).filter(
-            Q(auto_replied_at__isnull=True) | Q(auto_replied_at__lt=before)
-        ).filter(updated_at__lt=before).delete()
+        count = _redact(rows)
+        contacts.delete()
     return count

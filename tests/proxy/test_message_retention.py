@@ -74,3 +74,12 @@ def test_texts_in_no_conversation_go_by_age(client, service, pool, settings, dja
     assert CAROL not in str(list(Message.objects.values_list("from_number", "to_number")))
     # Opt-outs stay (they must be honoured); strangers' auto-reply marks go.
     assert list(MessageContact.objects.values_list("real_number", flat=True)) == ["12015550104"]
+
+
+def test_texts_in_no_conversation_go_per_service(client, service, pool, settings, django_capture_on_commit_callbacks):
+    settings.VONAGE_SIGNATURE_SECRET = ""
+    alice_and_bob(service, pool)
+    text_in(client, django_capture_on_commit_callbacks, sender=CAROL, to="12015550200", text="who is this")
+    later = timezone.now() + timedelta(days=2)
+    assert messages_redact_unattached(before=later, service_ids=[service.pk + 1]) == 0
+    assert messages_redact_unattached(before=later, service_ids=[service.pk]) == 1
