@@ -40,6 +40,10 @@ class Sizes:
     # 6. retention job
     retention_conversations: int
     retention_naive_sample: int
+    # 7. masked messages
+    messages_existing: int  # open conversations in the database
+    messages_total: int  # texts sent by the 20 senders (plus one repeat in ten)
+    messages_steady_seconds: float  # the open-loop phase at half the relay rate
 
 
 FULL = Sizes(
@@ -63,6 +67,9 @@ FULL = Sizes(
     expiry_naive_sample=300,
     retention_conversations=100_000,
     retention_naive_sample=300,
+    messages_existing=50_000,
+    messages_total=4_000,
+    messages_steady_seconds=10,
 )
 
 SMOKE = Sizes(
@@ -86,6 +93,9 @@ SMOKE = Sizes(
     expiry_naive_sample=20,
     retention_conversations=1_000,
     retention_naive_sample=20,
+    messages_existing=1_000,
+    messages_total=100,
+    messages_steady_seconds=0.5,
 )
 
 

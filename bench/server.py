@@ -96,6 +96,42 @@ def _wait_ready(server: Server, process: subprocess.Popen[bytes], log_path: Path
     raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_path}")
 
 
+@contextmanager
+def celery_workers(
+    *, env: dict[str, str], queue: str, concurrency: int, log_path: Path, pool: str = "prefork"
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Celery workers of the product on ``queue`` (the broker is the env's REDIS_URL): one
+    worker with ``concurrency`` pool slots, or for the solo pool that many worker processes."""
+    processes = []
+    count, slots = (concurrency, 1) if pool == "solo" else (1, concurrency)
+    with open(log_path, "ab") as log:
+        for n in range(count):
+            command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", pool, "-c", str(slots)]
+            command += ["-Q", queue, "-n", f"{queue}-{n}@%h", "--without-gossip", "--without-mingle"]
+            command += ["--without-heartbeat", "-l", "warning"]
+            processes.append(
+                subprocess.Popen(
+                    command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its children (a worker and its pool processes), from /proc."""
+    return sum(cpu_seconds(p) for p in [pid, *_children(pid)])
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 

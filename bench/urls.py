@@ -11,17 +11,20 @@
   webhook here must, before it reads anything.
 - ``/bench/bare-api``: a DRF view with the API's own authentication (API key look-up),
   throttle and JSON parser, answering 201: the ceiling for conversation creation.
+- ``/bench/sms-signed``: the inbound SMS webhook's own reading and ``sig`` check, answering
+  200 with no work: the ceiling of any inbound SMS webhook.
 """
 
 from typing import Any
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webhooks.sms_views import signed_sms_webhook
 from webhooks.views import signed_voice_webhook
 
 _CONSTANT_NCCO = [{"action": "talk", "text": "Sorry, we could not find a conversation for your number. Goodbye."}]
@@ -32,6 +35,11 @@ def bare(request: HttpRequest) -> JsonResponse:
 
 
 signed = signed_voice_webhook(bare)
+
+
+@signed_sms_webhook
+def sms_signed(params: dict[str, str]) -> HttpResponse:
+    return HttpResponse(status=200)
 
 
 def one_read(request: HttpRequest) -> JsonResponse:
@@ -55,5 +63,6 @@ urlpatterns = [
     path("bench/signed", signed, name="bench-signed"),
     path("bench/one-read", one_read, name="bench-one-read"),
     path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
+    path("bench/sms-signed", sms_signed, name="bench-sms-signed"),
     path("", include("config.urls")),
 ]

@@ -39,6 +39,8 @@ def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                 item("Recordings", "mic", "admin:proxy_recording_changelist", "proxy.view_recording"),
                 item("Transcripts", "subtitles", "admin:proxy_transcript_changelist", "proxy.view_transcript"),
                 item("SMS notifications", "sms", "admin:proxy_notification_changelist", "proxy.view_notification"),
+                item("Texts", "chat", "admin:proxy_message_changelist", "proxy.view_message"),
+                item("Opt-outs", "block", "admin:proxy_messagecontact_changelist", "proxy.view_messagecontact"),
                 item(
                     "Marketplace callbacks",
                     "webhook",

@@ -73,7 +73,7 @@ def _workers() -> dict[str, Any]:
 
 
 def _outbox() -> dict[str, Any]:
-    from proxy.models import CallbackDelivery, Notification
+    from proxy.models import CallbackDelivery, Message, Notification
     from proxy.outbox import STALE_AFTER_SECONDS
 
     now = timezone.now()
@@ -87,10 +87,12 @@ def _outbox() -> dict[str, Any]:
         .filter(Q(next_attempt_at__lt=late) | Q(next_attempt_at__isnull=True, created_at__lt=late))
         .count()
     )
+    overdue_messages = Message.objects.filter(status=Message.Status.QUEUED, next_attempt_at__lt=late).count()
     return {
-        "ok": not stuck_sms and not overdue_callbacks,
+        "ok": not stuck_sms and not overdue_callbacks and not overdue_messages,
         "stuck_sms": stuck_sms,
         "overdue_callbacks": overdue_callbacks,
+        "overdue_messages": overdue_messages,
     }
 
 

@@ -300,6 +300,12 @@ CALL_EVENT_RETENTION_DAYS = env.int("CALL_EVENT_RETENTION_DAYS", default=90)
 RECORDING_MAX_BYTES = env.int("RECORDING_MAX_BYTES", default=200 * 1024 * 1024)
 TRANSCRIPT_MAX_BYTES = env.int("TRANSCRIPT_MAX_BYTES", default=10 * 1024 * 1024)
 RECORDING_DOWNLOAD_SECONDS = env.float("RECORDING_DOWNLOAD_SECONDS", default=120.0)
+
+# Masked messages: defaults of new services' abuse caps (0 = no cap), and how long the parts
+# of a concatenated inbound SMS are waited for before what arrived is relayed as it is.
+PROXY_DEFAULT_MESSAGE_LIMIT_CONVERSATION = env.int("PROXY_DEFAULT_MESSAGE_LIMIT_CONVERSATION", default=100)
+PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE = env.int("PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE", default=6000)
+MESSAGE_PARTS_WAIT_SECONDS = env.int("MESSAGE_PARTS_WAIT_SECONDS", default=60)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 

@@ -6,6 +6,7 @@ app_name = "sandbox"
 
 urlpatterns = [
     path("", views.sandbox_home, name="home"),
+    path("sms", views.sandbox_sms, name="sms"),
     path("failures", views.sandbox_failure, name="failure"),
     path("reset", views.sandbox_clear, name="reset"),
 ]

@@ -1,4 +1,5 @@
-"""The sandbox's try-it page (staff only): place a sandbox call and watch NCCO and events.
+"""The sandbox's try-it page (staff only): place a sandbox call and watch NCCO and events, or
+text a proxy number and see what the sandbox relays.
 
 It plays calls into this very deployment (real Call rows, real callbacks to the
 marketplace), so it exists only while the sandbox stands in for Vonage: with Vonage
@@ -21,10 +22,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from harness.callplayer import OUTCOMES, ClientTransport, call_play
-from harness.masking import played_call_shown
+from harness.masking import played_call_shown, text_mask
 from harness.selectors import caller_choices, participant_call_numbers, sandbox_state
+from harness.smsplayer import receipts_play, sms_play
 from proxy.phone import InvalidNumber, normalize
-from telephony.models import SandboxFailure
+from telephony.models import SandboxFailure, SandboxMessage
 from telephony.registry import sandbox_chosen
 from telephony.sandbox.engine import failure_inject, sandbox_reset
 
@@ -55,6 +57,40 @@ class CallForm(forms.Form):
             raise forms.ValidationError("Pick a participant, or give a caller and a proxy number.")
         try:
             data["caller_digits"] = normalize(caller, default_country=settings.PROXY_DEFAULT_COUNTRY)
+            data["proxy_digits"] = normalize(proxy_number, default_country=settings.PROXY_DEFAULT_COUNTRY)
+        except InvalidNumber as error:
+            raise forms.ValidationError(str(error)) from error
+        return data
+
+
+class SmsForm(forms.Form):
+    """Someone texts a proxy number: a participant (their real number and proxy number), or any number."""
+
+    participant = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Sender")
+    sender = forms.CharField(required=False, max_length=32, label="…or any sender number")
+    proxy_number = forms.CharField(required=False, max_length=32, label="Proxy number texted")
+    text = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), initial="At the gate, blue car.")
+    receipts = forms.BooleanField(required=False, initial=True, label="Deliver the receipts of what the sandbox sends")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(c.participant_id, c.label.replace(" dials ", " texts ")) for c in caller_choices()]
+        field = self.fields["participant"]
+        assert isinstance(field, forms.TypedChoiceField)
+        field.choices = [("", "— pick a participant —"), *choices]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        sender, proxy_number = data.get("sender", ""), data.get("proxy_number", "")
+        if data.get("participant"):
+            numbers = participant_call_numbers(participant_id=data["participant"])
+            if numbers is None:
+                raise forms.ValidationError("That participant no longer exists.")
+            sender, proxy_number = sender or numbers[0], proxy_number or numbers[1]
+        if not sender or not proxy_number:
+            raise forms.ValidationError("Pick a participant, or give a sender and a proxy number.")
+        try:
+            data["sender_digits"] = normalize(sender, default_country=settings.PROXY_DEFAULT_COUNTRY)
             data["proxy_digits"] = normalize(proxy_number, default_country=settings.PROXY_DEFAULT_COUNTRY)
         except InvalidNumber as error:
             raise forms.ValidationError(str(error)) from error
@@ -117,14 +153,52 @@ def sandbox_home(request: HttpRequest) -> HttpResponse:
         shown = played_call_shown(result=result)
         # A fresh form: the bound one would echo the caller's real number back into the page.
         form = CallForm(initial=_replay_initial(form.cleaned_data, keep=shown["keep"]))
+    return _page(request, form=form, result=result, shown=shown)
+
+
+def _page(request: HttpRequest, **context: Any) -> HttpResponse:
     context = {
-        "form": form,
+        "form": CallForm(),
+        "sms_form": SmsForm(),
         "failure_form": FailureForm(),
-        "result": result,
-        "shown": shown,
+        **context,
         **sandbox_state(),
     }
     return render(request, "sandbox/home.html", context)
+
+
+@sandbox_only
+@staff_member_required
+@require_POST
+def sandbox_sms(request: HttpRequest) -> HttpResponse:
+    """Play an inbound SMS into this deployment; show what the sandbox sent on (the relay)."""
+    form = SmsForm(request.POST)
+    if not form.is_valid():
+        return _page(request, sms_form=form)
+    data = form.cleaned_data
+    transport = ClientTransport(host=request.get_host(), secure=request.is_secure())
+    before = SandboxMessage.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    secret = settings.VONAGE_SIGNATURE_SECRET
+    method = settings.VONAGE_SIGNATURE_METHOD
+    sender, to = data["sender_digits"], data["proxy_digits"]
+    play = sms_play(transport, sender=sender, to=to, text=data["text"], secret=secret, method=method)
+    # One row per SMS: the sandbox keeps a long one as one row per part, each with the whole text.
+    sent = list(SandboxMessage.objects.filter(pk__gt=before, part=1).order_by("pk"))
+    receipts = receipts_play(transport, messages=sent, secret=secret, method=method) if data["receipts"] else None
+    steps = play.steps + (receipts.steps if receipts else [])
+    keep = {data["proxy_digits"], *(m.from_number for m in sent)}
+    sms_result = {
+        "ok": play.ok and (receipts is None or receipts.ok),
+        "error": text_mask(play.error or (receipts.error if receipts else ""), keep=keep),
+        "steps": [
+            {"label": step.label, "path": step.path, "status": step.status, "at": step.params.get("message-timestamp")}
+            for step in steps
+        ],
+        # What the sandbox sent because of this text: the relay (or an auto-reply).
+        "sent": [{"from": m.from_number, "to": m.to_number, "text": m.text} for m in sent],
+    }
+    initial = {"participant": data.get("participant"), "receipts": data["receipts"]}
+    return _page(request, sms_form=SmsForm(initial=initial), sms_result=sms_result)
 
 
 def _replay_initial(data: dict[str, Any], *, keep: frozenset[str]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
 from proxy import admin_calls, admin_recordings  # noqa: F401  (register the call, recording and staff pages)
+from proxy.admin_messages import MessageInline
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
@@ -79,7 +80,7 @@ class ServiceForm(forms.ModelForm):
         required=False,
         assume_scheme="https",
         widget=UnfoldAdminURLInputWidget,
-        help_text="Where conversation and call events are POSTed (optional).",
+        help_text="Where conversation, call and message events are POSTed (optional).",
     )
     # Write-only: the page never carries the secret back, whoever looks at it.
     callback_secret = forms.CharField(
@@ -108,8 +109,14 @@ class ServiceForm(forms.ModelForm):
             *_RECORDINGS,
             "callback_url",
             "callback_secret",
+            "callback_includes_text",
+            "auto_reply_text",
+            "message_limit_conversation",
+            "message_limit_service",
         )
-        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in (*_TEXTS, "record_notice")}
+        widgets = {
+            name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in (*_TEXTS, "record_notice", "auto_reply_text")
+        }
 
     def clean_callback_secret(self) -> str:
         typed = self.cleaned_data.get("callback_secret") or ""
@@ -184,7 +191,11 @@ class ServiceAdmin(ModelAdmin):
                 "this many days after it ends.",
             },
         ),
-        ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),
+        (
+            "Masked messages",
+            {"fields": ("auto_reply_text", "message_limit_conversation", "message_limit_service")},
+        ),
+        ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret", "callback_includes_text")}),
     )
 
     readonly_fields = ("callback_secret_state",)
@@ -384,7 +395,7 @@ class ConversationAdmin(PrivateSearchMixin, IndexedListMixin, ModelAdmin):
     list_select_related = ("service",)
     # Indexed (conv_created); a date hierarchy would scan the table for its dates.
     sortable_by = ("short_id", "created_at")
-    inlines = (ParticipantInline, CallInline)
+    inlines = (ParticipantInline, CallInline, MessageInline)
     actions = ("close",)
     actions_detail = ("close_one", "extend")
     fields = (

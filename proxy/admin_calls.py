@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -32,6 +31,8 @@ from proxy.admin_support import (
     PrivateSearchMixin,
     ReadOnlyMixin,
     numbers_from_search,
+    report_retries,
+    retry_each,
     with_pool_flags,
 )
 from proxy.callbacks import callback_retry
@@ -166,29 +167,6 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
 
 
 # --- Outboxes: SMS notifications and marketplace callbacks --------------------------------------
-def _retry_each(
-    model_admin: ModelAdmin, request: HttpRequest, rows: Iterable[Any], retry: Callable[[Any], bool]
-) -> int:
-    """Start each failed row over; only the rows that did start over are written to the admin log."""
-    retried = 0
-    for row in rows:
-        if retry(row):
-            model_admin.log_change(request, row, "Retried by staff")
-            retried += 1
-    return retried
-
-
-def _report_retries(
-    model_admin: ModelAdmin, request: HttpRequest, *, retried: int, selected: int, noun: str, why: str
-) -> None:
-    plural = "s" if noun != "SMS" else ""
-    text = f"Retrying {retried} {noun}{plural if retried != 1 else ''}."
-    skipped = selected - retried
-    if skipped:
-        text += f" {skipped} left as they were ({why})."
-    model_admin.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
-
-
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("created_at", "service", "masked_to", "from_number", "status_label", "attempts", "last_error")
@@ -225,8 +203,8 @@ class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
     @action(description="Retry selected failed SMS", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         rows = queryset.select_related("participant__conversation")
-        retried = _retry_each(self, request, rows, lambda row: notification_retry(notification=row))
-        _report_retries(
+        retried = retry_each(self, request, rows, lambda row: notification_retry(notification=row))
+        report_retries(
             self, request, retried=retried, selected=len(rows), noun="SMS", why="not failed, or its conversation ended"
         )
 
@@ -248,8 +226,8 @@ class CallbackDeliveryAdmin(ReadOnlyMixin, ModelAdmin):
     @action(description="Retry selected failed callbacks", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[CallbackDelivery]) -> None:
         rows = list(queryset)
-        retried = _retry_each(self, request, rows, lambda row: callback_retry(delivery=row))
-        _report_retries(self, request, retried=retried, selected=len(rows), noun="callback", why="not failed")
+        retried = retry_each(self, request, rows, lambda row: callback_retry(delivery=row))
+        report_retries(self, request, retried=retried, selected=len(rows), noun="callback", why="not failed")
 
 
 # --- Staff accounts, roles and the admin log, in the console's look --------------------------

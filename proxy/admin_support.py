@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
-from proxy.models import Call
+from proxy.models import Call, Message
 from proxy.phone import InvalidNumber, from_webhook, mask, normalize
 from virtual_numbers.models import VirtualNumber
 
@@ -35,6 +38,8 @@ STATUS_LABELS = {
     "delivered": "success",
     "pending": "info",
     "downloaded": "success",
+    "held": "warning",
+    "received": "info",
 }
 _PHONE_CHARS = set("+0123456789 -().")
 
@@ -75,8 +80,9 @@ def on_action_page(request: HttpRequest) -> bool:
     return bool(match and match.url_name and match.url_name.rsplit("_", 1)[-1] in {"one", "extend"})
 
 
-def with_pool_flags(queryset: QuerySet[Call]) -> QuerySet[Call]:
-    """Mark which ends of each call are our own pool numbers, which need no masking."""
+def with_pool_flags(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """Mark which ends of each call (or text: any rows with ``from_number`` and ``to_number``)
+    are our own pool numbers, which need no masking."""
     return queryset.annotate(
         from_is_pool=Exists(VirtualNumber.objects.filter(number=OuterRef("from_number"))),
         to_is_pool=Exists(VirtualNumber.objects.filter(number=OuterRef("to_number"))),
@@ -90,14 +96,14 @@ def call_end(raw: str, *, is_pool: bool) -> str:
 
 
 class CallEndsMixin:
-    """``masked_from`` and ``masked_to`` columns for admin pages of calls (with_pool_flags rows)."""
+    """``masked_from`` and ``masked_to`` columns for admin pages of calls or texts (with_pool_flags rows)."""
 
     @display(description="From")
-    def masked_from(self, obj: Call) -> str:
+    def masked_from(self, obj: Call | Message) -> str:
         return call_end(obj.from_number, is_pool=getattr(obj, "from_is_pool", False))
 
     @display(description="To")
-    def masked_to(self, obj: Call) -> str:
+    def masked_to(self, obj: Call | Message) -> str:
         return call_end(obj.to_number, is_pool=getattr(obj, "to_is_pool", False))
 
 
@@ -160,3 +166,25 @@ class IndexedListMixin:
                 return super().get_ordering_field(field_name) if field_name in sortable else None
 
         return IndexedChangeList
+
+
+# --- Outbox retries ------------------------------------------------------------------------------
+def retry_each(model_admin: ModelAdmin, request: HttpRequest, rows: Iterable[Any], retry: Callable[[Any], bool]) -> int:
+    """Start each failed row over; only the rows that did start over are written to the admin log."""
+    retried = 0
+    for row in rows:
+        if retry(row):
+            model_admin.log_change(request, row, "Retried by staff")
+            retried += 1
+    return retried
+
+
+def report_retries(
+    model_admin: ModelAdmin, request: HttpRequest, *, retried: int, selected: int, noun: str, why: str
+) -> None:
+    plural = "s" if noun != "SMS" else ""
+    text = f"Retrying {retried} {noun}{plural if retried != 1 else ''}."
+    skipped = selected - retried
+    if skipped:
+        text += f" {skipped} left as they were ({why})."
+    model_admin.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)

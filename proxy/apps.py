@@ -11,6 +11,8 @@ class ProxyConfig(AppConfig):
         from proxy import (  # noqa: F401
             callbacks,
             checks,
+            message_outbox,
+            messaging,
             notifications,
             recordings,
             retention,

@@ -1,4 +1,4 @@
-"""Marketplace callbacks, writer side: signed JSON POSTs of conversation and call events.
+"""Marketplace callbacks, writer side: signed JSON POSTs of conversation, call and message events.
 
 Each event is a ``CallbackDelivery`` row written in the transaction that caused it, with
 the exact body that will be sent. A worker (``proxy.delivery.callbacks``) POSTs it,
@@ -19,7 +19,17 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
 from django.utils import timezone
 
-from proxy.models import Call, CallbackDelivery, Conversation, CopiedFile, Participant, Recording, Service, Transcript
+from proxy.models import (
+    Call,
+    CallbackDelivery,
+    Conversation,
+    CopiedFile,
+    Message,
+    Participant,
+    Recording,
+    Service,
+    Transcript,
+)
 from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit
 from proxy.recordings import recording_api_path, transcript_api_path
 
@@ -147,6 +157,65 @@ def callback_create_for_transcript(*, transcript: Transcript) -> CallbackDeliver
         "conversation": _conversation_data(conversation),
     }
     delivery = _delivery(service, "recording.transcribed", data, timezone.now())
+    delivery.save()
+    return delivery
+
+
+def _message_data(message: Message, *, service: Service) -> dict[str, Any]:
+    """A text in a callback: ids only; its words only when the service asks for them."""
+    data: dict[str, Any] = {
+        "id": message.pk,
+        "conversation": str(message.conversation_id) if message.conversation_id else None,
+        "from_participant": _public_id(message.from_participant_id),
+        "to_participant": _public_id(message.to_participant_id),
+        "status": message.api_status,
+        "reason": message.reason or None,
+        "created_at": _iso(message.created_at),
+    }
+    if service.callback_includes_text:
+        data["text"] = message.text
+    return data
+
+
+def callback_create_for_message(
+    *, message: Message, event: str, conversation: Conversation | None = None
+) -> CallbackDelivery | None:
+    """Queue ``event`` (``message.received``, ``message.held``, ``message.status``) about a
+    text of ``conversation`` for its service's callback URL, if it has one."""
+    service = message.service
+    if service is None or not service.callback_url:
+        return None
+    data = {
+        "message": _message_data(message, service=service),
+        "conversation": _conversation_data(conversation) if conversation is not None else None,
+    }
+    delivery = _delivery(service, event, data, timezone.now())
+    delivery.save()
+    return delivery
+
+
+def callback_create_for_text_out_of_session(
+    *, message: Message, service: Service, last_held: Participant | None
+) -> CallbackDelivery | None:
+    """Queue ``message.out_of_session`` for a text kept and not relayed, if the service has a
+    callback URL. No real number: the sender is named by its participant id in
+    ``last_held``, the latest conversation of the service in which it held the number texted."""
+    if not service.callback_url:
+        return None
+    text: dict[str, Any] = {
+        "id": message.pk,
+        "to": message.to_number,
+        "reason": message.reason or None,
+        "created_at": _iso(message.created_at),
+    }
+    if service.callback_includes_text:
+        text["text"] = message.text
+    data = {
+        "message": text,
+        "participant": str(last_held.public_id) if last_held is not None else None,
+        "conversation": _conversation_data(last_held.conversation) if last_held is not None else None,
+    }
+    delivery = _delivery(service, "message.out_of_session", data, timezone.now())
     delivery.save()
     return delivery
 

@@ -5,13 +5,14 @@ Numbers are stored as E.164 digits without ``+`` everywhere.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,6 +29,43 @@ def prefetched(instance: models.Model, accessor: str, objects: Iterable[models.M
     queryset._prefetch_done = True
     cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
     cache[manager.field.remote_field.cache_name] = queryset
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], conflict: str | None) -> tuple[str, tuple[models.Field, ...]]:
+    fields = tuple(f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField)))
+
+    def quote(field: models.Field) -> str:
+        return connection.ops.quote_name(str(field.column))
+
+    table, columns = connection.ops.quote_name(model._meta.db_table), ", ".join(quote(f) for f in fields)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 (model metadata)
+    if conflict is not None:
+        unique = model._meta.get_field(conflict)
+        assert isinstance(unique, models.Field)
+        sql += f" ON CONFLICT ({quote(unique)}) DO NOTHING"
+    assert model._meta.pk is not None
+    return f"{sql} RETURNING {quote(model._meta.pk)}", fields
+
+
+def insert_row(instance: models.Model, *, unless_exists: str | None = None) -> bool:
+    """INSERT a new ``instance`` as ``save()`` would, in one statement built once per model.
+
+    For hot paths (the inbound SMS webhook), where compiling the ORM's INSERT costs more
+    than running it. Sets the primary key. ``unless_exists``: a unique field; when a row
+    already holds the instance's value there, nothing is written and False is returned.
+    """
+    sql, fields = _insert_sql(type(instance), unless_exists)
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return True
 
 
 def _default_ttl() -> int:
@@ -55,6 +93,14 @@ def validate_retention_days(value: int) -> None:
     ceiling = settings.RETENTION_MAX_DAYS
     if not 1 <= value <= ceiling:
         raise ValidationError(f"Keep personal data between 1 and {ceiling} days.", code="retention_days")
+
+
+def _default_message_limit_conversation() -> int:
+    return settings.PROXY_DEFAULT_MESSAGE_LIMIT_CONVERSATION
+
+
+def _default_message_limit_service() -> int:
+    return settings.PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE
 
 
 class Service(models.Model):
@@ -130,6 +176,31 @@ class Service(models.Model):
     # Marketplace callbacks.
     callback_url = models.URLField(blank=True, default="")
     callback_secret = models.CharField(max_length=200, blank=True, default="")
+    # The database defaults let processes still running the code before these fields
+    # insert services during a deploy.
+    callback_includes_text = models.BooleanField(
+        default=False, db_default=False, help_text="Message callbacks carry the text itself (ids only otherwise)."
+    )
+
+    # Masked messages.
+    auto_reply_text = models.CharField(
+        max_length=1000,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Texted back, at most once a day per sender, to someone who texts a proxy number "
+        "outside any open conversation (optional).",
+    )
+    message_limit_conversation = models.PositiveIntegerField(
+        default=_default_message_limit_conversation,
+        db_default=100,
+        help_text="Texts relayed per conversation in any hour; more are held, not relayed. 0 = no cap.",
+    )
+    message_limit_service = models.PositiveIntegerField(
+        default=_default_message_limit_service,
+        db_default=6000,
+        help_text="Texts relayed per minute across the service; more are held, not relayed. 0 = no cap.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -513,3 +584,8 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key[:12]}"
+
+
+# The message tables live in their own module (string references only, so it imports
+# nothing of this one); importing them here registers them with the app.
+from proxy.message_models import Message, MessageContact, MessageCounter, MessagePart  # noqa: E402, F401

@@ -117,7 +117,7 @@ def notifications_create_for_conversation(
 
 # --- Delivery receipts ------------------------------------------------------------------------
 
-_RECEIPT_STATUS = {
+RECEIPT_STATUS = {
     "delivered": Notification.Status.DELIVERED,
     "failed": Notification.Status.FAILED,
     "rejected": Notification.Status.FAILED,
@@ -155,7 +155,7 @@ def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None
     if notification is None:
         return None
     receipt = (params.get("status") or "").lower()
-    new_status = _RECEIPT_STATUS.get(receipt)
+    new_status = RECEIPT_STATUS.get(receipt)
     if new_status is None or notification.status in _FINAL:
         return notification
     if new_status == Notification.Status.SENT and notification.status == Notification.Status.SENT:

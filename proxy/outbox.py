@@ -119,12 +119,17 @@ def _task(name: str) -> Any:
     return app.tasks[name]
 
 
-def queue_now(task_name: str, *args: Any) -> None:
-    """Queue ``task_name(*args)`` now. Raises when the broker cannot take it."""
-    _task(task_name).delay(*args)
+def queue_now(task_name: str, *args: Any, countdown: float | None = None) -> None:
+    """Queue ``task_name(*args)`` now (to run ``countdown`` seconds later). Raises when the
+    broker cannot take it. Run eagerly (no broker), the countdown is not waited for."""
+    task = _task(task_name)
+    if countdown is None:
+        task.delay(*args)
+    else:
+        task.apply_async(args, countdown=countdown)
 
 
-def queue_on_commit(task_name: str, *args: Any) -> None:
+def queue_on_commit(task_name: str, *args: Any, countdown: float | None = None) -> None:
     """Queue ``task_name(*args)`` once the current transaction commits (at once outside one).
 
     A broker that is down must not turn a committed request into a 500: the outbox row
@@ -133,7 +138,7 @@ def queue_on_commit(task_name: str, *args: Any) -> None:
 
     def send() -> None:
         try:
-            queue_now(task_name, *args)
+            queue_now(task_name, *args, countdown=countdown)
         except Exception:
             logger.exception("could not queue %s%r; the outbox redrive will", task_name, args)
 

@@ -86,6 +86,13 @@ def from_webhook(raw: object) -> str | None:
     return compact
 
 
+def valid_digits(digits: str | None) -> str | None:
+    """``digits`` (E.164, no ``+``) when they are a valid number, else None."""
+    if not digits:
+        return None
+    return _valid_digits("+" + digits, None)
+
+
 def region_of(digits: str) -> str:
     """ISO country of an E.164 number ("" when phonenumbers cannot tell)."""
     try:

@@ -57,22 +57,27 @@ from proxy.models import (
     Service,
     Transcript,
 )
+from webhooks.payloads import REDACTED_PAYLOAD
 
 logger = logging.getLogger("proxy.retention")
 
-# What a redacted raw event payload reads.
-REDACTED_PAYLOAD = {"redacted": True}
 BATCH = 1000
 
 
 @dataclass(frozen=True)
 class PersonalData:
     """One kind of personal data tied to conversations. ``redact(conversation_ids) -> count``:
-    see the module's docstring for its contract. Lower ``order`` runs first."""
+    see the module's docstring for its contract. Lower ``order`` runs first.
+
+    ``redact_unowned(service, cutoff) -> count``, when given: rows of this kind that belong
+    to no conversation but to ``service`` (texts from strangers, say), older than
+    ``cutoff``; they follow the service's retention too. Idempotent, like ``redact``.
+    """
 
     name: str
     redact: Callable[[list[Any]], int]
     order: int = 100
+    redact_unowned: Callable[[Service, datetime], int] | None = None
 
 
 _KINDS: dict[str, PersonalData] = {}
@@ -110,6 +115,9 @@ def retention_apply(*, now: datetime | None = None, batch: int = BATCH) -> dict[
         )
         if done:
             logger.info("retention: %s conversations of %s redacted", done, service.slug)
+        for kind in personal_data_kinds():
+            if kind.redact_unowned is not None and (count := _unowned_kind_redact(kind, service, cutoff)):
+                counts[f"unowned_{kind.name}"] += count
     counts.update(_unowned_redact(now=now, batch=batch))
     if any(counts.values()):
         logger.info("retention: %s", dict(sorted(counts.items())))
@@ -141,9 +149,22 @@ def _in_batches(
 def _redact_conversations(ids: list[Any], now: datetime) -> Counter[str]:
     changed: Counter[str] = Counter()
     for kind in personal_data_kinds():
-        changed[kind.name] += kind.redact(ids)
+        # Only what changed something is reported (and logged).
+        if count := kind.redact(ids):
+            changed[kind.name] += count
     changed["conversations"] += Conversation.objects.filter(pk__in=ids).update(redacted_at=now)
     return changed
+
+
+def _unowned_kind_redact(kind: PersonalData, service: Service, cutoff: datetime) -> int:
+    """One kind's rows of no conversation; a failure is logged and left for the next run."""
+    assert kind.redact_unowned is not None
+    try:
+        with transaction.atomic():
+            return kind.redact_unowned(service, cutoff)
+    except Exception:
+        logger.exception("retention: %s of no conversation of %s failed; the next run retries", kind.name, service.slug)
+        return 0
 
 
 def _unowned_redact(*, now: datetime, batch: int) -> Counter[str]:

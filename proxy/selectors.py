@@ -19,6 +19,8 @@ from proxy.models import (
     Call,
     Conversation,
     CopiedFile,
+    Message,
+    MessageContact,
     Notification,
     Participant,
     Recording,
@@ -163,6 +165,165 @@ def _open_route(*, caller: str, proxy_number: str) -> Participant | None:
     callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
     callee.service = _instance(Service, _SERVICE_FIELDS, row[b:])
     return callee
+
+
+# --- Messages ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextRoute:
+    """Where a text to a proxy number goes.
+
+    ``sender`` is the participant of an open, unexpired conversation who holds
+    (sender's number, proxy number), with ``conversation`` and ``service`` attached;
+    ``recipient`` the other participant. No sender: the text is out of session, and
+    ``service`` owns the number (None when no pool holds it).
+    ``recipient_opted_out``: the recipient texted STOP to this service.
+    ``recent_relays``: texts relayed in the conversation since the time asked.
+    """
+
+    service: Service | None
+    sender: Participant | None = None
+    recipient: Participant | None = None
+    conversation: Conversation | None = None
+    recipient_opted_out: bool = False
+    recent_relays: int = 0
+
+
+_SENDER_FIELDS, _SENDER_SQL = _select_list(Participant, "sender")
+_RECIPIENT_FIELDS, _RECIPIENT_SQL = _select_list(Participant, "recipient")
+_FULL_CONVERSATION_FIELDS, _FULL_CONVERSATION_SQL = _select_list(Conversation, "conversation")
+# The sender's open pair through the partial unique index, the other participant, the
+# conversation, its service, the recipient's opt-out and the conversation's recent
+# relays (for its cap): everything a relay decides on, in one read.
+_TEXT_ROUTE_SQL = f"""
+SELECT {_SENDER_SQL}, {_RECIPIENT_SQL}, {_FULL_CONVERSATION_SQL}, {_SERVICE_SQL},
+    EXISTS (
+        SELECT 1 FROM proxy_messagecontact AS contact
+        WHERE contact.service_id = service.id AND contact.real_number = recipient.real_number AND contact.opted_out
+    ),
+    (
+        SELECT count(*) FROM proxy_message AS message
+        WHERE message.conversation_id = conversation.id AND message.kind = 'relay' AND message.status <> 'held'
+        AND message.created_at >= %s
+    )
+FROM proxy_participant AS sender
+JOIN proxy_participant AS recipient ON recipient.conversation_id = sender.conversation_id AND recipient.id <> sender.id
+JOIN proxy_conversation AS conversation ON conversation.id = sender.conversation_id
+JOIN proxy_service AS service ON service.id = conversation.service_id
+WHERE sender.real_number = %s AND sender.proxy_number = %s AND sender.active AND recipient.active
+LIMIT 1
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def route_for_text(
+    *, sender: str | None, proxy_number: str | None, relays_since: datetime, now: datetime | None = None
+) -> TextRoute:
+    """Map (sender's real number, proxy number texted) to the other participant.
+
+    A conversation past its expiry routes nothing, as for calls, before any sweep
+    writes it down.
+    """
+    if not proxy_number:
+        return TextRoute(service=None)
+    now = now or timezone.now()
+    if sender:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _TEXT_ROUTE_SQL, [connection.ops.adapt_datetimefield_value(relays_since), sender, proxy_number]
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            a = len(_SENDER_FIELDS)
+            b = a + len(_RECIPIENT_FIELDS)
+            c = b + len(_FULL_CONVERSATION_FIELDS)
+            d = c + len(_SERVICE_FIELDS)
+            conversation = _instance(Conversation, _FULL_CONVERSATION_FIELDS, row[b:c])
+            service = _instance(Service, _SERVICE_FIELDS, row[c:d])
+            if conversation.expires_at > now:
+                conversation.service = service
+                participants = []
+                for fields, values in ((_SENDER_FIELDS, row[:a]), (_RECIPIENT_FIELDS, row[a:b])):
+                    participant = _instance(Participant, fields, values)
+                    participant.conversation = conversation
+                    participant.service = service
+                    participants.append(participant)
+                return TextRoute(
+                    service=service,
+                    sender=participants[0],
+                    recipient=participants[1],
+                    conversation=conversation,
+                    recipient_opted_out=bool(row[d]),
+                    recent_relays=int(row[d + 1]),
+                )
+            return TextRoute(service=service)
+    owner = VirtualNumber.objects.select_related("service").filter(number=proxy_number).first()
+    return TextRoute(service=owner.service if owner else None)
+
+
+def conversation_last_held(*, service: Service, real_number: str, proxy_number: str) -> Participant | None:
+    """The participant row of the service's latest conversation in which ``real_number`` held
+    ``proxy_number``, with its conversation; None when there is none."""
+    return (
+        Participant.objects.filter(service=service, real_number=real_number, proxy_number__number=proxy_number)
+        .select_related("conversation")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def number_opted_out(*, service_id: int, real_number: str) -> bool:
+    """Whether ``real_number`` texted STOP to the service (and not START since)."""
+    return MessageContact.objects.filter(service_id=service_id, real_number=real_number, opted_out=True).exists()
+
+
+def messages_for_conversation(*, conversation: Conversation) -> QuerySet[Message]:
+    """The texts the API lists for a conversation, newest first: relayed ones and the service's own."""
+    return (
+        Message.objects.filter(conversation=conversation, kind__in=[Message.Kind.RELAY, Message.Kind.PLATFORM])
+        # Participants are shown by their public ids: one join, not a query per text.
+        .select_related("from_participant", "to_participant")
+        .order_by("-created_at", "-pk")
+    )
+
+
+_MESSAGE_FIELDS, _MESSAGE_SQL = _select_list(Message, "message")
+# A text to send, locked for its sender, with its service and whether its recipient
+# opted out: one read for the worker (ORM compilation cost more than the query).
+_MESSAGE_TO_SEND_SQL = f"""
+SELECT {_MESSAGE_SQL}, {_SERVICE_SQL},
+    EXISTS (
+        SELECT 1 FROM proxy_messagecontact AS contact
+        WHERE contact.service_id = message.service_id AND contact.real_number = message.to_number AND contact.opted_out
+    )
+FROM proxy_message AS message LEFT JOIN proxy_service AS service ON service.id = message.service_id
+"""  # noqa: S608 (column lists come from model metadata)
+_BY_ID = "WHERE message.id = %s"
+# Through the partial index of queued texts by due time.
+_NEXT_DUE = "WHERE message.status = 'queued' AND message.next_attempt_at <= %s ORDER BY message.next_attempt_at LIMIT 1"
+
+
+def message_to_send(*, message_id: int | None = None, due_by: datetime | None = None) -> tuple[Message, bool] | None:
+    """The text ``message_id`` (or else the queued text due first, by ``due_by``) with its
+    service, and whether its recipient opted out; None when there is none, or (PostgreSQL)
+    when another worker holds it. Call it in a transaction: the row stays locked until it ends.
+    """
+    params: list[Any]
+    if message_id is not None:
+        sql, params = f"{_MESSAGE_TO_SEND_SQL} {_BY_ID}", [message_id]
+    else:
+        sql, params = f"{_MESSAGE_TO_SEND_SQL} {_NEXT_DUE}", [connection.ops.adapt_datetimefield_value(due_by)]
+    if connection.vendor == "postgresql":
+        sql += " FOR UPDATE OF message SKIP LOCKED"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    a = len(_MESSAGE_FIELDS)
+    message = _instance(Message, _MESSAGE_FIELDS, row[:a])
+    message.service = _instance(Service, _SERVICE_FIELDS, row[a:-1]) if message.service_id is not None else None
+    return message, bool(row[-1])
 
 
 _KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])

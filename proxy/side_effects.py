@@ -14,15 +14,17 @@ from proxy.callbacks import (
     FAN_OUT_TASK,
     callback_create_for_call,
     callback_create_for_conversation,
+    callback_create_for_text_out_of_session,
     callback_create_for_transcript,
     callbacks_create_for_conversations,
 )
+from proxy.message_outbox import messages_wake_on_commit
 from proxy.notifications import notifications_create_for_conversation
 from proxy.outbox import queue_on_commit
 from proxy.validation import VALIDATE_TASK
 
 if TYPE_CHECKING:
-    from proxy.models import Call, Conversation, Notification, Participant, Transcript
+    from proxy.models import Call, Conversation, Message, Notification, Participant, Service, Transcript
 
 # Callback deliveries are queued in chunks: a sweep that ends 100,000 conversations
 # must not publish 100,000 messages from inside its own transaction's commit.
@@ -67,5 +69,17 @@ def call_completed(call: Call) -> None:
 def transcript_stored(transcript: Transcript) -> None:
     """A recording's transcript is in storage: tell the marketplace (``recording.transcribed``)."""
     delivery = callback_create_for_transcript(transcript=transcript)
+    if delivery is not None:
+        queue_on_commit(DELIVER_TASK, delivery.pk)
+
+
+def message_queued(message: Message) -> None:
+    """A text waits to be sent (relayed, the service's own, an auto-reply): wake a sender after commit."""
+    messages_wake_on_commit()
+
+
+def text_out_of_session(message: Message, *, service: Service, last_held: Participant | None) -> None:
+    """A text was kept out of session: tell the marketplace (``message.out_of_session``)."""
+    delivery = callback_create_for_text_out_of_session(message=message, service=service, last_held=last_held)
     if delivery is not None:
         queue_on_commit(DELIVER_TASK, delivery.pk)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from config.celery import WORKER_HEARTBEAT_KEY, retry_later
 from proxy.delivery.callbacks import callback_deliver
+from proxy.delivery.messages import message_parts_join, message_send, messages_drain
 from proxy.delivery.recordings import recording_download, transcript_download
 from proxy.delivery.sms import notification_send
 from proxy.delivery.validation import conversation_validate_then_notify
@@ -33,6 +34,29 @@ _CALLBACK_COUNTDOWN_MAX = 300.0
 @shared_task(bind=True, acks_late=True)
 def send_notification(self, notification_id: int) -> str:
     outcome = notification_send(notification_id=notification_id)
+    if outcome.retry_in is not None:
+        retry_later(self, outcome.retry_in)
+    return outcome.result
+
+
+@shared_task(bind=True, acks_late=True)
+def send_message(self, message_id: int) -> str:
+    outcome = message_send(message_id=message_id)
+    if outcome.retry_in is not None:
+        retry_later(self, outcome.retry_in)
+    return outcome.result
+
+
+@shared_task(acks_late=True)
+def send_messages() -> int:
+    """Send every due text (woken by fresh texts; coalesced, see proxy.message_outbox)."""
+    return messages_drain()
+
+
+@shared_task(bind=True, acks_late=True)
+def assemble_message(self, part_id: int) -> str:
+    """A concatenated text's timer: join its parts once their wait is over."""
+    outcome = message_parts_join(part_id=part_id)
     if outcome.retry_in is not None:
         retry_later(self, outcome.retry_in)
     return outcome.result

@@ -18,6 +18,11 @@ urlpatterns = [
     path("conversations", views.ConversationListCreateApi.as_view(), name="conversation-list"),
     path("conversations/<str:conversation_id>", views.ConversationDetailApi.as_view(), name="conversation-detail"),
     path("conversations/<str:conversation_id>/calls", views.ConversationCallsApi.as_view(), name="conversation-calls"),
+    path(
+        "conversations/<str:conversation_id>/messages",
+        views.ConversationMessagesApi.as_view(),
+        name="conversation-messages",
+    ),
     path("recordings/<str:recording_uuid>", views.RecordingFileApi.as_view(), name="recording-file"),
     path(
         "recordings/<str:recording_uuid>/transcript",

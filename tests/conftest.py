@@ -68,3 +68,12 @@ def conversation(service) -> Conversation:
     ParticipantFactory(conversation=conversation, real_number=ALICE, proxy_number=number, position=0)
     ParticipantFactory(conversation=conversation, real_number=BOB, proxy_number=number, position=1)
     return conversation
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_text_wake_up():
+    """Each test starts with no drain wake-up pending (proxy.message_outbox): one left by a
+    test whose worker stopped before taking it would keep texts from waking a drain."""
+    from proxy.message_outbox import messages_wake_taken
+
+    messages_wake_taken()

@@ -78,3 +78,36 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
     assert "WRONG RESULT" not in output
     if shutil.which("wrk") is None:
         assert "wrk is not installed" in output
+
+
+MESSAGES_EXPECTED = [
+    r"\[7\] texts relayed per second .*\| worker's empty tasks .*\| ratio [\d.]+",
+    r"\[7\] inbound SMS webhooks answered per second.*\| signature check alone: ",
+    r"\[7\] delay webhook -> provider send p99, under that load: .*\| at half the relay rate ",
+    r"\[7\] duplicates .* \+ lost texts \(0\), of [\d,]+: 0 \| target 0: MET",
+    r"\[7\] CPU per relay: ",
+]
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not os.environ.get("REDIS_URL"),
+    reason="the messages benchmark needs PostgreSQL and Redis (set DATABASE_URL=postgres://... and REDIS_URL)",
+)
+def test_smoke_run_of_the_messages_benchmark_prints_every_figure() -> None:
+    """Benchmark 7 is left out of --smoke (its worker makes it slow); asked for, it runs."""
+    env = {**os.environ, "BENCH_DATABASE_URL": _bench_database_url(), "BENCH_REDIS_URL": os.environ["REDIS_URL"]}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--only", "7"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output[-3000:] + completed.stderr[-3000:]
+    for pattern in MESSAGES_EXPECTED:
+        assert re.search(pattern, output), f"missing figure {pattern!r} in:\n{output[-3000:]}"
+    assert "FAILED" not in output

@@ -20,7 +20,8 @@ import pytest
 from django.db import connection
 
 from config.celery import app
-from proxy.models import Notification
+from proxy.message_outbox import messages_wake_taken
+from proxy.models import Message, MessagePart, Notification, Participant
 from telephony.models import SandboxMessage
 from telephony.sandbox.engine import failure_inject
 from tests.conftest import ALICE, BOB, CAROL
@@ -63,6 +64,8 @@ class Worker:
         self.queue = queue
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        # Settings of this test for the worker process, as environment variables.
+        self.extra_env: dict[str, str] = {}
 
     def start(self) -> None:
         env = {
@@ -75,6 +78,7 @@ class Worker:
             "VONAGE_PROVIDER": "sandbox",
             "VONAGE_SIGNATURE_SECRET": "worker-test-signature-secret",
             "DJANGO_SETTINGS_MODULE": "config.settings",
+            **self.extra_env,
         }
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "info"]
         command += ["-Q", self.queue, "-n", f"{self.queue}@%h", "--without-gossip", "--without-mingle"]
@@ -107,6 +111,9 @@ def broker(tmp_path) -> Iterator[Worker]:
     worker = Worker(queue, tmp_path / "worker.log")
     yield worker
     worker.stop()
+    # A drain woken for the last texts may still wait in the queue deleted below: its
+    # wake-up flag would keep the next test's texts from waking one (for its 10 s).
+    messages_wake_taken()
     app.conf.task_always_eager, app.conf.task_default_queue = saved
     with app.connection_for_write() as conn:
         conn.default_channel.queue_delete(queue)
@@ -155,3 +162,68 @@ def test_worker_retries_a_throttled_sms_with_backoff(api, pool, broker):
     attempts = sorted(Notification.objects.values_list("attempts", flat=True))
     assert attempts == [1, 2]
     assert SandboxMessage.objects.count() == 2
+
+
+# --- Masked messages ---------------------------------------------------------------------------
+
+
+def _inbound(client, *, sender: str, to: str, text: str, message_id: str, **extra: str) -> None:
+    params = {"msisdn": sender, "to": to, "messageId": message_id, "text": text, "type": "text", **extra}
+    assert client.post("/webhooks/sms/inbound", params).status_code == 200
+
+
+def _open_quietly(api) -> dict[str, Participant]:
+    """Alice and Bob's conversation, without the SMS that tell them their numbers."""
+    body = {"participants": [{"number": ALICE}, {"number": BOB}], "notify": False}
+    assert api.post("/api/v1/conversations", body, format="json").status_code == 201
+    return {p.real_number: p for p in Participant.objects.all()}
+
+
+def _relayed(count: int) -> bool:
+    return Message.objects.filter(kind="relay", status="sent").count() == count
+
+
+def test_worker_relays_each_text_once_however_often_vonage_retries(api, client, pool, broker, settings):
+    settings.VONAGE_SIGNATURE_SECRET = ""
+    people = _open_quietly(api)
+    alice, bob = people[ALICE], people[BOB]
+    broker.start()
+    for n in range(10):
+        for _ in range(2):  # every webhook delivered twice, as Vonage does when it retries
+            sender, to = (ALICE, alice.proxy_number_id) if n % 2 == 0 else (BOB, bob.proxy_number_id)
+            _inbound(client, sender=sender, to=to, text=f"text {n} ✓", message_id=f"W{n:04d}")
+    assert _wait_for(lambda: _relayed(10)), broker.output()
+    assert Message.objects.filter(kind="relay").count() == 10
+    texts = sorted(SandboxMessage.objects.values_list("text", flat=True))
+    assert texts == sorted(f"text {n} ✓" for n in range(10))
+    for message in Message.objects.filter(kind="relay"):
+        sent = SandboxMessage.objects.get(client_ref=f"message-{message.pk}")
+        assert (sent.to_number, sent.from_number, sent.text) == (message.to_number, message.from_number, message.text)
+
+
+def test_worker_relays_an_incomplete_text_once_its_wait_is_over(api, client, pool, broker, settings):
+    settings.VONAGE_SIGNATURE_SECRET = ""
+    settings.MESSAGE_PARTS_WAIT_SECONDS = 1
+    broker.extra_env = {"MESSAGE_PARTS_WAIT_SECONDS": "1"}
+    alice = _open_quietly(api)[ALICE]
+    broker.start()
+    concat = {"concat": "true", "concat-ref": "A1", "concat-total": "3"}
+    _inbound(client, sender=ALICE, to=alice.proxy_number_id, text="first, ", message_id="P1", **concat,
+             **{"concat-part": "1"})  # fmt: skip
+    _inbound(client, sender=ALICE, to=alice.proxy_number_id, text="third", message_id="P3", **concat,
+             **{"concat-part": "3"})  # fmt: skip
+    # The second part never comes: the group's timer task joins what arrived.
+    assert _wait_for(lambda: _relayed(1)), broker.output()
+    assert SandboxMessage.objects.get().text == "first, third"
+    assert not MessagePart.objects.exists()
+
+
+def test_worker_retries_a_throttled_relay_with_backoff(api, client, pool, broker, settings):
+    settings.VONAGE_SIGNATURE_SECRET = ""
+    alice = _open_quietly(api)[ALICE]
+    failure_inject(path="/sms/", mode="throttle", count=1)
+    broker.start()
+    _inbound(client, sender=ALICE, to=alice.proxy_number_id, text="try again", message_id="T1")
+    assert _wait_for(lambda: _relayed(1), timeout=90), broker.output()
+    assert Message.objects.get(kind="relay").attempts == 2
+    assert SandboxMessage.objects.count() == 1

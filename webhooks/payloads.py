@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils.dateparse import parse_datetime
 
 from proxy.parsers import loads_lenient, loads_strict, storable
+from proxy.phone import from_webhook
 from telephony.values import vonage_decimal
 
 TERMINAL_STATUSES = frozenset({"completed", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout"})
@@ -72,6 +73,89 @@ def sms_params(request: HttpRequest) -> dict[str, str]:
     return {
         str(k): v if isinstance(v, str) else json.dumps(v) for k, v in request_fields(request).items() if v is not None
     }
+
+
+# --- SMS callbacks ------------------------------------------------------------------------------
+
+# What a redacted raw event keeps of its payload: the rows stay, the personal data goes.
+REDACTED_PAYLOAD = {"redacted": True}
+# Not part of what an SMS callback says; left out of its duplicate check.
+SMS_TRANSPORT_FIELDS = ("sig", "timestamp", "nonce")
+INBOUND_SMS_KEY = ("messageId",)
+# More parts than this is not a concatenated SMS Vonage would deliver: read each part alone.
+MAX_PARTS = 50
+
+
+def sms_event_key(params: dict[str, Any], *, source: str, key_fields: tuple[str, ...]) -> str:
+    """The duplicate check of a raw SMS callback: the same key means the same callback.
+
+    ``key_fields`` name it (an inbound SMS: its ``messageId``); without any of them, its
+    whole content does.
+    """
+    content = {k: v for k, v in params.items() if k not in SMS_TRANSPORT_FIELDS}
+    identity = [source] + [str(content.get(field, "")) for field in key_fields]
+    if not any(identity[1:]):
+        identity.append(json.dumps(content, sort_keys=True))
+    return hashlib.sha256("\x1f".join(identity).encode()).hexdigest()
+
+
+def inbound_sms_event_keys(message_ids: list[str]) -> list[str]:
+    """The raw events' duplicate-check keys of inbound SMS with these Vonage ids."""
+    return [
+        sms_event_key({"messageId": message_id}, source="sms-inbound", key_fields=INBOUND_SMS_KEY)
+        for message_id in message_ids
+        if message_id
+    ]
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """An inbound SMS as Vonage sent it, read defensively: nothing here raises.
+
+    ``sender``/``to``: E.164 digits, or None when the field is missing or not a number.
+    ``text``: None when absent (binary messages carry ``data`` and ``udh`` instead).
+    ``encoding``: "binary", "unicode" or "text". ``concat``: (ref, total, part) for one
+    part of a concatenated message, None for a whole one (or concat fields that make no sense).
+    """
+
+    message_id: str
+    sender_raw: str
+    sender: str | None
+    to_raw: str
+    to: str | None
+    text: str | None
+    encoding: str
+    concat: tuple[str, int, int] | None
+
+
+def _small_int(value: Any) -> int | None:
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 4:
+        return int(value.strip())
+    return None
+
+
+def inbound_sms(params: dict[str, str]) -> InboundSms:
+    """Read an inbound SMS's fields (``params`` as ``sms_params`` returns them)."""
+    kind = (params.get("type") or "").strip().lower()
+    encoding = kind if kind in ("binary", "unicode") else "text"
+    raw_text = params.get("text")
+    concat = None
+    if (params.get("concat") or "").strip().lower() == "true":
+        ref = (params.get("concat-ref") or "").strip()[:20]
+        total = _small_int(params.get("concat-total"))
+        part = _small_int(params.get("concat-part"))
+        if ref and total is not None and part is not None and 1 <= part <= total <= MAX_PARTS and total > 1:
+            concat = (ref, total, part)
+    return InboundSms(
+        message_id=(params.get("messageId") or "")[:64],
+        sender_raw=(params.get("msisdn") or "")[:64],
+        sender=from_webhook(params.get("msisdn")),
+        to_raw=(params.get("to") or "")[:64],
+        to=from_webhook(params.get("to")),
+        text=raw_text if isinstance(raw_text, str) else None,
+        encoding=encoding,
+        concat=concat,
+    )
 
 
 def text(payload: dict[str, Any], key: str, limit: int = 64) -> str:

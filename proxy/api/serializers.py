@@ -10,7 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from proxy import participants, phone
-from proxy.models import Call, Conversation, Notification, Participant
+from proxy.messaging import MAX_TEXT
+from proxy.models import Call, Conversation, Message, Notification, Participant
 from proxy.parsers import json_strings
 from proxy.recordings import newest_copied, recording_api_path, transcript_api_path
 
@@ -159,6 +160,17 @@ class ConversationUpdateInputSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["closed"], required=False, help_text='"closed" closes it.')
 
 
+class MessageCreateInputSerializer(serializers.Serializer):
+    to_participant = serializers.UUIDField(
+        help_text="Id of the participant to text (one of the conversation's `participants`)."
+    )
+    text = serializers.CharField(
+        max_length=MAX_TEXT,
+        trim_whitespace=False,
+        help_text=f"What to send, 1 to {MAX_TEXT} characters (any alphabet: unicode is sent as unicode).",
+    )
+
+
 # --- Output ---------------------------------------------------------------------------------------
 
 
@@ -250,6 +262,26 @@ class CallOutputSerializer(serializers.Serializer):
     def get_transcript_url(self, call: Call) -> str | None:
         transcript = newest_copied(call.transcripts.all())
         return None if transcript is None else self._absolute(transcript_api_path(transcript.recording_uuid))
+
+
+class MessageOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    from_participant = serializers.UUIDField(
+        source="from_participant.public_id",
+        allow_null=True,
+        default=None,
+        help_text="The participant who wrote it; null for the service.",
+    )
+    to_participant = serializers.UUIDField(
+        source="to_participant.public_id", allow_null=True, default=None, help_text="The participant it is for."
+    )
+    status = serializers.ChoiceField(
+        choices=[Message.Status.QUEUED, Message.Status.SENT, Message.Status.DELIVERED, Message.Status.FAILED],
+        source="api_status",
+        help_text="failed: not sent (refused by the network, the recipient opted out, or held over a cap).",
+    )
+    text = serializers.CharField(help_text="Empty once the retention period has removed it.")
+    created_at = serializers.DateTimeField()
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from proxy import selectors, services
+from proxy import messaging, selectors, services
 from proxy.api import schema
 from proxy.api.filters import ConversationFilter
 from proxy.api.serializers import (
@@ -27,6 +27,8 @@ from proxy.api.serializers import (
     ConversationCreateInputSerializer,
     ConversationOutputSerializer,
     ConversationUpdateInputSerializer,
+    MessageCreateInputSerializer,
+    MessageOutputSerializer,
 )
 from proxy.idempotency import (
     Claim,
@@ -274,6 +276,56 @@ class ConversationCallsApi(ConversationScopedApi):
         page = paginator.paginate_queryset(calls, request, view=self)
         data = CallOutputSerializer(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
+
+
+class ConversationMessagesApi(ConversationScopedApi):
+    @extend_schema(
+        operation_id="conversations_messages_list",
+        summary="List a conversation's texts, newest first",
+        description="Texts the participants sent each other through their proxy numbers, and the service's own.",
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={
+            200: _page_of(MessageOutputSerializer, "MessagePage"),
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            429: schema.THROTTLED,
+        },
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = _conversation_or_404(_service(request), conversation_id, shown=False)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(
+            selectors.messages_for_conversation(conversation=conversation), request, view=self
+        )
+        return paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="conversations_messages_create",
+        summary="Text a participant",
+        description="Sends the service's own text to one participant, from that participant's proxy number "
+        "(202: it is queued; follow its status in the list or through `message.status` callbacks). "
+        "A participant who texted STOP gets nothing: the message comes back `failed`.",
+        request=MessageCreateInputSerializer,
+        responses={
+            202: MessageOutputSerializer,
+            400: schema.BAD_REQUEST,
+            401: schema.UNAUTHORIZED,
+            404: schema.NOT_FOUND,
+            409: schema.ENDED,
+            413: schema.TOO_LARGE,
+            429: schema.THROTTLED,
+        },
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        conversation = _conversation_or_404(_service(request), conversation_id, shown=False)
+        serializer = MessageCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message = messaging.message_send_for_service(
+            conversation=conversation,
+            to_participant=serializer.validated_data["to_participant"],
+            text=serializer.validated_data["text"],
+        )
+        return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
 
 def _file_response(file: FieldFile, *, content_type: str, filename: str) -> HttpResponseBase:

@@ -14,6 +14,7 @@ from proxy.models import Notification, Participant
 from proxy.notifications import SMS, client_ref_for
 from proxy.outbox import Outcome, truncate
 from proxy.phone import mask
+from proxy.selectors import number_opted_out
 from telephony.provider import ProviderError
 from telephony.registry import get_provider
 
@@ -53,6 +54,8 @@ def notification_send(*, notification_id: int, now: datetime | None = None) -> O
     conversation = participant.conversation
     if not conversation.is_live:
         return _fail(notification, "Not sent: the conversation ended first.", now=now)
+    if number_opted_out(service_id=notification.service_id, real_number=notification.to_number):
+        return _fail(notification, "Not sent: the recipient opted out (STOP).", now=now)
     if SMS.retry.exhausted(notification.attempts):
         return _fail(
             notification, f"Gave up after {notification.attempts} attempts: {notification.last_error}", now=now

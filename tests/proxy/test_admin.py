@@ -192,6 +192,9 @@ def test_service_settings_can_be_edited(admin_client, service):
         "sms_template": "Call {proxy_number}",
         "callback_url": "",
         "callback_secret": "",
+        "auto_reply_text": "",
+        "message_limit_conversation": 100,
+        "message_limit_service": 6000,
         "api_keys-TOTAL_FORMS": 0,
         "api_keys-INITIAL_FORMS": 0,
     }
@@ -253,6 +256,8 @@ def test_create_a_service_from_the_console(admin_client):
         "ended_text": "Ended.",
         "unavailable_text": "Unavailable.",
         "sms_template": "Call {proxy_number}",
+        "message_limit_conversation": 100,
+        "message_limit_service": 6000,
         "api_keys-TOTAL_FORMS": 0,
         "api_keys-INITIAL_FORMS": 0,
     }

@@ -29,6 +29,8 @@ def _service_form(**changes: object) -> dict[str, object]:
         "voice_style": 0,
         "record_notice": "Recorded.",
         "retention_days": "30",
+        "message_limit_conversation": 100,
+        "message_limit_service": 6000,
         "unknown_caller_text": "Unknown.",
         "ended_text": "Ended.",
         "unavailable_text": "Unavailable.",

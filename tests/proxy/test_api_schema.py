@@ -22,6 +22,7 @@ def test_schema_lists_every_endpoint_and_method(openapi):
         "/api/v1/conversations": {"get", "post"},
         "/api/v1/conversations/{conversation_id}": {"get", "patch", "delete"},
         "/api/v1/conversations/{conversation_id}/calls": {"get"},
+        "/api/v1/conversations/{conversation_id}/messages": {"get", "post"},
         "/api/v1/recordings/{recording_uuid}": {"get"},
         "/api/v1/recordings/{recording_uuid}/transcript": {"get"},
     }

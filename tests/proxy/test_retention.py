@@ -191,28 +191,28 @@ def test_a_failing_batch_is_rolled_back_and_left_for_the_next_run(service, stora
 
 
 @pytest.fixture
-def messages_kind():
-    """Another kind of personal data plugged in the documented way (as masked SMS would)."""
+def plugged_kind():
+    """Another kind of personal data plugged in the documented way (as masked SMS does)."""
     seen: list[list] = []
 
     def redact(conversation_ids: list) -> int:
         seen.append(sorted(conversation_ids))
         return len(conversation_ids)
 
-    personal_data(PersonalData(name="messages", redact=redact))
+    personal_data(PersonalData(name="plugged_in", redact=redact))
     yield seen
-    retention._KINDS.pop("messages")
+    retention._KINDS.pop("plugged_in")
 
 
 @pytest.mark.django_db
-def test_another_kind_of_personal_data_plugs_in_with_one_function(service, messages_kind):
+def test_another_kind_of_personal_data_plugs_in_with_one_function(service, plugged_kind):
     service.retention_days = 10
     service.save()
     due = _ended(service, days_ago=11, tag="due")
     _ended(service, days_ago=9, tag="not-yet")
     counts = retention_apply(now=NOW)
-    assert messages_kind == [[due.pk]]
-    assert counts["messages"] == 1
+    assert plugged_kind == [[due.pk]]
+    assert counts["plugged_in"] == 1
     assert [kind.name for kind in retention.personal_data_kinds()][:2] == ["recording_files", "transcript_files"]
 
 
@@ -301,3 +301,45 @@ def test_a_batch_another_run_holds_is_skipped_not_waited_for(transactional_db, s
     _assert_kept(held)
     assert retention_apply(now=NOW)["conversations"] == 1
     _assert_redacted(held)
+
+
+@pytest.mark.django_db
+def test_texts_go_with_their_conversation_and_strangers_texts_with_the_service(service):
+    """Masked messages plug into the job (proxy.messaging registers them): relayed texts of a
+    conversation past the retention, and texts of no conversation older than it."""
+    from proxy.models import Message
+
+    service.retention_days = 30
+    service.save()
+    old, recent = _ended(service, days_ago=31, tag="old"), _ended(service, days_ago=1, tag="recent")
+    relayed = [
+        Message.objects.create(
+            kind="relay", status="delivered", service=service, conversation=conversation,
+            from_number="12015553001", to_number=BOB, text="at the gate, blue car",
+        )
+        for conversation in (old, recent)
+    ]  # fmt: skip
+    stranger_old, stranger_new = (
+        Message.objects.create(
+            kind="inbound", status="received", service=service, from_number="12015550199",
+            to_number="12015553000", text="hello?", created_at=NOW - timedelta(days=days),
+        )
+        for days in (40, 2)
+    )  # fmt: skip
+
+    counts = retention_apply(now=NOW)
+
+    assert (counts["messages"], counts["unowned_messages"]) == (1, 1)
+    shown = {}
+    names = ("old", "recent", "stranger_old", "stranger_new")
+    for name, message in zip(names, (*relayed, stranger_old, stranger_new), strict=True):
+        message.refresh_from_db()
+        shown[name] = (message.text, message.from_number, message.to_number)
+    # Real numbers and words go; the pool number a stranger texted stays.
+    assert shown == {
+        "old": ("", "12015553001", ""),
+        "recent": ("at the gate, blue car", "12015553001", BOB),
+        "stranger_old": ("", "", "12015553000"),
+        "stranger_new": ("hello?", "12015550199", "12015553000"),
+    }
+    assert retention_apply(now=NOW) == {}

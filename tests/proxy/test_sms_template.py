@@ -90,6 +90,8 @@ def test_the_console_refuses_a_bad_template_naming_the_field(admin_client, servi
         "voice_style": 0,
         "record_notice": "Recorded.",
         "retention_days": "30",
+        "message_limit_conversation": 100,
+        "message_limit_service": 6000,
         "unknown_caller_text": "Unknown.",
         "ended_text": "Ended.",
         "unavailable_text": "Unavailable.",

@@ -29,6 +29,8 @@ _VIEW_ONLY = [
     "proxy.view_transcript",
     "proxy.view_notification",
     "proxy.view_callbackdelivery",
+    "proxy.view_message",
+    "proxy.view_messagecontact",
     "numbers.view_virtualnumber",
     "numbers.view_poolexhaustion",
     "numbers.view_numbercheck",
@@ -45,13 +47,15 @@ ROLES: dict[str, list[str]] = {
         "proxy.change_apikey",
         "numbers.add_virtualnumber",
         "numbers.change_virtualnumber",
-        # the Retry actions of the SMS, callback, recording and transcript outboxes
+        # the Retry actions of the SMS, callback, recording, transcript and message outboxes
         "proxy.change_notification",
         "proxy.change_callbackdelivery",
         "proxy.change_recording",
         "proxy.change_transcript",
         # recordings and transcripts are personal data: played and read by Administrators only
         "proxy.play_recording",
+        # retry a failed text, relay a held one
+        "proxy.change_message",
         "admin.view_logentry",
     ],
 }
