@@ -22,10 +22,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Lets two deployments, or a test run, share one Redis without taking each other's tasks.
 app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
-# A broker that vanishes must not hold a web request: publishing gives up within a few
-# seconds (the outbox row is already committed and the redrive queues it again).
-app.conf.broker_transport_options = {"socket_timeout": 5, "socket_connect_timeout": 2}
-app.conf.task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# A broker that vanishes or stops answering must not hold a web request: publishing gives
+# up within 1.5 s (the outbox row is already committed and the redrive queues it
+# again), and config.redis_guard then skips the broker for a few seconds. One immediate
+# retry reconnects a pooled connection that a Redis restart left stale.
+app.conf.broker_transport_options = {
+    "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "0.75")),
+    "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "0.5")),
+}
+app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 # django-celery-beat's DatabaseScheduler copies these entries into its tables when beat
 # starts, so staff can see and pause them in the admin.

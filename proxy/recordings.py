@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import QuerySet
 
 from proxy.models import Recording
-from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind
 
 DOWNLOAD_TASK = "proxy.tasks.download_recording"
 # Vonage deletes recordings after 30 days; trying later is pointless.
 AVAILABLE_FOR = timedelta(days=30)
 
 
-def _lost(now: datetime, limit: int) -> list[int]:
-    """Pending downloads past their backoff for a minute, or never tried for longer than any wait."""
-    overdue = now - timedelta(minutes=1)
-    stale = now - timedelta(seconds=STALE_AFTER_SECONDS)
-    rows = Recording.objects.filter(status=Recording.Status.PENDING, attempts__lt=RECORDINGS.retry.max_attempts).filter(
-        Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=stale)
-    )
-    return list(rows.values_list("pk", flat=True)[:limit])
+def _waiting() -> QuerySet[Recording]:
+    # Rows past their last attempt are failed by the task; the redrive still queues them once.
+    return Recording.objects.filter(status=Recording.Status.PENDING)
 
 
 RECORDINGS = outbox_kind(
@@ -29,6 +24,7 @@ RECORDINGS = outbox_kind(
         name="recordings",
         task=DOWNLOAD_TASK,
         retry=RetryPolicy(base_seconds=30.0, cap_seconds=1800.0, max_attempts=10),
-        lost=_lost,
+        waiting=_waiting,
+        service_field="conversation__service__slug",
     )
 )

@@ -64,11 +64,12 @@ def download_recording(self, recording_id: int) -> str:
 def validate_conversation_numbers(self, conversation_id: str) -> str:
     """Check the participants' numbers, then queue their SMS (none goes to an invalid number)."""
     give_up = self.request.is_eager or VALIDATIONS.retry.exhausted(self.request.retries)
-    outcome = conversation_validate_then_notify(conversation_id=conversation_id, give_up=give_up)
-    if not outcome.found:
+    delay = VALIDATIONS.retry.delay(self.request.retries + 1)
+    outcome = conversation_validate_then_notify(conversation_id=conversation_id, give_up=give_up, retry_in=delay)
+    if not outcome.found or not outcome.claimed:
         return "skipped"
     if outcome.retry:
-        retry_later(self, VALIDATIONS.retry.delay(self.request.retries + 1))
+        retry_later(self, delay)
     return "valid" if outcome.valid else "invalid"
 
 

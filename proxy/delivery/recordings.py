@@ -26,10 +26,9 @@ def recording_download(*, recording_id: int, now: datetime | None = None) -> Out
         return Outcome.skipped("not pending")
     if RECORDINGS.retry.exhausted(recording.attempts) or recording.created_at < now - AVAILABLE_FOR:
         return _fail(recording, f"Gave up after {recording.attempts} attempts: {recording.last_error}")
-    claimed = Recording.objects.filter(
-        pk=recording.pk, status=Recording.Status.PENDING, attempts=recording.attempts
-    ).update(attempts=F("attempts") + 1)
-    if not claimed:
+    if recording.next_attempt_at is not None and recording.next_attempt_at > now:
+        return Outcome.skipped("not due, or being downloaded by another worker")
+    if not RECORDINGS.claim(recording.pk, now=now, attempts=F("attempts") + 1):
         return Outcome.skipped("claimed by another worker")
     attempt = recording.attempts + 1
     try:
@@ -48,14 +47,15 @@ def recording_download(*, recording_id: int, now: datetime | None = None) -> Out
     recording.status = Recording.Status.DOWNLOADED
     recording.size = recording.size or len(content)
     recording.last_error = ""
-    recording.save(update_fields=["file", "status", "size", "last_error"])
+    recording.next_attempt_at = None
+    recording.save(update_fields=["file", "status", "size", "last_error", "next_attempt_at"])
     logger.info("recording %s downloaded (%s bytes)", recording.recording_uuid, len(content))
     return Outcome.done()
 
 
 def _fail(recording: Recording, error: str) -> Outcome:
     Recording.objects.filter(pk=recording.pk, status=Recording.Status.PENDING).update(
-        status=Recording.Status.FAILED, last_error=truncate(error)
+        status=Recording.Status.FAILED, last_error=truncate(error), next_attempt_at=None
     )
     logger.warning("recording %s download failed: %s", recording.recording_uuid, error)
     return Outcome.failed(error)

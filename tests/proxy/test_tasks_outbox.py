@@ -31,6 +31,7 @@ def _age(minutes: int) -> None:
     """Pretend everything happened ``minutes`` ago."""
     then = timezone.now() - timedelta(minutes=minutes)
     Notification.objects.update(updated_at=then, created_at=then)
+    Notification.objects.exclude(next_attempt_at=None).update(next_attempt_at=then)
     Participant.objects.update(created_at=then)
     CallbackDelivery.objects.update(created_at=then)
     Recording.objects.update(created_at=then)
@@ -183,7 +184,10 @@ def test_recording_download_retries_then_gives_up(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     recording = _recording()
     failure_inject(path="/v1/files", mode="5xx", count=RECORDINGS.retry.max_attempts + 1)
-    results = [recording_download(recording_id=recording.pk).result for _ in range(RECORDINGS.retry.max_attempts)]
+    results = []
+    for _ in range(RECORDINGS.retry.max_attempts):
+        results.append(recording_download(recording_id=recording.pk).result)
+        Recording.objects.update(next_attempt_at=timezone.now())  # its backoff has passed
     assert results == ["retry"] * (RECORDINGS.retry.max_attempts - 1) + ["failed"]
     recording.refresh_from_db()
     assert recording.status == Recording.Status.FAILED and "500" in recording.last_error
