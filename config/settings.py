@@ -102,7 +102,13 @@ else:
     # Persistent connections: the answer webhook must not pay for a new one.
     # (Tests close them after each request, so live-server threads leave no session behind.)
     _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0 if TESTING else 600)
+    # A persistent connection is checked (SELECT 1) before a request reuses it: after a
+    # PostgreSQL restart or a terminated backend the first request reconnects instead of
+    # failing, and its prepared statements go with the old connection.
     _db["CONN_HEALTH_CHECKS"] = True
+    # A PostgreSQL that is down refuses at once; one that does not answer at all must not
+    # hold a request (the answer webhook then speaks its "try again" message).
+    _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT", default=3)
     if env.bool("DB_PREPARED_STATEMENTS", default=True):
         # Bind parameters on the server and let psycopg prepare a statement once it has run
         # five times on a connection: PostgreSQL then skips parsing and planning, which was

@@ -83,8 +83,10 @@ class RetryPolicy:
 
 
 # A worker holds a row it claimed this long; past it, the row is due again. Longer than
-# an outbox task may run (OUTBOX_TASK_TIME_LIMIT), so a slow attempt is never doubled.
+# an outbox task may run (TASK_TIME_LIMITS, enforced by prefork workers), so a slow
+# attempt is never doubled.
 LEASE = timedelta(seconds=45)
+TASK_TIME_LIMITS = {"soft_time_limit": 30, "time_limit": 40}
 # Past due this long, a row's task is presumed lost (broker emptied, worker killed) and
 # the redrive (every REDRIVE_EVERY) queues it again: recovery within LEASE + GRACE + EVERY.
 REDRIVE_GRACE = timedelta(seconds=30)

@@ -16,8 +16,8 @@ from proxy.delivery.recordings import recording_download
 from proxy.delivery.sms import notification_send
 from proxy.delivery.validation import conversation_validate_then_notify
 from proxy.idempotency import idempotency_records_purge
+from proxy.outbox import TASK_TIME_LIMITS, queue_now
 from proxy.outbox import outbox_redrive as redrive
-from proxy.outbox import queue_now
 from proxy.services import conversations_expire_due
 from proxy.validation import VALIDATIONS
 
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 _CALLBACK_COUNTDOWN_MAX = 300.0
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def send_notification(self, notification_id: int) -> str:
     outcome = notification_send(notification_id=notification_id)
     if outcome.retry_in is not None:
@@ -36,7 +36,7 @@ def send_notification(self, notification_id: int) -> str:
     return outcome.result
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def deliver_callback(self, delivery_id: int) -> str:
     outcome = callback_deliver(delivery_id=delivery_id)
     if outcome.retry_in is not None and outcome.retry_in <= _CALLBACK_COUNTDOWN_MAX:
@@ -52,7 +52,7 @@ def deliver_callbacks(delivery_ids: list[int]) -> int:
     return len(delivery_ids)
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def download_recording(self, recording_id: int) -> str:
     outcome = recording_download(recording_id=recording_id)
     if outcome.retry_in is not None:
@@ -60,7 +60,7 @@ def download_recording(self, recording_id: int) -> str:
     return outcome.result
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def validate_conversation_numbers(self, conversation_id: str) -> str:
     """Check the participants' numbers, then queue their SMS (none goes to an invalid number)."""
     give_up = self.request.is_eager or VALIDATIONS.retry.exhausted(self.request.retries)
