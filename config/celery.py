@@ -16,6 +16,12 @@ from celery.signals import celeryd_after_setup
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+if os.environ.get("WORKER_METRICS_PORT") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Prefork children write their task figures here; the worker serves their sum
+    # (config.metrics). Set before anything imports prometheus_client.
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="masked-calling-worker-metrics-")
 
 # Where the beat's heartbeat task leaves its time, for /health.
 WORKER_HEARTBEAT_KEY = "celery:worker-heartbeat"

@@ -16,6 +16,9 @@ Everything comes from the environment, so one file serves a laptop, a VM and a c
   ``GUNICORN_LOG_LEVEL`` (info) for the error log (stderr).
 - ``GUNICORN_CONTROL_SOCKET``: a path turns on gunicorn's control socket (``gunicornc``);
   off by default, since its default path is per user, not per server.
+- ``PROMETHEUS_MULTIPROC_DIR``: where the workers' metrics go so that ``/metrics`` adds
+  them up (``config.metrics``). Default: a fresh directory of this server's own, under
+  ``/dev/shm`` when it exists, emptied at start.
 
 Any other setting: ``GUNICORN_CMD_ARGS="--name value"``; gunicorn reads it after this file,
 so it wins. Sync workers are the production worker class: the benchmarks measure them,
@@ -29,6 +32,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +100,18 @@ class QueryStringRedactor(logging.Filter):
         return True
 
 
+def metrics_directory() -> str:
+    """Set PROMETHEUS_MULTIPROC_DIR for the app (before it imports prometheus_client)."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if configured:
+        Path(configured).mkdir(parents=True, exist_ok=True)
+        return configured
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None  # noqa: S108
+    directory = tempfile.mkdtemp(prefix="masked-calling-metrics-", dir=base)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
 # --- Settings gunicorn reads (module-level names) -------------------------------
 
 _port = env_int("PORT", 8000, minimum=1)
@@ -142,8 +158,19 @@ else:
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before anything is logged about requests: redact query strings."""
+    """In the master, before anything is logged about requests: redact query strings;
+    give the workers a metrics directory, emptied of a previous run's figures."""
     logging.getLogger("gunicorn.error").addFilter(QueryStringRedactor())
+    directory = Path(metrics_directory())
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: its live gauges stop counting (its counters keep adding up)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server: Any) -> None:

@@ -55,6 +55,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: its request id and duration cover everything below (config.middleware).
+    "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "proxy.middleware.RequestSizeLimitMiddleware",
@@ -261,17 +263,47 @@ VONAGE_REST_HOST = env.str("VONAGE_REST_HOST", default="")
 VONAGE_HTTP_TIMEOUT = env.float("VONAGE_HTTP_TIMEOUT", default=10.0)
 VONAGE_PROVIDER = env.str("VONAGE_PROVIDER", default="")  # "vonage" | "sandbox" | "" (auto)
 
-# --- Logging --------------------------------------------------------------------
+# --- Logs, metrics, errors ------------------------------------------------------------
+# JSON lines in production (one object per line: time, level, logger, message,
+# request_id and the line's fields); plain text for people at a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG or TESTING else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'plain', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "config.logs.RequestIdFilter"},
+        # The net under proxy.phone.mask: no whole real number in any line.
+        "redact_numbers": {"()": "config.logs.RedactNumbers"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.logs.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact_numbers"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The request line (config.middleware) replaces Django's own for 4xx/5xx.
+        "django.request": {"level": "ERROR"},
         # The Vonage SDK logs request parameters and error bodies, real numbers included.
         "vonage": {"level": "ERROR"},
         "vonage_number_insight": {"level": "ERROR"},
     },
 }
+# Workers log through the same handlers (JSON, request ids) instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# GET /metrics (Prometheus) needs "Authorization: Bearer <METRICS_TOKEN>"; unset: no endpoint.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Optional error reports; real numbers are scrubbed before anything is sent (config.sentry).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
+from config.metrics_view import metrics
 
 urlpatterns = [
     path("api/v1/", include("proxy.urls")),
@@ -15,4 +16,5 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics, name="metrics"),
 ]
