@@ -84,6 +84,8 @@ app.conf.broker_transport_options = {
 }
 app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
+REDRIVE_EVERY_SECONDS = float(os.environ.get("OUTBOX_REDRIVE_EVERY_SECONDS", "30"))
+
 # django-celery-beat's DatabaseScheduler copies these entries into its tables when beat
 # starts, so staff can see and pause them in the admin.
 app.conf.beat_schedule = {
@@ -92,11 +94,11 @@ app.conf.beat_schedule = {
         "schedule": 30.0,
         "options": {"expire_seconds": 25},
     },
-    # Often: recovery of a lost task waits for this (proxy.outbox, REDRIVE_EVERY_SECONDS).
+    # Often: recovery of a lost task waits for it (proxy.outbox: lease + grace + this).
     "outbox-redrive": {
         "task": "proxy.tasks.outbox_redrive",
-        "schedule": 30.0,
-        "options": {"expire_seconds": 25},
+        "schedule": REDRIVE_EVERY_SECONDS,
+        "options": {"expire_seconds": max(1, int(REDRIVE_EVERY_SECONDS) - 5)},
     },
     "worker-heartbeat": {
         "task": "proxy.tasks.worker_heartbeat",

@@ -238,6 +238,11 @@ if NUMBER_INSIGHT_LEVEL not in ("basic", "standard"):
     raise ImproperlyConfigured(f"NUMBER_INSIGHT_LEVEL must be 'basic' or 'standard', not {NUMBER_INSIGHT_LEVEL!r}.")
 # Days a raw Vonage event keeps its payload (real numbers, inbound SMS text); 0 = for ever.
 CALL_EVENT_RETENTION_DAYS = env.int("CALL_EVENT_RETENTION_DAYS", default=90)
+# Outboxes (proxy.outbox): a worker's lease on a row, how late a row may be before the
+# redrive presumes its task lost, and how often the redrive runs (beat). A task lost with
+# its worker is done again within lease + grace + redrive period (two minutes by default).
+OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=45)
+OUTBOX_REDRIVE_GRACE_SECONDS = env.int("OUTBOX_REDRIVE_GRACE_SECONDS", default=30)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 

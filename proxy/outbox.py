@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q, QuerySet
@@ -85,12 +86,12 @@ class RetryPolicy:
 # A worker holds a row it claimed this long; past it, the row is due again. Longer than
 # an outbox task may run (TASK_TIME_LIMITS, enforced by prefork workers), so a slow
 # attempt is never doubled.
-LEASE = timedelta(seconds=45)
+LEASE = timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
 TASK_TIME_LIMITS = {"soft_time_limit": 30, "time_limit": 40}
 # Past due this long, a row's task is presumed lost (broker emptied, worker killed) and
-# the redrive (every REDRIVE_EVERY) queues it again: recovery within LEASE + GRACE + EVERY.
-REDRIVE_GRACE = timedelta(seconds=30)
-REDRIVE_EVERY_SECONDS = 30.0
+# the redrive (beat, every OUTBOX_REDRIVE_EVERY_SECONDS: config.celery) queues it again:
+# recovery within LEASE + GRACE + that period.
+REDRIVE_GRACE = timedelta(seconds=settings.OUTBOX_REDRIVE_GRACE_SECONDS)
 # A row the redrive queued is not queued again for this long (remembered in the cache, so
 # a broker that comes back empty, with its cache, has everything queued at once).
 REQUEUE_QUIET = timedelta(seconds=90)

@@ -200,3 +200,12 @@ def test_eager_tasks_for_rows_not_due_do_nothing(service, pool):
     with mock.patch("telephony.sandbox.provider.SandboxProvider.send_sms") as send:
         notification_send(notification_id=notification.pk)
     send.assert_not_called()
+
+
+def test_a_task_lost_with_its_worker_is_done_again_within_two_minutes():
+    from config.celery import REDRIVE_EVERY_SECONDS
+    from proxy.outbox import TASK_TIME_LIMITS
+
+    # A worker's lease outlives anything it may be running, and recovery fits in two minutes.
+    assert LEASE.total_seconds() > TASK_TIME_LIMITS["time_limit"]
+    assert LEASE.total_seconds() + REDRIVE_GRACE.total_seconds() + REDRIVE_EVERY_SECONDS <= 120
