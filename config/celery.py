@@ -75,11 +75,11 @@ def _consume_chosen_queues(sender: str, instance: Any, **kwargs: Any) -> None:
 
 
 # A broker that vanishes or stops answering must not hold a web request: publishing gives
-# up within 1.5 s (the outbox row is already committed and the redrive queues it
+# up within about a second (the outbox row is already committed and the redrive queues it
 # again), and config.redis_guard then skips the broker for a few seconds. One immediate
 # retry reconnects a pooled connection that a Redis restart left stale.
 app.conf.broker_transport_options = {
-    "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "0.75")),
+    "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "0.5")),
     "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "0.5")),
 }
 app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}

@@ -30,7 +30,8 @@ WEBHOOK_OUTCOME: ContextVar[str] = ContextVar("webhook_outcome", default="")
 TASK_HEADER = "request_id"
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # E.164 digits as the product stores them (formatted numbers appear only in SMS texts).
-_DIGIT_RUN = re.compile(r"\+?\d{8,}")
+# Not after a decimal point: "0.073088015000394" is a duration, not a number to hide.
+_DIGIT_RUN = re.compile(r"(?<![\d.])\+?\d{8,}")
 
 
 def webhook_outcome(outcome: str) -> None:
