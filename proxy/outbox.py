@@ -92,9 +92,11 @@ TASK_TIME_LIMITS = {"soft_time_limit": 30, "time_limit": 40}
 # the redrive (beat, every OUTBOX_REDRIVE_EVERY_SECONDS: config.celery) queues it again:
 # recovery within LEASE + GRACE + that period.
 REDRIVE_GRACE = timedelta(seconds=settings.OUTBOX_REDRIVE_GRACE_SECONDS)
-# A row the redrive queued is not queued again for this long (remembered in the cache, so
-# a broker that comes back empty, with its cache, has everything queued at once).
-REQUEUE_QUIET = timedelta(seconds=90)
+# A row the redrive queued is not queued again for this long: its message is probably still
+# waiting behind others. As long as a claimed row takes to be lost again, so it never delays
+# a recovery. Remembered in the cache: a Redis that comes back empty forgets it with the
+# messages, and everything is queued at once.
+REQUEUE_QUIET = LEASE + REDRIVE_GRACE
 # Past due by this much, rows pile up: /health and the redrive say so.
 BACKLOG_AGE = timedelta(minutes=5)
 

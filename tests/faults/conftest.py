@@ -89,7 +89,13 @@ def make_tenant(base: str, *, callback_url: str = "", numbers: int = 12) -> Tena
 
 
 def voice_webhook(
-    session: requests.Session, base: str, path: str, payload: dict[str, Any], *, method: str = "POST", timeout: float = 5
+    session: requests.Session,
+    base: str,
+    path: str,
+    payload: dict[str, Any],
+    *,
+    method: str = "POST",
+    timeout: float = 5,
 ) -> requests.Response:
     """Sign and send a voice webhook the way Vonage does (a JWT; with a body, its hash)."""
     if method == "GET":

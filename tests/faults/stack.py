@@ -294,7 +294,7 @@ def beat(env: dict[str, str], workdir: Path) -> Process:
 
 def http_status(url: str, *, timeout: float = 2.0) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -313,7 +313,7 @@ class Marketplace:
         marketplace = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 marketplace.received.append((self.headers.get("X-Callback-Id", ""), body.get("type", "")))

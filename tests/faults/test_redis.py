@@ -59,7 +59,9 @@ def test_webhooks_and_api_answer_without_redis_and_the_work_goes_out_when_it_is_
             a, b = next(people), next(people)
             body = {"participants": [{"number": a}, {"number": b}]}
             created = tally.timed(
-                "api create", lambda: tenant.api("POST", "/api/v1/conversations", json=body), lambda r: r.status_code == 201
+                "api create",
+                lambda: tenant.api("POST", "/api/v1/conversations", json=body),
+                lambda r: r.status_code == 201,
             )
             if created is not None and created.status_code == 201 and next(rounds) % 3 == 0:
                 # Some are closed at once: their SMS must not go, their closing is called back.
