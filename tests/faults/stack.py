@@ -148,7 +148,9 @@ class PostgresCluster:
 
     def _run(self, *command: str, timeout: float = 120) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *command], check=True, timeout=timeout, capture_output=True)
+        result = subprocess.run([*prefix, *command], timeout=timeout, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {result.stdout}{result.stderr}")
 
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
@@ -165,7 +167,8 @@ class PostgresCluster:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def restart(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart")
+        # -l again: without it the new server writes to pg_ctl's output, which we hold open.
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "restart")
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
