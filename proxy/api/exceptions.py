@@ -47,12 +47,12 @@ DATABASE_UNAVAILABLE_RETRY_AFTER = 1
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, OperationalError | InterfaceError):
         logger.warning("API request failed: database unavailable (%s)", type(exc).__name__)
-        response = Response(
+        unavailable = Response(
             {"code": "temporarily_unavailable", "detail": "The service is briefly unavailable; retry."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-        response["Retry-After"] = str(DATABASE_UNAVAILABLE_RETRY_AFTER)
-        return response
+        unavailable["Retry-After"] = str(DATABASE_UNAVAILABLE_RETRY_AFTER)
+        return unavailable
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     if isinstance(exc, InvalidInput):
