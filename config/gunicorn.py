@@ -32,6 +32,8 @@ import logging
 import math
 import os
 import re
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -100,19 +102,32 @@ class QueryStringRedactor(logging.Filter):
         return True
 
 
-def metrics_directory() -> str:
-    """Set PROMETHEUS_MULTIPROC_DIR for the app (before it imports prometheus_client)."""
+def metrics_directory() -> tuple[str, bool]:
+    """PROMETHEUS_MULTIPROC_DIR for the app, emptied of a previous run's figures; whether
+    this server made it (and removes it at exit)."""
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
     if configured:
-        Path(configured).mkdir(parents=True, exist_ok=True)
-        return configured
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return configured, False
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None  # noqa: S108
-    directory = tempfile.mkdtemp(prefix="masked-calling-metrics-", dir=base)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    return directory
+    made = tempfile.mkdtemp(prefix="masked-calling-metrics-", dir=base)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made, True
+
+
+def _serving() -> bool:
+    """True when gunicorn runs this file (not a test or tool reading its settings)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return program.name == "gunicorn" or program.parent.name == "gunicorn"
 
 
 # --- Settings gunicorn reads (module-level names) -------------------------------
+
+# Now, before the preloaded app imports prometheus_client, which picks its storage then.
+_metrics_dir, _metrics_dir_made = metrics_directory() if _serving() else ("", False)
 
 _port = env_int("PORT", 8000, minimum=1)
 if _port > 65535:
@@ -158,12 +173,14 @@ else:
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before anything is logged about requests: redact query strings;
-    give the workers a metrics directory, emptied of a previous run's figures."""
+    """In the master, before anything is logged about requests: redact query strings."""
     logging.getLogger("gunicorn.error").addFilter(QueryStringRedactor())
-    directory = Path(metrics_directory())
-    for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
+
+
+def on_exit(server: Any) -> None:
+    """The metrics directory this server made goes with it."""
+    if _metrics_dir_made:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

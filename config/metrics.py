@@ -16,6 +16,7 @@ from typing import Any
 from celery.signals import task_postrun, worker_init
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import values as prometheus_values
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,17 @@ TASK_OUTCOMES = Counter(
 _RESULTS = {"done", "failed", "skipped", "retry", "valid", "invalid"}
 
 
-def multiprocess_dir() -> str:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+def multiprocess() -> bool:
+    """Whether this process records into PROMETHEUS_MULTIPROC_DIR: decided when the client
+    was imported (the variable set later changes nothing)."""
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue and bool(
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    )
 
 
 def process_registry() -> CollectorRegistry:
     """What this host's processes recorded: every process's files, or this process alone."""
-    if multiprocess_dir():
+    if multiprocess():
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)
         return registry

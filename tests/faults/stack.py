@@ -281,7 +281,9 @@ def web(env: dict[str, str], workdir: Path, *, workers: int = 2) -> Process:
 
 
 def worker(env: dict[str, str], workdir: Path, name: str, *, concurrency: int = 4, **extra: str) -> Process:
+    pool = extra.get("WORKER_POOL", "prefork")
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "-c", str(concurrency)]
+    command += ["--pool", pool]
     command += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
     log = workdir / f"{name}.log"
     process = Process(name, command, {**env, **extra}, log).start()

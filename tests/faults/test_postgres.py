@@ -42,7 +42,12 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
+def cluster(db) -> Iterator[PostgresCluster]:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        # Its cluster is its own, but the suite's PostgreSQL pass is where the servers are.
+        pytest.skip("runs in the PostgreSQL pass (DATABASE_URL=postgres://...), with the other fault tests")
     if postgres_bin() is None:
         pytest.skip("needs PostgreSQL's server binaries (/usr/lib/postgresql/*/bin), as Debian's postgresql installs")
     # Not under pytest's tmp_path: as root, the cluster belongs to the postgres user, who

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 LIMIT = 2.0
 # Longer than the breaker's cooldown (config.redis_guard): each web worker tries the dead
 # Redis again, and pays its client timeouts, several times per phase.
-PHASE_SECONDS = 14.0
+PHASE_SECONDS = 8.0
 
 
 def _connects(response: requests.Response) -> bool:
