@@ -76,13 +76,14 @@ def _consume_chosen_queues(sender: str, instance: Any, **kwargs: Any) -> None:
 
 # A broker that vanishes or stops answering must not hold a web request: publishing gives
 # up within about a second (the outbox row is already committed and the redrive queues it
-# again), and config.redis_guard then skips the broker for a few seconds. One immediate
-# retry reconnects a pooled connection that a Redis restart left stale.
+# again), and config.redis_guard then skips the broker for a few seconds. No retry: one
+# would double the wait on a silent Redis, and redis-py reconnects a pooled connection that
+# a Redis restart left stale by itself.
 app.conf.broker_transport_options = {
     "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "0.5")),
     "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "0.5")),
 }
-app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+app.conf.task_publish_retry_policy = {"max_retries": 0, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 REDRIVE_EVERY_SECONDS = float(os.environ.get("OUTBOX_REDRIVE_EVERY_SECONDS", "30"))
 

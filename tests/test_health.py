@@ -37,6 +37,9 @@ def _fresh_ping_cache(monkeypatch):
 
     monkeypatch.setattr(health, "_last_ping", None)
     cache.delete(health.PING_CACHE_KEY)
+    yield
+    # A ping answered by a stand-in must not be what a later test's /health reads.
+    cache.delete(health.PING_CACHE_KEY)
 
 
 def _sms(participant, *, created_minutes_ago: float = 0) -> Notification:
