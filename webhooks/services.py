@@ -47,7 +47,9 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     route = route_for_call(caller=caller, proxy_number=dialled)
     webhook_outcome(_OUTCOMES.get(route.kind, route.kind))
     uuid = text(payload, "uuid")
-    logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
+    # DEBUG: the request's own line (config.middleware) already says what happened (its
+    # outcome), and the answer webhook keeps to one log line per call.
+    logger.debug("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
     return ncco_for_route(route, public_url=settings.PUBLIC_URL)
 
 
