@@ -103,19 +103,15 @@ class QueryStringRedactor(logging.Filter):
 
 
 def metrics_directory() -> tuple[str, bool]:
-    """PROMETHEUS_MULTIPROC_DIR for the app, emptied of a previous run's figures; whether
-    this server made it (and removes it at exit)."""
+    """PROMETHEUS_MULTIPROC_DIR for the app, and whether this server chose it (and removes
+    it at exit). Only named here; ``on_starting`` makes it, before any worker writes there."""
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
     if configured:
-        directory = Path(configured)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink(missing_ok=True)
         return configured, False
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None  # noqa: S108
-    made = tempfile.mkdtemp(prefix="masked-calling-metrics-", dir=base)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
-    return made, True
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()  # noqa: S108
+    chosen = os.path.join(base, f"masked-calling-metrics-{os.getpid()}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = chosen
+    return chosen, True
 
 
 def _serving() -> bool:
@@ -173,8 +169,15 @@ else:
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before anything is logged about requests: redact query strings."""
+    """In the master, before anything is logged about requests: redact query strings; make
+    the metrics directory (the preloaded app has defined its metrics, not written them)."""
     logging.getLogger("gunicorn.error").addFilter(QueryStringRedactor())
+    if _metrics_dir:
+        # Emptied of a previous run's figures: counters restart with the server.
+        directory = Path(_metrics_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
 
 
 def on_exit(server: Any) -> None:

@@ -10,11 +10,13 @@ one's age per kind, and pool headroom per service and country (that last read is
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -24,6 +26,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from config.metrics import process_registry
+
+logger = logging.getLogger(__name__)
 
 POOL_CACHE_SECONDS = 60.0
 _pool_cache: tuple[float, list[tuple[str, str, int, int]]] | None = None
@@ -48,6 +52,20 @@ class ProductCollector(Collector):
     """The figures only the database knows, read at scrape time."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        # The process figures are still worth a scrape when the database is not there.
+        database = GaugeMetricFamily(
+            "masked_metrics_database_ok", "1 when this scrape could read the database's figures, else 0."
+        )
+        try:
+            families = list(self._from_database())
+        except DatabaseError:
+            logger.warning("metrics: the database's figures could not be read", exc_info=True)
+            families = []
+        database.add_metric([], 1 if families else 0)
+        yield database
+        yield from families
+
+    def _from_database(self) -> Iterator[GaugeMetricFamily]:
         from proxy.outbox import outbox_kinds
 
         now = timezone.now()

@@ -152,6 +152,18 @@ def test_metrics_show_webhooks_api_outboxes_pools_and_tasks(
     assert ALICE not in text
 
 
+def test_metrics_still_answer_without_the_database(scraper, monkeypatch):
+    from django.db import OperationalError
+
+    def gone(*args, **kwargs):
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(metrics_view.ProductCollector, "_from_database", gone)
+    response = scraper.get("/metrics")
+    assert response.status_code == 200
+    assert "masked_metrics_database_ok 0.0" in response.content.decode()
+
+
 # --- Sentry ------------------------------------------------------------------------------------
 
 

@@ -82,7 +82,11 @@ class Tenant:
 
 def make_tenant(base: str, *, callback_url: str = "", numbers: int = 12) -> Tenant:
     service = ServiceFactory(
-        slug=f"svc-{uuid.uuid4().hex[:6]}", callback_url=callback_url, callback_secret="s3cret", cooldown=0
+        slug=f"svc-{uuid.uuid4().hex[:6]}",
+        callback_url=callback_url,
+        callback_secret="s3cret",
+        cooldown=0,
+        rate_limit=0,
     )
     pool = [VirtualNumberFactory(service=service, number=f"1201555{300 + n:04d}").number for n in range(numbers)]
     return Tenant(service=service, key=api_key_create(service=service)[1], numbers=pool, base=base)

@@ -274,7 +274,9 @@ class Process:
 
 def web(env: dict[str, str], workdir: Path, *, workers: int = 2) -> Process:
     command = [str(VENV_BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"]
-    process = Process("web", command, {**env, "WEB_CONCURRENCY": str(workers)}, workdir / "web.log").start()
+    # The metrics folder in the test's own: a SIGKILLed server leaves nothing behind.
+    extra = {"WEB_CONCURRENCY": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics")}
+    process = Process("web", command, {**env, **extra}, workdir / "web.log").start()
     base = f"http://127.0.0.1:{env['PORT']}"
     assert wait_for(lambda: http_status(f"{base}/health/live") == 200, timeout=60), process.output()
     return process

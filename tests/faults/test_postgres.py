@@ -79,7 +79,10 @@ def test_postgres_restart_and_terminated_backends(cluster, tmp_path, capsys):
     cluster.sql("CREATE DATABASE masked")
     port = free_port()
     # No Redis: tasks run in-process, so PostgreSQL is the only server in play.
-    env = app_environment(database_url=cluster.url("masked"), redis_url="", port=port, queue="unused")
+    # No rate limit: three clients on a fast machine would pass the default 50 a second.
+    env = app_environment(
+        database_url=cluster.url("masked"), redis_url="", port=port, queue="unused", PROXY_DEFAULT_RATE_LIMIT="0"
+    )
     _manage(env, "migrate", "--verbosity", "0")
     key = _manage(env, "create_api_key", "faults").strip().splitlines()[-1]
     _manage(env, "add_numbers", "--service", "faults", "12015550300", "12015550301", "12015550302")
@@ -115,7 +118,9 @@ def test_postgres_restart_and_terminated_backends(cluster, tmp_path, capsys):
         said: dict[str, int] = {"connected": 0, "try again": 0, "api 200": 0, "api 503": 0}
 
         def load() -> None:
-            while not stop.is_set():
+            for _ in range(2000):  # bounded in count as well as in time
+                if stop.is_set():
+                    return
                 response = during.timed("answer webhook", answer, lambda r: connected(r) or try_again(r))
                 if response is not None and response.status_code == 200:
                     said["connected" if connected(response) else "try again"] += 1
