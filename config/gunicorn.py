@@ -16,6 +16,9 @@ Everything comes from the environment, so one file serves a laptop, a VM and a c
   ``GUNICORN_LOG_LEVEL`` (info) for the error log (stderr).
 - ``GUNICORN_CONTROL_SOCKET``: a path turns on gunicorn's control socket (``gunicornc``);
   off by default, since its default path is per user, not per server.
+- ``PROMETHEUS_MULTIPROC_DIR``: where the workers' metrics go so that ``/metrics`` adds
+  them up (``config.metrics``). Default: a fresh directory of this server's own, under
+  ``/dev/shm`` when it exists, emptied at start.
 
 Any other setting: ``GUNICORN_CMD_ARGS="--name value"``; gunicorn reads it after this file,
 so it wins. Sync workers are the production worker class: the benchmarks measure them,
@@ -29,6 +32,9 @@ import logging
 import math
 import os
 import re
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +102,28 @@ class QueryStringRedactor(logging.Filter):
         return True
 
 
+def metrics_directory() -> tuple[str, bool]:
+    """PROMETHEUS_MULTIPROC_DIR for the app, and whether this server chose it (and removes
+    it at exit). Only named here; ``on_starting`` makes it, before any worker writes there."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if configured:
+        return configured, False
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()  # noqa: S108
+    chosen = os.path.join(base, f"masked-calling-metrics-{os.getpid()}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = chosen
+    return chosen, True
+
+
+def _serving() -> bool:
+    """True when gunicorn runs this file (not a test or tool reading its settings)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return program.name == "gunicorn" or program.parent.name == "gunicorn"
+
+
 # --- Settings gunicorn reads (module-level names) -------------------------------
+
+# Now, before the preloaded app imports prometheus_client, which picks its storage then.
+_metrics_dir, _metrics_dir_made = metrics_directory() if _serving() else ("", False)
 
 _port = env_int("PORT", 8000, minimum=1)
 if _port > 65535:
@@ -142,8 +169,28 @@ else:
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before anything is logged about requests: redact query strings."""
+    """In the master, before anything is logged about requests: redact query strings; make
+    the metrics directory (the preloaded app has defined its metrics, not written them)."""
     logging.getLogger("gunicorn.error").addFilter(QueryStringRedactor())
+    if _metrics_dir:
+        # Emptied of a previous run's figures: counters restart with the server.
+        directory = Path(_metrics_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
+def on_exit(server: Any) -> None:
+    """The metrics directory this server made goes with it."""
+    if _metrics_dir_made:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: its live gauges stop counting (its counters keep adding up)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server: Any) -> None:

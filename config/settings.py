@@ -60,6 +60,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: everything after it sees X-Forwarded-* only when our own proxy sent them.
     "proxy.middleware.TrustedProxyMiddleware",
+    # Then the request line: its request id and duration cover everything below (config.middleware).
+    "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "proxy.middleware.RequestSizeLimitMiddleware",
@@ -109,7 +111,13 @@ else:
     # Persistent connections: the answer webhook must not pay for a new one.
     # (Tests close them after each request, so live-server threads leave no session behind.)
     _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0 if TESTING else 600)
+    # A persistent connection is checked (SELECT 1) before a request reuses it: after a
+    # PostgreSQL restart or a terminated backend the first request reconnects instead of
+    # failing, and its prepared statements go with the old connection.
     _db["CONN_HEALTH_CHECKS"] = True
+    # A PostgreSQL that is down refuses at once; one that does not answer at all must not
+    # hold a request (the answer webhook then speaks its "try again" message).
+    _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT", default=3)
     if env.bool("DB_PREPARED_STATEMENTS", default=True):
         # Bind parameters on the server and let psycopg prepare a statement once it has run
         # five times on a connection: PostgreSQL then skips parsing and planning, which was
@@ -121,8 +129,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery --------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Redis is off the call path (DESIGN.md): a Redis that is down or silent must cost a request
+# well under a second, once; config.redis_guard then skips it for a few seconds.
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.5)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Passed to redis-py's connection pool, whose connections retry nothing by default.
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            },
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -306,6 +328,12 @@ RECORDING_DOWNLOAD_SECONDS = env.float("RECORDING_DOWNLOAD_SECONDS", default=120
 PROXY_DEFAULT_MESSAGE_LIMIT_CONVERSATION = env.int("PROXY_DEFAULT_MESSAGE_LIMIT_CONVERSATION", default=100)
 PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE = env.int("PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE", default=6000)
 MESSAGE_PARTS_WAIT_SECONDS = env.int("MESSAGE_PARTS_WAIT_SECONDS", default=60)
+
+# Outboxes (proxy.outbox): a worker's lease on a row, how late a row may be before the
+# redrive presumes its task lost, and how often the redrive runs (beat). A task lost with
+# its worker is done again within lease + grace + redrive period (two minutes by default).
+OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=45)
+OUTBOX_REDRIVE_GRACE_SECONDS = env.int("OUTBOX_REDRIVE_GRACE_SECONDS", default=30)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
 
@@ -364,17 +392,47 @@ def _fail_closed_problems() -> list[str]:
 if not DEBUG and not TESTING and (_problems := _fail_closed_problems()):
     raise ImproperlyConfigured(" ".join(_problems))
 
-# --- Logging --------------------------------------------------------------------
+# --- Logs, metrics, errors ------------------------------------------------------------
+# JSON lines in production (one object per line: time, level, logger, message,
+# request_id and the line's fields); plain text for people at a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG or TESTING else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'plain', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "config.logs.RequestIdFilter"},
+        # The net under proxy.phone.mask: no whole real number in any line.
+        "redact_numbers": {"()": "config.logs.RedactNumbers"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.logs.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact_numbers"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The request line (config.middleware) replaces Django's own for 4xx/5xx.
+        "django.request": {"level": "ERROR"},
         # The Vonage SDK logs request parameters and error bodies, real numbers included.
         "vonage": {"level": "ERROR"},
         "vonage_number_insight": {"level": "ERROR"},
     },
 }
+# Workers log through the same handlers (JSON, request ids) instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# GET /metrics (Prometheus) needs "Authorization: Bearer <METRICS_TOKEN>"; unset: no endpoint.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Optional error reports; real numbers are scrubbed before anything is sent (config.sentry).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")

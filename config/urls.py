@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import health
+from config import health
+from config.metrics_view import metrics
 
 urlpatterns = [
     path("api/v1/", include("proxy.urls")),
@@ -12,5 +13,8 @@ urlpatterns = [
     path("sandbox/", include("harness.urls")),
     path("", include("virtual_numbers.urls")),
     path("admin/", admin.site.urls),
-    path("health", health, name="health"),
+    path("health", health.health, name="health"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class ProxyConfig(AppConfig):
@@ -8,6 +9,9 @@ class ProxyConfig(AppConfig):
     def ready(self) -> None:
         # The deploy checks register, and the outbox and personal-data kinds declare
         # themselves, on import.
+        # Every process (web, worker, beat, commands) counts its tasks and reports its errors.
+        import config.metrics  # noqa: F401
+        from config.sentry import sentry_init
         from proxy import (  # noqa: F401
             callbacks,
             checks,
@@ -18,3 +22,5 @@ class ProxyConfig(AppConfig):
             retention,
             validation,
         )
+
+        sentry_init(dsn=settings.SENTRY_DSN, environment=settings.SENTRY_ENVIRONMENT, release=settings.SENTRY_RELEASE)

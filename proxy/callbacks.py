@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Q
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from proxy.models import (
@@ -239,13 +239,8 @@ def callback_body(delivery: CallbackDelivery) -> bytes:
     return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _lost(now: datetime, limit: int) -> list[int]:
-    """A delivery past its next attempt time (or never tried) for a minute: its task is gone."""
-    overdue = now - timedelta(minutes=1)
-    rows = CallbackDelivery.objects.filter(status=CallbackDelivery.Status.PENDING).filter(
-        Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lte=overdue)
-    )
-    return list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+def _waiting() -> QuerySet[CallbackDelivery]:
+    return CallbackDelivery.objects.filter(status=CallbackDelivery.Status.PENDING)
 
 
 CALLBACKS = outbox_kind(
@@ -254,6 +249,6 @@ CALLBACKS = outbox_kind(
         task=DELIVER_TASK,
         # Bounded by RETRY_WINDOW, not by a count.
         retry=RetryPolicy(base_seconds=30.0, cap_seconds=3600.0),
-        lost=_lost,
+        waiting=_waiting,
     )
 )

@@ -17,12 +17,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.utils import timezone
 
 from proxy.callbacks import DELIVER_TASK, callback_create_for_message
@@ -37,8 +38,6 @@ SEND_TASK = "proxy.tasks.send_message"
 DRAIN_TASK = "proxy.tasks.send_messages"
 ASSEMBLE_TASK = "proxy.tasks.assemble_message"
 CLIENT_REF_PREFIX = "message-"
-# A queued text this long past its due time has lost its task (broker or worker gone).
-REDRIVE_GRACE = timedelta(minutes=1)
 # Texts the API lists, and so reports to the marketplace as their status changes.
 LISTED_KINDS = (Message.Kind.RELAY, Message.Kind.PLATFORM)
 FINAL = (Message.Status.DELIVERED, Message.Status.FAILED)
@@ -226,10 +225,10 @@ def message_retry(*, message: Message) -> bool:
 # --- The outbox kinds ------------------------------------------------------------------------
 
 
-def _lost(now: datetime, limit: int) -> list[int]:
-    """Queued texts past their due time by a minute: their task is gone."""
-    rows = Message.objects.filter(status=Message.Status.QUEUED, next_attempt_at__lte=now - REDRIVE_GRACE)
-    return list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+def _queued() -> QuerySet[Message]:
+    # Every queued text carries its due time (``next_attempt_at``: set when it is written,
+    # moved on by a drain's lock and by a failed attempt's retry).
+    return Message.objects.filter(status=Message.Status.QUEUED)
 
 
 MESSAGES = outbox_kind(
@@ -237,7 +236,7 @@ MESSAGES = outbox_kind(
         name="messages",
         task=SEND_TASK,
         retry=RetryPolicy(base_seconds=10.0, cap_seconds=600.0, max_attempts=8),
-        lost=_lost,
+        waiting=_queued,
     )
 )
 
@@ -247,10 +246,9 @@ def parts_wait() -> timedelta:
     return timedelta(seconds=max(settings.MESSAGE_PARTS_WAIT_SECONDS, 0))
 
 
-def _lost_parts(now: datetime, limit: int) -> list[int]:
-    """Parts still waiting a minute after their wait ended: their timer task is gone."""
-    rows = MessagePart.objects.filter(received_at__lte=now - parts_wait() - REDRIVE_GRACE)
-    return list(rows.order_by("received_at").values_list("pk", flat=True)[:limit])
+def _parts_waiting() -> QuerySet[MessagePart]:
+    # A part is due when its wait for the others is over (its timer task joins it then).
+    return MessagePart.objects.annotate(due_at=ExpressionWrapper(F("received_at") + parts_wait(), DateTimeField()))
 
 
 MESSAGE_PARTS = outbox_kind(
@@ -258,7 +256,11 @@ MESSAGE_PARTS = outbox_kind(
         name="message-parts",
         task=ASSEMBLE_TASK,
         retry=RetryPolicy(base_seconds=10.0, cap_seconds=60.0),
-        lost=_lost_parts,
+        waiting=_parts_waiting,
+        due_field="due_at",
+        created_field="received_at",
+        # Parts belong to no service yet: they are matched to a conversation when joined.
+        service_field="to_number",
         # Joining a text queues its relay: join first.
         redrive_order=50,
     )

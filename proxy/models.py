@@ -345,6 +345,8 @@ class Participant(models.Model):
     active = models.BooleanField(default=True)
     cooldown_until = models.DateTimeField(null=True, blank=True)
     validation = models.CharField(max_length=10, choices=Validation.choices, default=Validation.PENDING)
+    # When the number check is next due while pending (proxy.outbox): unset until first tried.
+    validation_due_at = models.DateTimeField(null=True, blank=True)
     number_type = models.CharField(max_length=30, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -363,6 +365,12 @@ class Participant(models.Model):
             # Cooldown look-ups and stickiness: the latest pairs of a real number.
             models.Index(fields=["real_number", "proxy_number", "-created_at"], name="participant_pair_recent"),
             models.Index(fields=["service", "real_number"], name="participant_service_real"),
+            # The redrive's look-up of numbers still to check (a few rows, not the table).
+            models.Index(
+                fields=["validation_due_at", "created_at"],
+                condition=Q(validation="pending"),
+                name="participant_validation_due",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -525,12 +533,23 @@ class Notification(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True, default="")
     price = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    # When the row is next due while queued (proxy.outbox): unset until first tried, then a
+    # worker's lease or the retry's time.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set from the claim until the send's outcome is written: found set later, the worker
+    # died mid-send and whether the provider took it is unknown (proxy.delivery.sms).
+    sending_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "updated_at"], name="notification_status")]
+        indexes = [
+            models.Index(fields=["status", "updated_at"], name="notification_status"),
+            models.Index(
+                fields=["next_attempt_at", "created_at"], condition=Q(status="queued"), name="notification_due"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"SMS {self.pk} {self.status}"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from proxy.models import Conversation, Notification, Participant, Service
-from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 from proxy.phone import pretty
 from proxy.sms_template import sms_template_render
 from telephony.values import vonage_decimal
@@ -160,7 +160,13 @@ def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None
         return notification
     if new_status == Notification.Status.SENT and notification.status == Notification.Status.SENT:
         return notification
-    changes: dict[str, Any] = {"status": new_status, "updated_at": timezone.now()}
+    # A receipt settles a send whose worker died before recording it (matched by client-ref).
+    changes: dict[str, Any] = {
+        "status": new_status,
+        "updated_at": timezone.now(),
+        "sending_since": None,
+        "next_attempt_at": None,
+    }
     message_id = params.get("messageId") or params.get("message-id") or ""
     if message_id and not notification.message_id:
         changes["message_id"] = message_id
@@ -179,7 +185,12 @@ def notification_retry(*, notification: Notification) -> bool:
     if notification.status != Notification.Status.FAILED or not notification.participant.conversation.is_live:
         return False
     updated = Notification.objects.filter(pk=notification.pk, status=Notification.Status.FAILED).update(
-        status=Notification.Status.QUEUED, attempts=0, last_error="", updated_at=timezone.now()
+        status=Notification.Status.QUEUED,
+        attempts=0,
+        last_error="",
+        updated_at=timezone.now(),
+        next_attempt_at=None,
+        sending_since=None,
     )
     if updated:
         queue_on_commit(SEND_TASK, notification.pk)
@@ -202,13 +213,8 @@ def client_ref_for(notification: Notification) -> str:
     return f"{CLIENT_REF_PREFIX}{notification.pk}"
 
 
-def _lost(now: datetime, limit: int) -> list[int]:
-    """Queued SMS with no progress for longer than any retry waits: their task is gone."""
-    stale = now - timedelta(seconds=STALE_AFTER_SECONDS)
-    rows = Notification.objects.filter(
-        status=Notification.Status.QUEUED, updated_at__lt=stale, attempts__lte=SMS.retry.max_attempts
-    ).order_by("updated_at")
-    return list(rows.values_list("pk", flat=True)[:limit])
+def _waiting() -> QuerySet[Notification]:
+    return Notification.objects.filter(status=Notification.Status.QUEUED)
 
 
 SMS = outbox_kind(
@@ -216,7 +222,7 @@ SMS = outbox_kind(
         name="notifications",
         task=SEND_TASK,
         retry=RetryPolicy(base_seconds=10.0, cap_seconds=600.0, max_attempts=8),
-        lost=_lost,
+        waiting=_waiting,
     )
 )
 

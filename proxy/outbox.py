@@ -14,13 +14,17 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from django.db import transaction
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 
 from config.celery import app
+from config.redis_guard import REDIS
 
 logger = logging.getLogger("proxy.outbox")
 
@@ -79,22 +83,84 @@ class RetryPolicy:
         return self.max_attempts is not None and attempts >= self.max_attempts
 
 
+# A worker holds a row it claimed this long; past it, the row is due again. Longer than
+# an outbox task may run (TASK_TIME_LIMITS, enforced by prefork workers), so a slow
+# attempt is never doubled.
+LEASE = timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+TASK_TIME_LIMITS = {"soft_time_limit": 30, "time_limit": 40}
+# Past due this long, a row's task is presumed lost (broker emptied, worker killed) and
+# the redrive (beat, every OUTBOX_REDRIVE_EVERY_SECONDS: config.celery) queues it again:
+# recovery within LEASE + GRACE + that period.
+REDRIVE_GRACE = timedelta(seconds=settings.OUTBOX_REDRIVE_GRACE_SECONDS)
+# A row the redrive queued is not queued again for this long: its message is probably still
+# waiting behind others. As long as a claimed row takes to be lost again, so it never delays
+# a recovery. Remembered in the cache: a Redis that comes back empty forgets it with the
+# messages, and everything is queued at once.
+REQUEUE_QUIET = LEASE + REDRIVE_GRACE
+# Past due by this much, rows pile up: /health and the redrive say so.
+BACKLOG_AGE = timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class OutboxKind:
     """One kind of outbox row.
 
-    ``task``: the Celery task that works one row, called with the row's id.
-    ``lost``: ``lost(now, limit)`` returns the ids of rows still waiting for work whose
-    task can no longer be relied on (broker or worker gone), oldest first. It must not
-    return rows waiting on purpose (a retry scheduled for later).
+    ``task``: the Celery task that works one row, called with the row's ``task_arg``.
+    ``waiting``: a queryset factory of the rows still to be worked (queued, pending),
+    whatever their due time. ``due_field`` holds when each is next due: unset until
+    its first attempt (due since ``created_field``), the lease's end while a worker
+    holds it, the retry's time after a failed attempt. A row due (past ``REDRIVE_GRACE``)
+    has lost its task; one whose retry is scheduled for later is not.
     ``redrive_order``: kinds whose work others wait for are redriven first (lower first).
     """
 
     name: str
     task: str
     retry: RetryPolicy
-    lost: Callable[[datetime, int], list[Any]]
+    waiting: Callable[[], QuerySet[Any]]
+    due_field: str = "next_attempt_at"
+    created_field: str = "created_at"
+    task_arg: str = "pk"
+    service_field: str = "service__slug"
     redrive_order: int = 100
+
+    def _due_by(self, moment: datetime) -> Q:
+        return Q(**{f"{self.due_field}__lte": moment}) | Q(
+            **{f"{self.due_field}__isnull": True, f"{self.created_field}__lte": moment}
+        )
+
+    def lost(self, now: datetime, limit: int) -> list[Any]:
+        """The task arguments of rows past due by the grace, oldest first (at most ``limit``)."""
+        rows = self.waiting().filter(self._due_by(now - REDRIVE_GRACE))
+        order = F(self.due_field).asc(nulls_first=True)
+        ids = rows.order_by(order, self.created_field).values_list(self.task_arg, flat=True)[: limit * 2]
+        # A conversation's two participants give its id twice: keep the order, drop repeats.
+        return list(dict.fromkeys(ids))[:limit]
+
+    def backlog(self, now: datetime) -> tuple[int, float | None]:
+        """Rows past due by the grace, and how long the oldest has been due (seconds)."""
+        rows = self.waiting().filter(self._due_by(now - REDRIVE_GRACE))
+        figures = rows.aggregate(
+            count=Count("pk"),
+            oldest_due=Min(self.due_field),
+            oldest_new=Min(self.created_field, filter=Q(**{f"{self.due_field}__isnull": True})),
+        )
+        oldest = [moment for moment in (figures["oldest_due"], figures["oldest_new"]) if moment is not None]
+        if not figures["count"] or not oldest:
+            return figures["count"], None
+        return figures["count"], max(0.0, (now - min(oldest)).total_seconds())
+
+    def backlog_by_service(self, now: datetime, *, top: int = 5) -> dict[str, int]:
+        """The services with the most rows past due by the grace (slug: rows)."""
+        rows = self.waiting().filter(self._due_by(now - REDRIVE_GRACE)).order_by()
+        counts = rows.values_list(self.service_field).annotate(rows=Count("pk")).order_by("-rows")[:top]
+        return {str(slug or "-"): count for slug, count in counts}
+
+    def claim(self, key: Any, *, now: datetime, **changes: Any) -> bool:
+        """Take the row(s) of ``key`` for ``LEASE`` if due and still waiting; False when another
+        worker holds them or they are not due. ``changes`` are written in the same update."""
+        rows = self.waiting().filter(**{self.task_arg: key}).filter(self._due_by(now))
+        return bool(rows.update(**{self.due_field: now + LEASE}, **changes))
 
 
 _KINDS: dict[str, OutboxKind] = {}
@@ -137,10 +203,21 @@ def queue_on_commit(task_name: str, *args: Any, countdown: float | None = None) 
     """
 
     def send() -> None:
+        broker = not app.conf.task_always_eager
+        if broker and not REDIS.allows():
+            # Redis failed moments ago: don't wait on it again; the row is due, and the
+            # redrive queues it once Redis is back.
+            logger.info("not queuing %s%r: Redis is away; the outbox redrive will", task_name, args)
+            return
         try:
             queue_now(task_name, *args, countdown=countdown)
-        except Exception:
-            logger.exception("could not queue %s%r; the outbox redrive will", task_name, args)
+        except Exception as exc:
+            if broker:
+                REDIS.failed(exc)
+            logger.warning("could not queue %s%r (%s); the outbox redrive will", task_name, args, type(exc).__name__)
+        else:
+            if broker:
+                REDIS.succeeded()
 
     transaction.on_commit(send, robust=True)
 
@@ -151,24 +228,67 @@ def truncate(message: str, limit: int = 500) -> str:
 
 # --- Redrive -------------------------------------------------------------------------------------
 
-# A row queued this long with no progress has lost its task (broker or worker down).
-# Longer than any retry countdown (SMS: 10 minutes), so a waiting retry is not doubled.
-STALE_AFTER_SECONDS = 15 * 60
 REDRIVE_BATCH = 1000
 
 
-def outbox_redrive(*, now: datetime | None = None, limit: int = REDRIVE_BATCH) -> dict[str, int]:
-    """Queue again every row whose task was lost, per declared kind; how many of each.
+def _requeue_key(kind: OutboxKind, key: Any) -> str:
+    # Per database: deployments (and test runs) sharing one Redis keep apart.
+    return f"outbox:requeued:{connection.settings_dict['NAME']}:{kind.name}:{key}"
 
-    Idempotent: the tasks claim their rows, so a row queued twice is worked once.
+
+def _not_recently_requeued(kind: OutboxKind, keys: list[Any]) -> list[Any]:
+    """Drop the rows the redrive queued less than ``REQUEUE_QUIET`` ago: their message is
+    most likely still waiting behind others, and copies would only lengthen the queue."""
+    if not keys or not REQUEUE_QUIET:
+        return keys
+    try:
+        seen = cache.get_many([_requeue_key(kind, key) for key in keys])
+    except Exception:
+        logger.warning("outbox redrive: cache unreadable; queuing every overdue row", exc_info=True)
+        return keys
+    return [key for key in keys if _requeue_key(kind, key) not in seen]
+
+
+def _remember_requeued(kind: OutboxKind, keys: list[Any]) -> None:
+    if not keys or not REQUEUE_QUIET:
+        return
+    try:
+        cache.set_many({_requeue_key(kind, key): 1 for key in keys}, timeout=int(REQUEUE_QUIET.total_seconds()))
+    except Exception:
+        logger.warning("outbox redrive: could not remember what it queued", exc_info=True)
+
+
+def outbox_redrive(*, now: datetime | None = None, limit: int = REDRIVE_BATCH) -> dict[str, int]:
+    """Queue again every row past due by the grace, per declared kind; how many of each.
+
+    Idempotent: the tasks claim their rows, so a row queued twice is worked once. A
+    backlog (rows due for more than ``BACKLOG_AGE``) is logged at WARNING.
     """
     now = now or timezone.now()
     counts: dict[str, int] = {}
     for kind in outbox_kinds():
-        ids = kind.lost(now, limit)
-        for pk in ids:
-            queue_now(kind.task, pk)
-        counts[kind.name] = len(ids)
+        keys = _not_recently_requeued(kind, kind.lost(now, limit))
+        for key in keys:
+            queue_now(kind.task, key)
+        _remember_requeued(kind, keys)
+        counts[kind.name] = len(keys)
+        if keys:
+            pending, oldest = kind.backlog(now)
+            if oldest is not None and oldest >= BACKLOG_AGE.total_seconds():
+                services = kind.backlog_by_service(now)
+                logger.warning(
+                    "outbox backlog: %s %s rows past due, the oldest for %.0f s; services %s",
+                    pending,
+                    kind.name,
+                    oldest,
+                    services,
+                    extra={
+                        "outbox": kind.name,
+                        "past_due": pending,
+                        "oldest_seconds": round(oldest),
+                        "services": services,
+                    },
+                )
     if any(counts.values()):
         logger.info("outbox redrive queued %s", counts)
     return counts

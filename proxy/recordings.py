@@ -12,15 +12,16 @@ row past its due time, including those at their last attempt, which the worker t
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import QuerySet
 from django.urls import reverse
 
 from proxy.models import Call, CopiedFile, Recording, Transcript
-from proxy.outbox import STALE_AFTER_SECONDS, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 
 DOWNLOAD_TASK = "proxy.tasks.download_recording"
 TRANSCRIPT_TASK = "proxy.tasks.download_transcript"
@@ -35,23 +36,34 @@ def download_lease() -> timedelta:
     return timedelta(seconds=2 * settings.RECORDING_DOWNLOAD_SECONDS + 120)
 
 
-def _lost_of(model: type[CopiedFile]) -> Any:
-    def lost(now: datetime, limit: int) -> list[int]:
-        """Pending rows a minute past their due time (a retry's backoff, or a dead attempt's
-        lease), or never tried for longer than any wait. Rows at their last attempt are
-        included: their task fails them, so none stays pending for ever."""
-        overdue = now - timedelta(minutes=1)
-        stale = now - timedelta(seconds=STALE_AFTER_SECONDS)
-        rows = model._default_manager.filter(status=CopiedFile.Status.PENDING).filter(
-            Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=stale)
-        )
-        return list(rows.order_by("created_at").values_list("pk", flat=True)[:limit])
+def _waiting_of(model: type[CopiedFile]) -> Callable[[], QuerySet[Any]]:
+    def waiting() -> QuerySet[Any]:
+        # Rows at their last attempt are included: their task fails them, so none stays
+        # pending for ever. A dead attempt's row is due again at the end of its lease
+        # (``download_lease``), a failed one at its backoff.
+        return model._default_manager.filter(status=CopiedFile.Status.PENDING)
 
-    return lost
+    return waiting
 
 
-RECORDINGS = outbox_kind(OutboxKind(name="recordings", task=DOWNLOAD_TASK, retry=_RETRY, lost=_lost_of(Recording)))
-TRANSCRIPTS = outbox_kind(OutboxKind(name="transcripts", task=TRANSCRIPT_TASK, retry=_RETRY, lost=_lost_of(Transcript)))
+RECORDINGS = outbox_kind(
+    OutboxKind(
+        name="recordings",
+        task=DOWNLOAD_TASK,
+        retry=_RETRY,
+        waiting=_waiting_of(Recording),
+        service_field="conversation__service__slug",
+    )
+)
+TRANSCRIPTS = outbox_kind(
+    OutboxKind(
+        name="transcripts",
+        task=TRANSCRIPT_TASK,
+        retry=_RETRY,
+        waiting=_waiting_of(Transcript),
+        service_field="conversation__service__slug",
+    )
+)
 
 
 def call_for_file(conversation_uuid: str) -> Call | None:

@@ -105,13 +105,25 @@ def conversation_open(
                 )
         except _NoFreeNumber as exc:
             PoolExhaustion.objects.create(service=service, country=exc.country)
-            logger.info("pool exhausted for service=%s country=%s", service.slug, exc.country)
+            # WARNING: the signal to buy numbers (docs/operations.md, "Alerts").
+            logger.warning(
+                "pool exhausted for service=%s country=%s: answered 409",
+                service.slug,
+                exc.country,
+                extra={"service": service.slug, "country": exc.country, "event": "pool_exhausted"},
+            )
             raise PoolExhausted(exc.detail) from None
         except (IntegrityError, _PoolChanged):
             # The unique index refused a pair (a backstop: advisory locks and SQLite's
             # single writer prevent it) or a chosen number left the pool: choose again.
             logger.warning("allocation race, attempt %s", attempt)
             if attempt == ALLOCATION_ATTEMPTS:
+                logger.warning(
+                    "pool exhausted for service=%s: allocation raced %s times; answered 409",
+                    service.slug,
+                    attempt,
+                    extra={"service": service.slug, "event": "pool_exhausted"},
+                )
                 raise PoolExhausted("Proxy numbers are being allocated concurrently; retry.") from None
     raise AssertionError("unreachable")
 

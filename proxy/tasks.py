@@ -18,8 +18,8 @@ from proxy.delivery.recordings import recording_download, transcript_download
 from proxy.delivery.sms import notification_send
 from proxy.delivery.validation import conversation_validate_then_notify
 from proxy.idempotency import idempotency_records_purge
+from proxy.outbox import TASK_TIME_LIMITS, queue_now
 from proxy.outbox import outbox_redrive as redrive
-from proxy.outbox import queue_now
 from proxy.retention import retention_apply
 from proxy.services import conversations_expire_due
 from proxy.validation import VALIDATIONS
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 _CALLBACK_COUNTDOWN_MAX = 300.0
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def send_notification(self, notification_id: int) -> str:
     outcome = notification_send(notification_id=notification_id)
     if outcome.retry_in is not None:
@@ -39,7 +39,7 @@ def send_notification(self, notification_id: int) -> str:
     return outcome.result
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def send_message(self, message_id: int) -> str:
     outcome = message_send(message_id=message_id)
     if outcome.retry_in is not None:
@@ -47,13 +47,13 @@ def send_message(self, message_id: int) -> str:
     return outcome.result
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, **TASK_TIME_LIMITS)
 def send_messages() -> int:
     """Send every due text (woken by fresh texts; coalesced, see proxy.message_outbox)."""
     return messages_drain()
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def assemble_message(self, part_id: int) -> str:
     """A concatenated text's timer: join its parts once their wait is over."""
     outcome = message_parts_join(part_id=part_id)
@@ -62,7 +62,7 @@ def assemble_message(self, part_id: int) -> str:
     return outcome.result
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def deliver_callback(self, delivery_id: int) -> str:
     outcome = callback_deliver(delivery_id=delivery_id)
     if outcome.retry_in is not None and outcome.retry_in <= _CALLBACK_COUNTDOWN_MAX:
@@ -99,15 +99,16 @@ def download_transcript(self, transcript_id: int) -> str:
     return outcome.result
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
 def validate_conversation_numbers(self, conversation_id: str) -> str:
     """Check the participants' numbers, then queue their SMS (none goes to an invalid number)."""
     give_up = self.request.is_eager or VALIDATIONS.retry.exhausted(self.request.retries)
-    outcome = conversation_validate_then_notify(conversation_id=conversation_id, give_up=give_up)
-    if not outcome.found:
+    delay = VALIDATIONS.retry.delay(self.request.retries + 1)
+    outcome = conversation_validate_then_notify(conversation_id=conversation_id, give_up=give_up, retry_in=delay)
+    if not outcome.found or not outcome.claimed:
         return "skipped"
     if outcome.retry:
-        retry_later(self, VALIDATIONS.retry.delay(self.request.retries + 1))
+        retry_later(self, delay)
     return "valid" if outcome.valid else "invalid"
 
 

@@ -1,4 +1,8 @@
-"""Per-service API rate limit: ``Service.rate_limit`` requests per second (0 = no limit)."""
+"""Per-service API rate limit: ``Service.rate_limit`` requests per second (0 = no limit).
+
+Fails open: with Redis down or silent, requests go through (DESIGN.md, "Redis is off the
+call path").
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from config.redis_guard import REDIS
 from proxy.models import Service
 
 
@@ -31,9 +36,18 @@ class ServiceRateThrottle(BaseThrottle):
         service = request.auth
         if not isinstance(service, Service) or not service.rate_limit:
             return True
+        if not REDIS.allows():
+            return True  # fail open: Redis failed moments ago
         now = self.timer()
         slot = int(now // self.window)
-        count = self._count(f"throttle:service:{service.pk}:{slot}")
+        try:
+            count = self._count(f"throttle:service:{service.pk}:{slot}")
+        except Exception as exc:
+            # The limit protects the product; Redis being away must not turn every
+            # request into a 500. Let it through, and skip Redis for a few seconds.
+            REDIS.failed(exc)
+            return True
+        REDIS.succeeded()
         if count <= service.rate_limit:
             return True
         self.retry_after = (slot + 1) * self.window - now

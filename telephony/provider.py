@@ -143,6 +143,18 @@ class Provider(abc.ABC):
         errors (status 5); permanent for every other non-zero status.
         """
 
+    # Whether ``sms_sent_with_ref`` can answer. Vonage cannot (no look-up by client-ref:
+    # its delivery receipt, which carries the reference, settles such a send instead).
+    can_look_up_sms: bool = False
+
+    def sms_sent_with_ref(self, client_ref: str) -> SmsResult | None:
+        """The SMS this account accepted with ``client_ref``, or None when it accepted none.
+
+        For a send whose outcome was never recorded (its worker died during it). Only
+        called when ``can_look_up_sms``. Must not send anything.
+        """
+        raise NotImplementedError
+
     # --- Number Insight ---------------------------------------------------------------------
     @abc.abstractmethod
     def number_insight(self, number: str, *, level: str = "standard") -> InsightResult:

@@ -41,6 +41,25 @@ def pool(service) -> list[VirtualNumber]:
     return [VirtualNumberFactory(service=service, number=f"1201555{n:04d}") for n in (200, 201, 202)]
 
 
+@pytest.fixture(autouse=True)
+def _redrive_forgets_what_it_queued(monkeypatch):
+    """Primary keys are reused from test to test: the redrive's memory of the rows it queued
+    (kept in the cache) must not carry over. tests/proxy/test_tasks_outbox.py tests it."""
+    from datetime import timedelta
+
+    monkeypatch.setattr("proxy.outbox.REQUEUE_QUIET", timedelta(0))
+
+
+@pytest.fixture(autouse=True)
+def _redis_breaker_closed():
+    """A test that made Redis fail leaves the next one a breaker that lets Redis be tried."""
+    from config.redis_guard import REDIS
+
+    REDIS._open_until = 0.0
+    yield
+    REDIS._open_until = 0.0
+
+
 def pytest_sessionfinish(session, exitstatus):
     """With TEST_FORBID_SKIPS=1 (CI on PostgreSQL + Redis + Chromium) a skipped test fails the run."""
     if os.environ.get("TEST_FORBID_SKIPS") != "1":

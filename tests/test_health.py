@@ -1,4 +1,4 @@
-"""/health: database, Redis, workers, outbox backlog."""
+"""/health/live, /health/ready and /health: what fails readiness, what only degrades, what anonymous callers see."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from proxy.models import Notification
+from config import health
+from proxy.models import CallbackDelivery, Notification
 from tests.console import staff_user
-from tests.factories import ParticipantFactory
+from tests.factories import ParticipantFactory, ServiceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +22,67 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _broken_database(monkeypatch) -> None:
+    def broken() -> None:
+        raise RuntimeError("could not connect to server at db.internal.example (10.0.0.5)")
+
+    monkeypatch.setattr("config.health._database", broken)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ping_cache(monkeypatch):
+    from django.core.cache import cache
+
+    monkeypatch.setattr(health, "_last_ping", None)
+    cache.delete(health.PING_CACHE_KEY)
+    yield
+    # A ping answered by a stand-in must not be what a later test's /health reads.
+    cache.delete(health.PING_CACHE_KEY)
+
+
+def _sms(participant, *, created_minutes_ago: float = 0) -> Notification:
+    created = timezone.now() - timedelta(minutes=created_minutes_ago)
+    return Notification.objects.create(
+        participant=participant,
+        service=participant.service,
+        to_number=participant.real_number,
+        from_number=participant.proxy_number_id,
+        text="hi",
+        created_at=created,
+    )
+
+
+# --- /health/live and /health/ready ------------------------------------------------------------
+
+
+def test_live_answers_without_asking_anything(client: Client, django_assert_num_queries, monkeypatch):
+    _broken_database(monkeypatch)
+    with django_assert_num_queries(0):
+        response = client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_when_the_database_answers_whatever_redis_does(client: Client, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_not_ready_without_the_database_and_no_detail_for_anonymous(client: Client, monkeypatch):
+    _broken_database(monkeypatch)
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["checks"]["database"]["error"] == "RuntimeError"
+    assert "db.internal" not in response.content.decode()
+
+
+# --- /health -----------------------------------------------------------------------------------
 
 
 def test_healthy_without_redis(client: Client, settings):
@@ -34,87 +96,125 @@ def test_healthy_without_redis(client: Client, settings):
     assert {k: v for k, v in redis.items() if k != "ms"} == {"ok": True, "configured": False}
     assert isinstance(redis["ms"], float)
     assert body["checks"]["workers"]["mode"] == "in-process"
+    assert set(body["checks"]["outbox"]["kinds"]) == {
+        "notifications",
+        "callbacks",
+        "recordings",
+        "transcripts",
+        "validations",
+        "messages",
+        "message-parts",
+    }
     assert response["Cache-Control"].startswith("max-age=0")
 
 
-def test_redis_down_is_503(client: Client, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
-    client.force_login(staff_user("Operators"))  # exception text is for those who watch the platform
+def test_redis_down_degrades_but_does_not_fail(client: Client, settings):
+    port = _closed_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     response = client.get("/health")
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "error"
+    assert body["status"] == "degraded"
     assert body["checks"]["redis"]["ok"] is False
-    assert "ConnectionError" in body["checks"]["redis"]["error"]
+    # Anonymous callers learn the kind of failure, not the address.
+    assert body["checks"]["redis"]["error"] == "ConnectionError"
+    assert str(port) not in response.content.decode()
+
+
+def test_staff_see_the_exception_text(client: Client, settings):
+    port = _closed_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    client.force_login(staff_user("Operators"))  # those who watch the platform
+    error = client.get("/health").json()["checks"]["redis"]["error"]
+    assert error.startswith("ConnectionError") and str(port) in error
 
 
 def test_database_down_is_503(client: Client, settings, monkeypatch):
     settings.REDIS_URL = ""
-
-    def broken() -> None:
-        raise RuntimeError("database unavailable")
-
-    monkeypatch.setattr("config.health._database", broken)
+    _broken_database(monkeypatch)
     response = client.get("/health")
     assert response.status_code == 503
-    assert response.json()["checks"]["database"]["ok"] is False
-
-
-def test_a_stuck_outbox_is_reported_as_degraded(client: Client, settings):
-    settings.REDIS_URL = ""
-    participant = ParticipantFactory()
-    notification = Notification.objects.create(
-        participant=participant,
-        service=participant.service,
-        to_number=participant.real_number,
-        from_number=participant.proxy_number_id,
-        text="hi",
-    )
-    Notification.objects.filter(pk=notification.pk).update(updated_at=timezone.now() - timedelta(hours=1))
-    response = client.get("/health")
-    assert response.status_code == 200
     body = response.json()
+    assert body["status"] == "error"
+    assert body["checks"]["database"]["ok"] is False
+    assert "10.0.0.5" not in response.content.decode()
+
+
+def test_rows_past_due_are_counted_per_kind_and_a_pile_up_degrades(client: Client, settings):
+    settings.REDIS_URL = ""
+    participant = ParticipantFactory(validation="valid")
+    _sms(participant)  # just queued: not past due
+    _sms(participant, created_minutes_ago=2)  # past due, not yet a pile-up
+    outbox = client.get("/health").json()["checks"]["outbox"]
+    assert outbox["ok"] is True
+    assert outbox["kinds"]["notifications"]["past_due"] == 1
+    assert 100 <= outbox["kinds"]["notifications"]["oldest_past_due_seconds"] <= 130
+    assert outbox["kinds"]["notifications"]["backlog"] is False
+
+    _sms(participant, created_minutes_ago=20)
+    body = client.get("/health").json()
     assert body["status"] == "degraded"
-    assert body["checks"]["outbox"]["stuck_sms"] == 1
+    notifications = body["checks"]["outbox"]["kinds"]["notifications"]
+    assert notifications["past_due"] == 2 and notifications["backlog"] is True
+    assert notifications["oldest_past_due_seconds"] >= 20 * 60 - 30
 
 
-def test_a_callback_never_tried_for_long_is_reported_as_overdue(client: Client, settings):
-    from proxy.models import CallbackDelivery
-    from tests.factories import ServiceFactory
-
+def test_a_retry_scheduled_for_later_is_not_past_due(client: Client, settings):
     settings.REDIS_URL = ""
     service = ServiceFactory(callback_url="https://marketplace.example/hook")
-    fresh = {"service": service, "event": "conversation.opened", "payload": {}, "url": service.callback_url}
-    CallbackDelivery.objects.create(**fresh)  # just queued: not overdue
-    CallbackDelivery.objects.create(**fresh, created_at=timezone.now() - timedelta(hours=1))
-
-    outbox = client.get("/health").json()["checks"]["outbox"]
-
-    assert outbox["overdue_callbacks"] == 1
-    assert outbox["ok"] is False
+    row = {"service": service, "event": "conversation.opened", "payload": {}, "url": service.callback_url}
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    CallbackDelivery.objects.create(**row, created_at=an_hour_ago, next_attempt_at=timezone.now() + timedelta(hours=1))
+    CallbackDelivery.objects.create(**row, created_at=an_hour_ago)  # never tried for an hour
+    callbacks = client.get("/health").json()["checks"]["outbox"]["kinds"]["callbacks"]
+    assert callbacks["past_due"] == 1 and callbacks["backlog"] is True
 
 
 def test_head_works_and_post_is_not_allowed(client: Client, settings):
     settings.REDIS_URL = ""
-    assert client.head("/health").status_code == 200
-    assert client.post("/health").status_code == 405
+    for path in ("/health", "/health/live", "/health/ready"):
+        assert client.head(path).status_code == 200
+        assert client.post(path).status_code == 405
+
+
+def _broker_mode(settings, monkeypatch, replies: list[dict]) -> list[int]:
+    from config.celery import app
+
+    settings.REDIS_URL = ""  # the Redis check is not what these tests look at
+    monkeypatch.setitem(app.conf, "task_always_eager", False)
+    calls: list[int] = []
+
+    def ping(**kwargs):
+        calls.append(1)
+        return replies
+
+    monkeypatch.setattr(app.control, "ping", ping)
+    return calls
+
+
+def test_the_worker_ping_is_asked_once_then_kept(client: Client, settings, monkeypatch):
+    calls = _broker_mode(settings, monkeypatch, [{"celery@worker-host-1": {"ok": "pong"}}])
+    for _ in range(3):
+        workers = client.get("/health").json()["checks"]["workers"]
+        assert workers["ok"] is True and workers["responding_count"] == 1
+    assert len(calls) == 1
+    # Host names are for staff.
+    assert "responding" not in workers
+    client.force_login(staff_user("Operators"))  # those who watch the platform
+    assert client.get("/health").json()["checks"]["workers"]["responding"] == ["celery@worker-host-1"]
+
+
+def test_no_worker_answering_degrades(client: Client, settings, monkeypatch):
+    _broker_mode(settings, monkeypatch, [])
+    body = client.get("/health").json()
+    workers = body["checks"]["workers"]
+    assert (workers["mode"], workers["ok"], workers["responding_count"]) == ("broker", False, 0)
+    assert body["status"] == "degraded"
 
 
 @pytest.mark.redis
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL")
-def test_with_redis_and_no_worker_reports_workers_missing(client: Client, settings, monkeypatch):
-    from config.celery import app
-
+def test_with_a_real_redis_it_is_ok(client: Client, settings):
     settings.REDIS_URL = os.environ["REDIS_URL"]
-    # Another test's worker may share this Redis: here none answers the ping.
-    # (tests/test_worker_redis.py checks a real worker's answer.)
-    monkeypatch.setattr(app.control, "ping", lambda **kwargs: [])
-    monkeypatch.setitem(app.conf, "task_always_eager", False)
-    client.force_login(staff_user("Operators"))  # worker names are host names: staff only
-    response = client.get("/health")
-    assert response.status_code == 200
-    body = response.json()
-    assert body["checks"]["redis"]["ok"] is True
-    workers = body["checks"]["workers"]
-    assert (workers["mode"], workers["ok"], workers["responding"]) == ("broker", False, [])
-    assert body["status"] == "degraded"
+    redis = client.get("/health").json()["checks"]["redis"]
+    assert redis["ok"] is True and redis["configured"] is True

@@ -83,11 +83,13 @@ def test_worker_and_beat_are_celery_on_the_product_app():
     assert _importable(scheduler).__name__ == "DatabaseScheduler"
 
 
-def test_worker_consumes_the_default_queue_today():
-    """One queue until tasks are routed (docs/operations.md, "Celery queues"); -Q would starve it."""
+def test_worker_takes_its_queues_from_the_environment():
+    """No -Q: a worker takes every queue unless CELERY_WORKER_QUEUES names some (config.celery),
+    so CELERY_QUEUE's prefix applies and one line runs every worker group."""
     words = procfile()["worker"]
     assert "-Q" not in words
     assert "--queues" not in words
+    assert _option(words, "--pool", "-P") == "${WORKER_POOL:-prefork}"
 
 
 def test_release_runs_the_release_module():
@@ -256,18 +258,27 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_every_process_from_the_image(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", *PROCESSES}
-    for name in PROCESSES:
-        assert services[name]["command"] == [name], "the entry point runs that Procfile line"
+    assert set(services) == {"postgres", "redis", "worker-http", *PROCESSES}
+    for name in [*PROCESSES, "worker-http"]:
+        assert services[name]["command"] == [name.removesuffix("-http")], "the entry point runs that Procfile line"
         assert services[name]["build"] == "."
         assert services[name]["image"] == services["web"]["image"]
+
+
+def test_compose_worker_groups_take_every_queue_between_them(compose):
+    from config.celery import QUEUES
+
+    groups = [compose["services"][name]["environment"]["CELERY_WORKER_QUEUES"] for name in ("worker", "worker-http")]
+    taken = [queue for group in groups for queue in group.split(",")]
+    assert sorted(taken) == sorted(QUEUES), "each queue consumed by exactly one group"
+    assert compose["services"]["worker-http"]["environment"]["WORKER_POOL"] == "threads"
 
 
 def test_compose_order_postgres_then_release_then_the_rest(compose):
     services = compose["services"]
     assert services["release"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["release"]["restart"] == "no"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "worker-http", "beat"):
         assert services[name]["depends_on"]["release"] == {"condition": "service_completed_successfully"}
     for name, deps in ((n, s.get("depends_on", {})) for n, s in services.items()):
         assert set(deps) <= set(services), f"{name} depends on a service that does not exist"
@@ -281,8 +292,12 @@ def test_compose_environment_fails_closed(compose):
     assert env["DJANGO_DEBUG"] == "false"
     assert env["VONAGE_SIGNATURE_SECRET"]
     assert env["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:-")
-    for name in PROCESSES:
-        assert compose["services"][name]["environment"] == env
+    for name in [*PROCESSES, "worker-http"]:
+        environment = compose["services"][name]["environment"]
+        overridden = {"WORKER_CONCURRENCY"} if name == "worker-http" else set()
+        assert {key: environment[key] for key in env if key not in overridden} == {
+            key: value for key, value in env.items() if key not in overridden
+        }
 
 
 def test_compose_volumes_are_declared(compose):

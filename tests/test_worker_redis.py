@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from config.celery import app
+from config.celery import QUEUES, app
 from proxy.message_outbox import messages_wake_taken
 from proxy.models import Message, MessagePart, Notification, Participant
 from telephony.models import SandboxMessage
@@ -81,7 +81,8 @@ class Worker:
             **self.extra_env,
         }
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "info"]
-        command += ["-Q", self.queue, "-n", f"{self.queue}@%h", "--without-gossip", "--without-mingle"]
+        # No -Q: the worker takes every queue its CELERY_QUEUE names (config.celery.QUEUES).
+        command += ["-n", f"{self.queue}@%h", "--without-gossip", "--without-mingle"]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -116,7 +117,8 @@ def broker(tmp_path) -> Iterator[Worker]:
     messages_wake_taken()
     app.conf.task_always_eager, app.conf.task_default_queue = saved
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(queue)
+        for name in [queue] + [f"{queue}.{short}" for short in QUEUES if short != "celery"]:
+            conn.default_channel.queue_delete(name)
 
 
 def _create(api, *numbers: str) -> str:

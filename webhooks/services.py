@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.logs import webhook_outcome
 from proxy import side_effects
 from proxy.models import Call, CallEvent, CopiedFile, Participant, Recording, Service, Transcript
 from proxy.ncco import ncco_for_route, record_notice_ncco, unavailable_ncco
@@ -35,6 +36,9 @@ from webhooks.payloads import (
 
 logger = logging.getLogger(__name__)
 
+# The route's kind as the request's outcome (config.logs.WEBHOOK_OUTCOMES).
+_OUTCOMES = {"connect": "connected", "unknown": "unknown", "ended": "ended"}
+
 
 def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The NCCO for an inbound call. Never raises for bad input: unknown callers hear a message."""
@@ -44,8 +48,11 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     # call's row is written by its first event, which finds the conversation by the same
     # (real number, proxy number) pair (_link_by_numbers).
     route = route_for_call(caller=caller, proxy_number=dialled)
+    webhook_outcome(_OUTCOMES.get(route.kind, route.kind))
     uuid = text(payload, "uuid")
-    logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
+    # DEBUG: the request's own line (config.middleware) already says what happened (its
+    # outcome), and the answer webhook keeps to one log line per call.
+    logger.debug("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
     return ncco_for_route(route, public_url=settings.PUBLIC_URL)
 
 
@@ -55,6 +62,7 @@ def answer_safely(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
         return answer_call(payload=payload)
     except Exception:
         logger.exception("answer webhook failed; speaking the generic message")
+        webhook_outcome("error")
         return unavailable_ncco(None)
 
 

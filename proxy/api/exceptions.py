@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
@@ -35,7 +37,22 @@ STATUS_OF: dict[type[DomainError], int] = {
 }
 
 
+logger = logging.getLogger(__name__)
+
+# The database went away under the request (a PostgreSQL restart, a failover): a clean,
+# retryable answer, not a 500. The next request reconnects (CONN_HEALTH_CHECKS).
+DATABASE_UNAVAILABLE_RETRY_AFTER = 1
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("API request failed: database unavailable (%s)", type(exc).__name__)
+        unavailable = Response(
+            {"code": "temporarily_unavailable", "detail": "The service is briefly unavailable; retry."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        unavailable["Retry-After"] = str(DATABASE_UNAVAILABLE_RETRY_AFTER)
+        return unavailable
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     if isinstance(exc, InvalidInput):

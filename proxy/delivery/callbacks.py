@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from proxy.callbacks import CALLBACKS, RETRY_WINDOW, callback_body, callback_signature
@@ -18,8 +18,6 @@ from proxy.safe_http import HostNotResolved, UnsafeCallbackUrl, callback_url_che
 
 logger = logging.getLogger(__name__)
 
-# A claimed delivery is left alone this long (longer than any request can take).
-CLAIM_LEASE = timedelta(seconds=120)
 TIMEOUT = (3.05, 10.0)
 # The most one attempt may take, connection to status line; well under the task's soft limit.
 TOTAL_SECONDS = 20.0
@@ -34,12 +32,7 @@ def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcom
         return Outcome.skipped("not pending")
     if delivery.next_attempt_at and delivery.next_attempt_at > now:
         return Outcome.skipped("not due, or being delivered by another worker")
-    claimed = (
-        CallbackDelivery.objects.filter(pk=delivery.pk, status=CallbackDelivery.Status.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(attempts=F("attempts") + 1, next_attempt_at=now + CLAIM_LEASE)
-    )
-    if not claimed:
+    if not CALLBACKS.claim(delivery.pk, now=now, attempts=F("attempts") + 1):
         return Outcome.skipped("claimed by another worker")
     attempt = delivery.attempts + 1
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files import File
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from proxy import side_effects
@@ -79,8 +79,11 @@ def _copy(kind: _Kind, pk: int, now: datetime) -> Outcome:
         return Outcome.skipped("not pending")
     if kind.retry.exhausted(row.attempts) or row.created_at < now - AVAILABLE_FOR:
         return _fail(kind, row, f"Gave up after {row.attempts} attempts: {row.last_error}")
-    claimed = kind.model._default_manager.filter(pk=pk, status=CopiedFile.Status.PENDING, attempts=row.attempts).update(
-        attempts=F("attempts") + 1, next_attempt_at=now + download_lease()
+    # Due only: a row another worker holds (its lease) or waiting on a backoff is left alone.
+    claimed = (
+        kind.model._default_manager.filter(pk=pk, status=CopiedFile.Status.PENDING, attempts=row.attempts)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(attempts=F("attempts") + 1, next_attempt_at=now + download_lease())
     )
     if not claimed:
         return Outcome.skipped("claimed by another worker")

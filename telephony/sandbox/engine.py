@@ -220,6 +220,12 @@ def sms_send(*, params: dict[str, str]) -> Reply:
     return Reply(200, {"message-count": str(parts), "messages": messages})
 
 
+def sms_find(*, client_ref: str) -> list[SandboxMessage]:
+    """The parts of the messages accepted with ``client_ref``, first part first (no Vonage path:
+    the sandbox's own answer to "was it sent?")."""
+    return list(SandboxMessage.objects.filter(client_ref=client_ref).order_by("created_at", "id"))
+
+
 # --- Number Insight -------------------------------------------------------------------------
 
 _NETWORK_TYPES = {

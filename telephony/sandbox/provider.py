@@ -26,7 +26,7 @@ from telephony.provider import (
     VoiceWebhookUrls,
     file_url_trusted,
 )
-from telephony.sandbox.engine import sandbox_handle
+from telephony.sandbox.engine import sandbox_handle, sms_find
 from telephony.sandbox.wire import Reply, SandboxRequest
 from telephony.text import needs_unicode
 
@@ -77,6 +77,19 @@ class SandboxProvider(Provider):
             to=first.get("to", to_number),
             price=sum((Decimal(m["message-price"]) for m in messages), Decimal(0)),
             network=first.get("network", ""),
+        )
+
+    can_look_up_sms = True
+
+    def sms_sent_with_ref(self, client_ref: str) -> SmsResult | None:
+        """The sandbox keeps every message it accepted, so it can always tell."""
+        parts = sms_find(client_ref=client_ref) if client_ref else []
+        if not parts:
+            return None
+        return SmsResult(
+            message_id=parts[0].message_id,
+            to=parts[0].to_number,
+            price=sum((Decimal(part.price) for part in parts), Decimal(0)),
         )
 
     # --- Number Insight ---------------------------------------------------------------------

@@ -334,3 +334,18 @@ def test_the_rate_counter_in_redis_expires(service, api_key, settings):
     assert len(keys) == 1
     assert 0 < client.ttl(keys[0]) <= 2 * ServiceRateThrottle.window + 1
     assert int(client.get(keys[0])) == 1
+
+
+def test_a_database_gone_under_a_request_is_a_clean_503(api, monkeypatch):
+    from django.db import OperationalError
+
+    from proxy.api import views
+
+    def gone(*args, **kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(views.ConversationListCreateApi, "get", gone)
+    response = api.get("/api/v1/conversations")
+    assert response.status_code == 503
+    assert response.json()["code"] == "temporarily_unavailable"
+    assert response["Retry-After"] == "1"

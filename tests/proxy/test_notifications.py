@@ -7,11 +7,14 @@ from unittest import mock
 import pytest
 from celery.exceptions import Retry
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from proxy import tasks
 from proxy.delivery.sms import notification_send
 from proxy.models import Conversation, Notification, Participant
 from proxy.notifications import SMS, notification_text_render
+from proxy.outbox import OutboxKind
 from proxy.services import conversation_close, conversation_create
 from telephony.models import SandboxMessage
 from telephony.sandbox.engine import failure_inject
@@ -24,6 +27,11 @@ pytestmark = pytest.mark.django_db
 def _create(api, **extra):
     body = {"participants": [{"number": ALICE, "name": "Alice"}, {"number": BOB, "name": "Bob"}], **extra}
     return api.post("/api/v1/conversations", body, format="json")
+
+
+def _time_passes() -> None:
+    """Every retry's time has come."""
+    Notification.objects.exclude(next_attempt_at=None).update(next_attempt_at=timezone.now())
 
 
 def _pair(service=None, **names):
@@ -155,6 +163,10 @@ def test_throttling_is_retried_then_sent(service, pool):
         assert notification.status == Notification.Status.QUEUED
         assert notification.attempts == attempt
         assert "Throughput" in notification.last_error
+        # Not due before its backoff: an early duplicate message does nothing.
+        assert notification.next_attempt_at > timezone.now() and notification.sending_since is None
+        assert notification_send(notification_id=notification.pk).result == "skipped"
+        _time_passes()
 
     assert notification_send(notification_id=notification.pk).result == "done"
     notification.refresh_from_db()
@@ -166,6 +178,7 @@ def test_internal_errors_are_retried(service, pool):
     notification = _queued(service, pool)
     failure_inject(path="/sms/", mode="5xx", count=1)
     assert notification_send(notification_id=notification.pk).result == "retry"
+    _time_passes()
     assert notification_send(notification_id=notification.pk).result == "done"
 
 
@@ -186,7 +199,10 @@ def test_permanent_errors_fail_at_once_without_retry(service, pool):
 def test_retries_are_bounded(service, pool):
     notification = _queued(service, pool)
     failure_inject(path="/sms/", mode="throttle", count=SMS.retry.max_attempts + 5)
-    results = [notification_send(notification_id=notification.pk).result for _ in range(SMS.retry.max_attempts)]
+    results = []
+    for _ in range(SMS.retry.max_attempts):
+        results.append(notification_send(notification_id=notification.pk).result)
+        _time_passes()
     assert results == ["retry"] * (SMS.retry.max_attempts - 1) + ["failed"]
     notification.refresh_from_db()
     assert notification.status == Notification.Status.FAILED
@@ -221,14 +237,14 @@ def test_a_sent_row_is_never_sent_again(service, pool):
 def test_two_workers_holding_the_same_row_send_once(service, pool):
     notification = _queued(service, pool)
     # The other worker claimed the attempt between our read and our claim.
-    real_filter = Notification.objects.filter
+    real_claim = OutboxKind.claim
 
-    def racing_filter(*args, **kwargs):
-        if "attempts" in kwargs:
-            Notification.objects.filter(pk=notification.pk).update(attempts=1)
-        return real_filter(*args, **kwargs)
+    def racing_claim(kind, key, *, now, **changes):
+        if kind is SMS:
+            real_claim(kind, key, now=now, attempts=F("attempts") + 1, sending_since=now)
+        return real_claim(kind, key, now=now, **changes)
 
-    with mock.patch.object(Notification.objects, "filter", side_effect=racing_filter):
+    with mock.patch.object(OutboxKind, "claim", autospec=True, side_effect=racing_claim):
         outcome = notification_send(notification_id=notification.pk)
     assert outcome.result == "skipped"
     assert not SandboxMessage.objects.exists()

@@ -85,6 +85,7 @@ def test_retries_with_backoff_then_fails_for_staff_to_see(call):
             assert outcome.retry_in >= 1
             recording.refresh_from_db()
             assert recording.next_attempt_at > now and "500" in recording.last_error
+            now = recording.next_attempt_at  # the retry runs when its backoff is over
     assert results == ["retry"] * (MAX - 1) + ["failed"]
     recording.refresh_from_db()
     assert recording.status == Recording.Status.FAILED and "500" in recording.last_error
@@ -143,7 +144,11 @@ def test_an_unknown_call_is_retried_then_linked_once_it_is_known(conversation):
 
 def test_an_unknown_call_fails_once_its_attempts_are_spent(db, storage):
     recording = _recording(None)
-    results = [recording_download(recording_id=recording.pk).result for _ in range(MAX)]
+    # Each attempt once the previous one's backoff is over.
+    results = [
+        recording_download(recording_id=recording.pk, now=timezone.now() + timedelta(hours=n)).result
+        for n in range(MAX)
+    ]
     assert results[-1] == "failed"
     recording.refresh_from_db()
     assert recording.status == Recording.Status.FAILED and recording.last_error == UNKNOWN_CALL

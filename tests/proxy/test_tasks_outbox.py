@@ -31,6 +31,7 @@ def _age(minutes: int) -> None:
     """Pretend everything happened ``minutes`` ago."""
     then = timezone.now() - timedelta(minutes=minutes)
     Notification.objects.update(updated_at=then, created_at=then)
+    Notification.objects.exclude(next_attempt_at=None).update(next_attempt_at=then)
     Participant.objects.update(created_at=then)
     CallbackDelivery.objects.update(created_at=then)
     Recording.objects.update(created_at=then)
