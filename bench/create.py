@@ -21,12 +21,11 @@ import random
 from bench import db, load
 from bench.context import Context
 from bench.report import Figure
-from bench.server import CpuMeter
+from bench.server import CpuMeter, bench_queues
 
 TITLE = "Conversation creation over the API, concurrent clients"
 POOL_SIZE = 100
 PEOPLE = 200_000
-QUEUE = "bench"
 
 
 def invariant_violations() -> tuple[int, int]:
@@ -52,14 +51,15 @@ def _queue_length(redis_url: str) -> int | None:
         return None
     import redis
 
-    return int(redis.Redis.from_url(redis_url).llen(QUEUE))
+    client = redis.Redis.from_url(redis_url)
+    return sum(int(client.llen(name)) for name in bench_queues())
 
 
 def _queue_delete(redis_url: str) -> None:
     if redis_url:
         import redis
 
-        redis.Redis.from_url(redis_url).delete(QUEUE)
+        redis.Redis.from_url(redis_url).delete(*bench_queues())
 
 
 def run(context: Context) -> None:

@@ -33,10 +33,10 @@ from typing import Any
 from bench import db, load
 from bench.context import Context
 from bench.report import Figure
-from bench.server import CpuMeter, celery_workers, tree_cpu_seconds
+from bench.server import BENCH_QUEUE, CpuMeter, bench_queues, celery_workers, tree_cpu_seconds
 
 TITLE = "Masked messages: relays per second and webhook-to-send delay, 20 senders, real worker"
-QUEUE = "bench"
+
 POOL_SIZE = 100
 SENDERS = 20
 SIGNATURE_SECRET = "bench-sms-signature-secret"  # noqa: S105
@@ -97,7 +97,7 @@ def _sandbox_truncate() -> None:
 def _queue_delete(redis_url: str) -> None:
     import redis
 
-    redis.Redis.from_url(redis_url).delete(QUEUE)
+    redis.Redis.from_url(redis_url).delete(*bench_queues())
 
 
 def _counts(tag: str) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def _drain_queue(redis_url: str, *, timeout: float) -> float:
     client = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + timeout
     # kombu keeps a task it handed out in "unacked" until the worker acknowledges it (acks_late).
-    while (client.llen(QUEUE) or client.hlen("unacked")) and time.monotonic() < deadline:
+    while (any(client.llen(name) for name in bench_queues()) or client.hlen("unacked")) and time.monotonic() < deadline:
         time.sleep(0.02)
     return time.monotonic()
 
@@ -228,7 +228,7 @@ def run(context: Context) -> None:
             context.server(**env) as server,
             celery_workers(
                 env={**context.server_env, **env},
-                queue=QUEUE,
+                queue=BENCH_QUEUE,
                 concurrency=WORKER_CONCURRENCY,
                 pool=WORKER_POOL,
                 log_path=context.scratch / "celery-worker.log",

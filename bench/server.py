@@ -96,18 +96,31 @@ def _wait_ready(server: Server, process: subprocess.Popen[bytes], log_path: Path
     raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_path}")
 
 
+# The benchmark's tasks: its servers run with CELERY_QUEUE=bench, which names the default
+# queue and prefixes the others (config.celery.QUEUES).
+BENCH_QUEUE = "bench"
+
+
+def bench_queues() -> list[str]:
+    from config.celery import QUEUES
+
+    return [BENCH_QUEUE if short == "celery" else f"{BENCH_QUEUE}.{short}" for short in QUEUES]
+
+
 @contextmanager
 def celery_workers(
     *, env: dict[str, str], queue: str, concurrency: int, log_path: Path, pool: str = "prefork"
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Celery workers of the product on ``queue`` (the broker is the env's REDIS_URL): one
+    """Celery workers of the product on the benchmark's queues (``queue`` names them; the
+    broker is the env's REDIS_URL): one
     worker with ``concurrency`` pool slots, or for the solo pool that many worker processes."""
     processes = []
     count, slots = (concurrency, 1) if pool == "solo" else (1, concurrency)
     with open(log_path, "ab") as log:
         for n in range(count):
             command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", pool, "-c", str(slots)]
-            command += ["-Q", queue, "-n", f"{queue}-{n}@%h", "--without-gossip", "--without-mingle"]
+            # No -Q: the worker takes every queue its CELERY_QUEUE names (bench_queues).
+            command += ["-n", f"{queue}-{n}@%h", "--without-gossip", "--without-mingle"]
             command += ["--without-heartbeat", "-l", "warning"]
             processes.append(
                 subprocess.Popen(

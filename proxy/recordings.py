@@ -16,12 +16,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 
 from proxy.models import Call, CopiedFile, Recording, Transcript
-from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.outbox import LEASE, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 
 DOWNLOAD_TASK = "proxy.tasks.download_recording"
 TRANSCRIPT_TASK = "proxy.tasks.download_transcript"
@@ -32,8 +31,11 @@ _RETRY = RetryPolicy(base_seconds=30.0, cap_seconds=1800.0, max_attempts=10)
 
 
 def download_lease() -> timedelta:
-    """How long an attempt holds its row: the download's limit, the copy into storage, a margin."""
-    return timedelta(seconds=2 * settings.RECORDING_DOWNLOAD_SECONDS + 120)
+    """How long a copy holds its row between signs of life: the outboxes' lease. A copy in
+    progress renews it as the file streams in (``proxy.delivery.recordings``), so a long
+    download is never doubled, and a worker that dies leaves the row due again within
+    the same two minutes as any other outbox work."""
+    return LEASE
 
 
 def _waiting_of(model: type[CopiedFile]) -> Callable[[], QuerySet[Any]]:

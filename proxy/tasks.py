@@ -79,7 +79,7 @@ def deliver_callbacks(delivery_ids: list[int]) -> int:
 
 
 # A copy may take the download's whole limit and as long again into storage; the row's
-# lease (proxy.recordings.download_lease) outlasts both.
+# lease (proxy.recordings.download_lease) is renewed while it runs.
 _COPY_LIMIT = 2 * settings.RECORDING_DOWNLOAD_SECONDS
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 # Where Vonage serves the files it keeps for an application (recordings, transcripts).
@@ -41,6 +41,12 @@ def file_url_trusted(url: str, *, aimed_host: str = "") -> bool:
         if host == (aimed.hostname or "").lower() and port == (aimed.port or 443):
             return True
     return host.endswith(VONAGE_FILE_HOSTS)
+
+
+class Writable(Protocol):
+    """Where a download goes: anything with ``write`` (a file, a spool, a wrapper of one)."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class ProviderError(Exception):
@@ -226,7 +232,7 @@ class Provider(abc.ABC):
         return file_url_trusted(url)
 
     @abc.abstractmethod
-    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+    def download_file(self, url: str, into: Writable, *, max_bytes: int, max_seconds: float) -> int:
         """Copy a file Vonage keeps for the application (a recording, a transcript) into ``into``;
         return how many bytes were written.
 

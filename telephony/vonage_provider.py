@@ -29,7 +29,7 @@ import math
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -66,6 +66,7 @@ from telephony.provider import (
     ProviderError,
     SmsResult,
     VoiceWebhookUrls,
+    Writable,
     file_url_trusted,
 )
 from telephony.text import needs_unicode
@@ -385,7 +386,7 @@ class VonageProvider(Provider):
     def file_url_trusted(self, url: str) -> bool:
         return file_url_trusted(url, aimed_host=self._api_host)
 
-    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+    def download_file(self, url: str, into: Writable, *, max_bytes: int, max_seconds: float) -> int:
         deadline = time.monotonic() + max_seconds
         for _ in range(MAX_FILE_REDIRECTS + 1):
             if not self.file_url_trusted(url):
@@ -408,7 +409,7 @@ class VonageProvider(Provider):
         raise ProviderError("Download file: too many redirects", permanent=True, code="redirects")
 
 
-def _stream_into(response: requests.Response, into: IO[bytes], *, max_bytes: int, deadline: float, limit: float) -> int:
+def _stream_into(response: requests.Response, into: Writable, *, max_bytes: int, deadline: float, limit: float) -> int:
     """Copy the body into ``into`` one read at a time, checking the size cap and the deadline
     after each: ``read1`` returns as soon as any data arrives, so a trickle cannot hold the
     worker past its limit by more than one socket timeout."""

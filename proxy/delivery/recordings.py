@@ -3,17 +3,20 @@
 The file streams from Vonage into a spooled temporary file (memory up to 1 MiB, disk
 beyond) and from there into storage (a local folder, or a bucket with a multipart
 upload): memory stays bounded whatever the file's size. An attempt holds its row for a
-lease (``next_attempt_at``), so the redrive does not start a second copy while one runs;
-a worker that dies leaves the row to be taken up once the lease passes.
+lease (``next_attempt_at``), renewed as the file streams in, so the redrive does not start
+a second copy while one runs; a worker that dies leaves the row to be taken up once the
+lease passes (the outboxes' two minutes).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import IO
 
 from django.conf import settings
 from django.core.files import File
@@ -91,14 +94,20 @@ def _copy(kind: _Kind, pk: int, now: datetime) -> Outcome:
     if row.conversation_id is None and not _link(kind, row):
         return _retry_or_fail(kind, row, attempt, UNKNOWN_CALL, now=now, permanent=False)
     url = getattr(row, kind.url_field)
+    lease = _Lease(kind, pk, attempt)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         try:
             size = get_provider().download_file(
-                url, spool, max_bytes=kind.max_bytes(), max_seconds=settings.RECORDING_DOWNLOAD_SECONDS
+                url,
+                _Renewing(spool, lease),
+                max_bytes=kind.max_bytes(),
+                max_seconds=settings.RECORDING_DOWNLOAD_SECONDS,
             )
         except ProviderError as exc:
             return _retry_or_fail(kind, row, attempt, str(exc), now=now, permanent=exc.permanent)
         spool.seek(0)
+        # Storing may take as long as the download did: hold the row for that, once.
+        lease.renew(extra=timedelta(seconds=settings.RECORDING_DOWNLOAD_SECONDS))
         try:
             row.file.save(f"{row.recording_uuid}.{kind.extension}", File(spool), save=False)
         except Exception as exc:
@@ -116,6 +125,36 @@ def _copy(kind: _Kind, pk: int, now: datetime) -> Outcome:
     kind.done(row)
     logger.info("%s %s copied (%s bytes)", kind.noun, row.recording_uuid, size)
     return Outcome.done()
+
+
+class _Lease:
+    """The hold of one attempt on its row (``next_attempt_at``), moved on while it works."""
+
+    def __init__(self, kind: _Kind, pk: int, attempt: int) -> None:
+        self.kind, self.pk, self.attempt = kind, pk, attempt
+        self.renewed = time.monotonic()
+
+    def renew(self, *, extra: timedelta = timedelta(0)) -> None:
+        # Only this attempt's own hold: a row failed, deleted or taken over meanwhile is left alone.
+        self.kind.model._default_manager.filter(
+            pk=self.pk, status=CopiedFile.Status.PENDING, attempts=self.attempt
+        ).update(next_attempt_at=timezone.now() + download_lease() + extra)
+        self.renewed = time.monotonic()
+
+    def renew_if_due(self) -> None:
+        if time.monotonic() - self.renewed >= download_lease().total_seconds() / 3:
+            self.renew()
+
+
+class _Renewing:
+    """The file a download writes into: passes writes on, renewing the lease as data comes."""
+
+    def __init__(self, into: IO[bytes], lease: _Lease) -> None:
+        self.into, self.lease = into, lease
+
+    def write(self, data: bytes) -> int:
+        self.lease.renew_if_due()
+        return self.into.write(data)
 
 
 def _link(kind: _Kind, row: CopiedFile) -> bool:

@@ -10,7 +10,7 @@ instead of holding the caller.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from telephony.failures import http_failure, insight_failure, sms_failure
@@ -24,6 +24,7 @@ from telephony.provider import (
     ProviderError,
     SmsResult,
     VoiceWebhookUrls,
+    Writable,
     file_url_trusted,
 )
 from telephony.sandbox.engine import sandbox_handle, sms_find
@@ -213,7 +214,7 @@ class SandboxProvider(Provider):
 
         return file_url_trusted(url, aimed_host=settings.VONAGE_API_HOST)
 
-    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+    def download_file(self, url: str, into: Writable, *, max_bytes: int, max_seconds: float) -> int:
         if not self.file_url_trusted(url):
             host = urlsplit(url).hostname or url[:60]
             raise ProviderError(f"Refusing to fetch a file from {host}", permanent=True, code="untrusted-host")

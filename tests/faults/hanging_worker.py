@@ -59,7 +59,7 @@ def main() -> None:
 
     SandboxProvider.number_insight = _before("insight", SandboxProvider.number_insight)  # type: ignore[method-assign]
     SandboxProvider.send_sms = _after("sms", SandboxProvider.send_sms)  # type: ignore[method-assign]
-    SandboxProvider.download_recording = _after("recording", SandboxProvider.download_recording)  # type: ignore[method-assign]
+    SandboxProvider.download_file = _after("recording", SandboxProvider.download_file)  # type: ignore[method-assign]
     callbacks.callback_url_check = _before("callback", callbacks.callback_url_check)  # type: ignore[assignment]
 
     from celery.__main__ import main as celery_main

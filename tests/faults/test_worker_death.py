@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from proxy.models import CallbackDelivery, Notification, Participant, Recording
+from proxy.models import Call, CallbackDelivery, Notification, Participant, Recording
 from telephony.models import SandboxMessage
 from telephony.sandbox.engine import recording_create
 from tests.conftest import ALICE, BOB
@@ -55,6 +55,8 @@ def test_work_of_a_killed_worker_is_done_once_by_another(redis_server, marketpla
         first = _worker(env, workdir, "worker-a", "insight,callback,recording")
         processes.append(first)
         conversation = tenant.open(ALICE, BOB)
+        # The recorded call's leg: a recording is copied for a call of ours only.
+        Call.objects.create(uuid="CALL-rec", conversation_uuid="CON-recorded", conversation_id=conversation["id"])
         sandbox_file = recording_create(call_uuid="CALL-rec")
         record_event = {
             "recording_url": f"https://api.nexmo.com/v1/files/{sandbox_file.pk}",

@@ -16,6 +16,7 @@ from django.utils import timezone
 from proxy import tasks
 from proxy.delivery.recordings import UNKNOWN_CALL, recording_download, transcript_download
 from proxy.models import Call, CopiedFile, Recording, Transcript
+from proxy.outbox import REDRIVE_GRACE
 from proxy.recordings import RECORDINGS, TRANSCRIPTS, download_lease, recording_announce
 from telephony.provider import ProviderError
 from telephony.sandbox.engine import failure_inject, recording_create, transcript_create
@@ -214,8 +215,9 @@ def test_an_attempt_holds_its_row_for_a_lease(call, monkeypatch):
     with pytest.raises(SystemExit):
         recording_download(recording_id=recording.pk, now=now)
     assert leased == [now + download_lease()]
-    assert recording.pk not in RECORDINGS.lost(now + timedelta(minutes=2), 1000)
-    assert recording.pk in RECORDINGS.lost(now + download_lease() + timedelta(minutes=2), 1000)
+    # Held until the lease ends (plus the redrive's grace); then due again.
+    assert recording.pk not in RECORDINGS.lost(now + download_lease(), 1000)
+    assert recording.pk in RECORDINGS.lost(now + download_lease() + REDRIVE_GRACE + timedelta(seconds=1), 1000)
 
 
 def test_a_lost_retry_waits_for_its_backoff(call):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any
 
 from telephony.provider import (
     AvailableNumber,
@@ -13,6 +13,7 @@ from telephony.provider import (
     Provider,
     ProviderError,
     SmsResult,
+    Writable,
 )
 
 
@@ -94,7 +95,7 @@ class FakeProvider(Provider):
     def stream_into_call(self, uuid: str, *, url: str) -> None:
         raise NotImplementedError
 
-    def download_file(self, url: str, into: IO[bytes], *, max_bytes: int, max_seconds: float) -> int:
+    def download_file(self, url: str, into: Writable, *, max_bytes: int, max_seconds: float) -> int:
         raise NotImplementedError
 
 
