@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.db import connection
-from django.db.models import Field, Model, Prefetch, Q, QuerySet
+from django.db.models import Exists, Field, Model, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.expressions import Col
 from django.utils import timezone
 
@@ -55,10 +55,11 @@ class Route:
 
     ``connect``: ring ``callee`` (caller ID ``callee.proxy_number_id``);
     ``ended``: the pair belonged to a conversation that is over;
+    ``pin``: ask for a PIN, the dialled number has open PIN conversations (``service`` owns it);
     ``unknown``: nothing matches (``service`` is the owner of the dialled number, if any).
     """
 
-    kind: Literal["connect", "ended", "unknown"]
+    kind: Literal["connect", "ended", "pin", "unknown"]
     service: Service | None = None
     conversation: Conversation | None = None
     callee: Participant | None = None
@@ -68,11 +69,16 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
     """Reverse-map (caller's real number, number dialled) to the other participant.
 
     The connect case is one indexed read: the partial unique index on open
-    (real_number, proxy_number) finds the caller's row, joined to the callee's.
+    (real_number, proxy_number) of participants that route by their number finds the
+    caller's row, joined to the callee's. Otherwise, a number with open PIN
+    conversations asks for a PIN (before saying a cooling pair's conversation has
+    ended, unless its service has PINs off): read in the owner's look-up the unknown
+    case makes anyway, so a service without PINs pays no extra query.
     """
     if not proxy_number:
         return Route(kind="unknown")
     now = now or timezone.now()
+    cooling = None
     if caller:
         found = _open_route(caller=caller, proxy_number=proxy_number)
         if found is not None:
@@ -89,16 +95,34 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
             )
         cooling = (
             Participant.objects.filter(
-                real_number=caller, proxy_number__number=proxy_number, active=False, cooldown_until__gt=now
+                real_number=caller,
+                proxy_number__number=proxy_number,
+                routes_by_pair=True,
+                active=False,
+                cooldown_until__gt=now,
             )
             .select_related("service")
             .order_by("-created_at")
             .first()
         )
-        if cooling is not None:
+        if cooling is not None and cooling.service.pin_mode == Service.PinMode.OFF:
             return Route(kind="ended", service=cooling.service, conversation=None)
-    owner = VirtualNumber.objects.select_related("service").filter(number=proxy_number).first()
-    return Route(kind="unknown", service=owner.service if owner else None)
+    owner = (
+        VirtualNumber.objects.select_related("service")
+        .annotate(
+            pins_open=Exists(
+                Participant.objects.filter(proxy_number=OuterRef("number"), active=True, pin__isnull=False)
+            )
+        )
+        .filter(number=proxy_number)
+        .first()
+    )
+    service = owner.service if owner else None
+    if owner is not None and service is not None and owner.pins_open:  # type: ignore[attr-defined]
+        return Route(kind="pin", service=service)
+    if cooling is not None:
+        return Route(kind="ended", service=cooling.service, conversation=None)
+    return Route(kind="unknown", service=service)
 
 
 def _select_list(model: type[Model], alias: str, names: list[str] | None = None) -> tuple[list[Field], str]:
@@ -111,7 +135,8 @@ _CONVERSATION_FIELDS, _CONVERSATION_SQL = _select_list(
     Conversation, "conversation", ["id", "service_id", "status", "expires_at", "record"]
 )
 _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
-# The caller's row through the partial unique index on open (real_number, proxy_number),
+# The caller's row through the partial unique index on open (real_number, proxy_number)
+# of participants that route by their number (participant_unique_open_pair_routed),
 # the other participant of its conversation, the conversation and its service: one read,
 # and no ORM query compilation on the hot path (that cost more than the read itself).
 _ROUTE_SQL = f"""
@@ -120,7 +145,8 @@ FROM proxy_participant AS caller
 JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
 JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
 JOIN proxy_service AS service ON service.id = conversation.service_id
-WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND callee.active
+WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND caller.routes_by_pair
+    AND callee.active
 LIMIT 1
 """  # noqa: S608 (column lists come from model metadata)
 
@@ -184,18 +210,20 @@ def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col
 
 
 # Three reads in one round trip; as ORM queries they cost more to build than to run.
-# 'held': both people's open and cooling pairs, each with the other person of its
-# conversation; 'sticky': the numbers of their latest conversation together; 'pool':
-# the service's usable numbers in the given countries.
-_ALLOCATION_SQL = """
+# 'held': both people's open and cooling pairs that route by their number, each with the
+# other person of its conversation; 'sticky': the numbers of their latest conversation
+# together; 'pool': the service's usable numbers in the given countries.
+_HELD_SQL = """
 SELECT 'held', p.real_number, p.proxy_number, p.active, p.conversation_id, c.expires_at <= %s,
     COALESCE((
         SELECT o.real_number FROM proxy_participant AS o
         WHERE o.conversation_id = p.conversation_id AND o.real_number <> p.real_number LIMIT 1
     ), '')
 FROM proxy_participant AS p JOIN proxy_conversation AS c ON c.id = p.conversation_id
-WHERE p.real_number IN (%s, %s) AND (p.active OR p.cooldown_until > %s)
+WHERE p.real_number IN (%s, %s) AND (p.active OR p.cooldown_until > %s) AND p.routes_by_pair
 UNION ALL
+"""
+_ALLOCATION_SQL = """
 SELECT 'sticky', p.real_number, p.proxy_number, NULL, NULL, NULL, NULL
 FROM proxy_participant AS p
 WHERE p.conversation_id = (
@@ -212,14 +240,21 @@ WHERE v.service_id = %s AND v.state = %s AND v.voice AND v.country IN ({countrie
 
 
 def allocation_view(
-    *, service: Service, reals: tuple[str, str], countries: Collection[str], now: datetime
+    *, service: Service, reals: tuple[str, str], countries: Collection[str], now: datetime, held: bool = True
 ) -> AllocationView:
-    """What choosing proxy numbers for the two people ``reals`` needs to know, in one read."""
+    """What choosing proxy numbers for the two people ``reals`` needs to know, in one read.
+
+    ``held=False`` leaves out what the two hold (PIN mode ``always``: their numbers do
+    not constrain the choice), which for a busy person is most of the read.
+    """
     a, b = reals
     at = connection.ops.adapt_datetimefield_value(now)
     countries = sorted(countries)
     sql = _ALLOCATION_SQL.format(countries=", ".join(["%s"] * len(countries)))
+    params: list[Any] = [service.pk, a, b, service.pk, VirtualNumber.State.ACTIVE.value, *countries]
+    if held:
+        sql, params = _HELD_SQL + sql, [at, a, b, at, *params]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [at, a, b, at, service.pk, a, b, service.pk, VirtualNumber.State.ACTIVE.value, *countries])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     return allocation_view_from_rows(rows)

@@ -181,6 +181,12 @@ class ParticipantOutputSerializer(serializers.Serializer):
     proxy_number = serializers.CharField(
         source="proxy_number_id", help_text="The pool number this person dials; also the caller ID they see."
     )
+    pin = serializers.CharField(
+        allow_null=True,
+        help_text="Six digits this person keys in when the proxy number asks for a PIN (the service's "
+        "pin_mode fallback or always); null when PINs are off. Unique among the open conversations on "
+        "proxy_number.",
+    )
     notification = serializers.SerializerMethodField()
 
     @staticmethod
@@ -213,6 +219,7 @@ class CallOutputSerializer(serializers.Serializer):
     conversation_uuid = serializers.CharField()
     status = serializers.CharField()
     direction = serializers.CharField()
+
     from_participant = serializers.IntegerField(source="from_participant_id", allow_null=True)
     to_participant = serializers.IntegerField(source="to_participant_id", allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
