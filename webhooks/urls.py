@@ -6,6 +6,7 @@ urlpatterns = [
     path("answer", views.answer, name="webhook-answer"),
     path("event", views.event, name="webhook-event"),
     path("fallback", views.fallback, name="webhook-fallback"),
+    path("input", views.pin_input, name="webhook-input"),
     path("recording", views.recording, name="webhook-recording"),
     path("sms/", include("webhooks.sms_urls")),
 ]
