@@ -27,7 +27,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
-from proxy import admin_calls  # noqa: F401  (registers the call and staff pages)
+from proxy import admin_calls, admin_pins  # noqa: F401  (register the call, staff and PIN pages)
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
@@ -61,6 +61,7 @@ _TEXTS = (
     "unavailable_text",
     "sms_template",
 )
+_PIN_TEXTS = ("pin_prompt_text", "pin_invalid_text", "pin_no_input_text", "pin_goodbye_text")
 
 
 class ServiceForm(forms.ModelForm):
@@ -87,10 +88,12 @@ class ServiceForm(forms.ModelForm):
             "language",
             "voice_style",
             *_TEXTS,
+            "pin_mode",
+            *_PIN_TEXTS,
             "callback_url",
             "callback_secret",
         )
-        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
+        widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in (*_TEXTS, *_PIN_TEXTS)}
 
 
 class ApiKeyInline(ReadOnlyMixin, TabularInline):
@@ -115,8 +118,17 @@ def _count_per_service(rows: QuerySet[Any]) -> Coalesce:
 @admin.register(Service)
 class ServiceAdmin(ModelAdmin):
     form = ServiceForm
-    list_display = ("name", "slug", "active_label", "default_country", "pool_size", "open_conversations", "keys")
-    list_filter = ("is_active", "default_country", "recording_policy")
+    list_display = (
+        "name",
+        "slug",
+        "active_label",
+        "default_country",
+        "pin_mode",
+        "pool_size",
+        "open_conversations",
+        "keys",
+    )
+    list_filter = ("is_active", "default_country", "recording_policy", "pin_mode")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (ApiKeyInline,)
@@ -134,6 +146,16 @@ class ServiceAdmin(ModelAdmin):
                     ("language", "voice_style"),
                     *_TEXTS,
                 )
+            },
+        ),
+        (
+            "PINs",
+            {
+                "fields": ("pin_mode", *_PIN_TEXTS),
+                "description": "Off: the caller's number finds the conversation. Fallback: it still does, and "
+                "anyone else calling a number with open PIN conversations is asked for one (shared phones, "
+                "withheld caller IDs). Always: every caller keys in a PIN and one number per country can "
+                "serve every conversation. A change applies to conversations opened from then on.",
             },
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),
@@ -250,7 +272,17 @@ class ParticipantInline(ReadOnlyMixin, TabularInline):
     model = Participant
     hide_title = True
     extra = 0
-    fields = ("masked_number", "name", "country", "proxy", "active", "cooldown_until", "validation", "sms")
+    fields = (
+        "masked_number",
+        "name",
+        "country",
+        "proxy",
+        "pin_set",
+        "active",
+        "cooldown_until",
+        "validation",
+        "sms",
+    )
     readonly_fields = fields
     verbose_name_plural = "Participants"
 
@@ -265,6 +297,13 @@ class ParticipantInline(ReadOnlyMixin, TabularInline):
     @display(description="Proxy number (dials / sees)")
     def proxy(self, obj: Participant) -> str:
         return f"+{obj.proxy_number_id}"
+
+    @display(description="PIN")
+    def pin_set(self, obj: Participant) -> str:
+        # A secret: the console says whether there is one, never which.
+        if not obj.pin:
+            return "—"
+        return "set, routes by PIN only" if not obj.routes_by_pair else "set"
 
     @display(description="SMS")
     def sms(self, obj: Participant) -> str:
