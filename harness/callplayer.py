@@ -4,7 +4,8 @@ It sends the signed answer webhook (GET with query parameters, Vonage's default)
 validates the NCCO it gets with the SDK's models (``telephony.ncco.ncco_validate``) and runs
 it: ``talk``/``stream``/``wait``/``conversation`` are narrated, ``record`` starts a
 recording whose record event is posted when the call ends, ``input`` and ``notify`` post
-to their ``eventUrl`` and follow a returned NCCO, ``connect`` "rings" the other party and
+to their ``eventUrl`` and follow a returned NCCO (at each ``input`` the caller keys in the
+next of the ``pins`` given, then nothing), ``connect`` "rings" the other party and
 plays the requested outcome. Along the way it posts the event webhooks Vonage would
 (started, ringing, answered, then completed with duration and price, or busy /
 unanswered / failed for the connected leg; a synchronous connect may get an NCCO back).
@@ -15,7 +16,7 @@ now and advances by ringing time, speech and ``duration``.
 Transports: ``HttpTransport`` (requests, for ``manage.py simulate_call`` and the
 end-to-end test) and ``ClientTransport`` (django.test.Client, in-process, for the
 try-it page, so that a single-worker server does not wait on itself). URLs in NCCOs
-are followed by path on the player's own server: the player plays against ``base``.
+are followed by path and query on the player's own server: the player plays against ``base``.
 
 Every leg is also written to the sandbox's call table (``on_leg``), so call control and
 the try-it page see the calls the player made.
@@ -26,7 +27,8 @@ from __future__ import annotations
 import json
 import math
 import uuid as uuidlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +42,8 @@ RATE_PER_MINUTE = Decimal("0.01270000")
 RING_SECONDS = 4
 MAX_ACTIONS = 50
 APPLICATION_ID = "sandbox-application"
+# What Vonage sends as ``from`` for a withheld caller ID.
+WITHHELD_CALLER = "Unknown"
 
 
 class PlayerError(Exception):
@@ -91,10 +95,11 @@ class ClientTransport:
         extra: dict[str, Any] = {
             "HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"
         }
+        target = f"{path}?{query}" if query else path
         if method == "GET":
-            response = self.client.get(f"{path}?{query}" if query else path, **extra)
+            response = self.client.get(target, **extra)
         else:
-            response = self.client.generic(method, path, body, content_type="application/json", **extra)
+            response = self.client.generic(method, target, body, content_type="application/json", **extra)
         return Answer(response.status_code, response.content)
 
 
@@ -175,6 +180,7 @@ class CallPlayer:
         self.new_recording = new_recording or (lambda call_uuid: str(uuidlib.uuid4()))
         self.now = clock or datetime.now(UTC)
         self.result = PlayResult()
+        self.pins: deque[str] = deque()
 
     # --- plumbing -------------------------------------------------------------------------
     def _say(self, line: str) -> None:
@@ -190,9 +196,10 @@ class CallPlayer:
         return headers
 
     def _post(self, url: str, payload: dict[str, Any]) -> Answer:
-        path = urlsplit(url).path or "/"
+        parts = urlsplit(url)
+        path = parts.path or "/"
         body = json.dumps(payload).encode()
-        answer = self.transport.send("POST", path, body=body, headers=self._headers(body))
+        answer = self.transport.send("POST", path, query=parts.query, body=body, headers=self._headers(body))
         response = _json_or_none(answer.body)
         step = Step(_iso(self.now), "POST", path, payload, answer.status, response)
         self.result.steps.append(step)
@@ -250,9 +257,19 @@ class CallPlayer:
         return list(ncco)
 
     # --- the call ---------------------------------------------------------------------------
-    def play(self, *, caller: str, proxy_number: str, outcome: str = "answered", duration: int = 30) -> PlayResult:
+    def play(
+        self,
+        *,
+        caller: str,
+        proxy_number: str,
+        outcome: str = "answered",
+        duration: int = 30,
+        pins: Sequence[str] = (),
+    ) -> PlayResult:
+        """Play one call; ``pins``: what the caller keys in at each ``input``, in order."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        self.pins = deque(pins)
         try:
             self._play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)
         except PlayerError as error:
@@ -350,14 +367,19 @@ class CallPlayer:
         return None
 
     def _input(self, action: dict[str, Any], inbound: Leg) -> list[dict[str, Any]] | None:
-        self._say("  caller is asked for input and presses nothing")
+        keys = self.pins.popleft() if self.pins else ""
+        if keys:
+            # What was keyed is not written out: it may be a PIN.
+            self._say(f"  caller is asked for input and presses {len(keys)} key{'s' if len(keys) != 1 else ''}")
+        else:
+            self._say("  caller is asked for input and presses nothing")
         self._advance(5)
         payload = {
             "from": inbound.from_number,
             "to": inbound.to_number,
             "uuid": inbound.uuid,
             "conversation_uuid": inbound.conversation_uuid,
-            "dtmf": {"digits": "", "timed_out": True},
+            "dtmf": {"digits": keys, "timed_out": not keys},
             "speech": {"results": []},
             "timestamp": _iso(self.now),
         }
@@ -461,8 +483,12 @@ def call_play(
     secret: str = "",
     recording_host: str = "",
     record_legs: bool = True,
+    pins: Sequence[str] = (),
 ) -> PlayResult:
-    """Play one call; the settings-aware entry point for the command, the page and tests."""
+    """Play one call; the settings-aware entry point for the command, the page and tests.
+
+    ``pins``: what the caller keys in when asked for input, one entry per prompt.
+    """
     from django.conf import settings
 
     player = CallPlayer(
@@ -472,4 +498,4 @@ def call_play(
         on_leg=sandbox_leg_recorder if record_legs else None,
         new_recording=sandbox_recording if record_legs else None,
     )
-    return player.play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)
+    return player.play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration, pins=pins)
