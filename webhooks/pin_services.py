@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from proxy.models import Call, CallEvent, PinCall, Service
@@ -96,6 +96,11 @@ def pin_input_receive(
     prompt = prompt_from_token(token)
     call_uuid = text(payload, "uuid")
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The caller hears silence until this answers: the commit need not wait for a disk
+            # flush (a crash could lose the last few tries' records, never make one wrong).
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
         first_time = _input_kept(payload=payload, source=source, now=now)
         if prompt is None or not call_uuid or call_uuid != prompt.call_uuid:
             logger.warning("input event for a call that was never prompted (%s, via %s)", call_uuid or "-", source)
