@@ -292,6 +292,13 @@ class Participant(models.Model):
             # Cooldown look-ups and stickiness: the latest pairs of a real number.
             models.Index(fields=["real_number", "proxy_number", "-created_at"], name="participant_pair_recent"),
             models.Index(fields=["service", "real_number"], name="participant_service_real"),
+            # Is the caller's pair cooling down? A range on cooldown_until, past nobody else's
+            # rows: not a PIN-only person's many rows on one number, not a pair's long history.
+            models.Index(
+                fields=["real_number", "proxy_number", "cooldown_until"],
+                condition=Q(routes_by_pair=True, active=False),
+                name="participant_pair_cooling",
+            ),
             # PINs still cooling on a number are not handed out again (proxy.pins).
             models.Index(fields=["proxy_number", "pin"], condition=Q(pin__isnull=False), name="participant_pin_recent"),
         ]
@@ -519,7 +526,15 @@ class PinCall(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "PIN call"
-        indexes = [models.Index(fields=["proxy_number", "caller", "-created_at"], name="pincall_number_caller")]
+        indexes = [
+            models.Index(fields=["proxy_number", "caller", "-created_at"], name="pincall_number_caller"),
+            # The lockout check at every PIN prompt reads only the rows that started a lockout.
+            models.Index(
+                fields=["proxy_number", "caller", "locked_until"],
+                condition=Q(locked_until__isnull=False),
+                name="pincall_lockout",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"PIN call {self.call_uuid[:8]} ({self.outcome})"

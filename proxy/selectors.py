@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.db import connection
-from django.db.models import Exists, Field, Model, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Field, Model, Prefetch, Q, QuerySet
 from django.db.models.expressions import Col
 from django.utils import timezone
 
@@ -70,15 +70,14 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
 
     The connect case is one indexed read: the partial unique index on open
     (real_number, proxy_number) of participants that route by their number finds the
-    caller's row, joined to the callee's. Otherwise, a number with open PIN
-    conversations asks for a PIN (before saying a cooling pair's conversation has
-    ended, unless its service has PINs off): read in the owner's look-up the unknown
-    case makes anyway, so a service without PINs pays no extra query.
+    caller's row, joined to the callee's. Any other case is one more read, of the
+    number's owner: a number with open PIN conversations asks for a PIN (before saying
+    that a cooling pair's conversation has ended); otherwise a cooling pair hears that
+    its conversation has ended, anyone else the unknown-caller message.
     """
     if not proxy_number:
         return Route(kind="unknown")
     now = now or timezone.now()
-    cooling = None
     if caller:
         found = _open_route(caller=caller, proxy_number=proxy_number)
         if found is not None:
@@ -93,35 +92,18 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 conversation=found.conversation,
                 callee=found,
             )
-        cooling = (
-            Participant.objects.filter(
-                real_number=caller,
-                proxy_number__number=proxy_number,
-                routes_by_pair=True,
-                active=False,
-                cooldown_until__gt=now,
-            )
-            .select_related("service")
-            .order_by("-created_at")
-            .first()
-        )
-        if cooling is not None and cooling.service.pin_mode == Service.PinMode.OFF:
-            return Route(kind="ended", service=cooling.service, conversation=None)
-    owner = (
-        VirtualNumber.objects.select_related("service")
-        .annotate(
-            pins_open=Exists(
-                Participant.objects.filter(proxy_number=OuterRef("number"), active=True, pin__isnull=False)
-            )
-        )
-        .filter(number=proxy_number)
-        .first()
-    )
-    service = owner.service if owner else None
-    if owner is not None and service is not None and owner.pins_open:  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        at = connection.ops.adapt_datetimefield_value(now)
+        cursor.execute(_NUMBER_SQL, [caller or "", at, proxy_number])
+        row = cursor.fetchone()
+    if row is None:
+        return Route(kind="unknown")
+    service_id, pins_open, cooling = row[0], bool(row[1]), bool(row[2])
+    service = _instance(Service, _SERVICE_FIELDS, row[3:]) if service_id is not None else None
+    if pins_open and service is not None:
         return Route(kind="pin", service=service)
-    if cooling is not None:
-        return Route(kind="ended", service=cooling.service, conversation=None)
+    if cooling:
+        return Route(kind="ended", service=service, conversation=None)
     return Route(kind="unknown", service=service)
 
 
@@ -148,6 +130,27 @@ JOIN proxy_service AS service ON service.id = conversation.service_id
 WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND caller.routes_by_pair
     AND callee.active
 LIMIT 1
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+# The dialled number's owner, whether it has open PIN conversations, and (only when it
+# has none: CASE evaluates lazily) whether the caller's pair on it is cooling down; the
+# unique index on open PINs and participant_pair_cooling answer the two probes.
+_NUMBER_SQL = f"""
+SELECT v.service_id,
+    EXISTS (
+        SELECT 1 FROM proxy_participant AS p WHERE p.proxy_number = v.number AND p.active AND p.pin IS NOT NULL
+    ),
+    CASE WHEN EXISTS (
+        SELECT 1 FROM proxy_participant AS p WHERE p.proxy_number = v.number AND p.active AND p.pin IS NOT NULL
+    ) THEN FALSE ELSE EXISTS (
+        SELECT 1 FROM proxy_participant AS c
+        WHERE c.real_number = %s AND c.proxy_number = v.number AND c.routes_by_pair AND NOT c.active
+            AND c.cooldown_until > %s
+    ) END,
+    {_SERVICE_SQL}
+FROM numbers_virtualnumber AS v LEFT JOIN proxy_service AS service ON service.id = v.service_id
+WHERE v.number = %s
 """  # noqa: S608 (column lists come from model metadata)
 
 

@@ -204,7 +204,7 @@ def _link_by_numbers(call: Call) -> bool:
         Participant.objects.filter(
             real_number=real, proxy_number__number=proxy, proxy_number__service=F("service"), routes_by_pair=True
         )
-        .filter(Q(active=True) | Q(cooldown_until__gt=call.created_at))
+        .filter(Q(active=True) | Q(active=False, cooldown_until__gt=call.created_at))
         .order_by("-active", "-created_at")
         .select_related("conversation")
         .first()

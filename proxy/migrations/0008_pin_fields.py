@@ -145,7 +145,12 @@ class Migration(migrations.Migration):
                 "verbose_name": "PIN call",
                 "ordering": ["-created_at"],
                 "indexes": [
-                    models.Index(fields=["proxy_number", "caller", "-created_at"], name="pincall_number_caller")
+                    models.Index(fields=["proxy_number", "caller", "-created_at"], name="pincall_number_caller"),
+                    models.Index(
+                        condition=models.Q(("locked_until__isnull", False)),
+                        fields=["proxy_number", "caller", "locked_until"],
+                        name="pincall_lockout",
+                    ),
                 ],
             },
         ),

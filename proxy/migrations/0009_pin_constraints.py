@@ -97,6 +97,14 @@ class Migration(migrations.Migration):
         AddIndexConcurrentlyOnPostgreSQL(
             model_name="participant",
             index=models.Index(
+                condition=models.Q(("active", False), ("routes_by_pair", True)),
+                fields=["real_number", "proxy_number", "cooldown_until"],
+                name="participant_pair_cooling",
+            ),
+        ),
+        AddIndexConcurrentlyOnPostgreSQL(
+            model_name="participant",
+            index=models.Index(
                 condition=models.Q(("pin__isnull", False)), fields=["proxy_number", "pin"], name="participant_pin_recent"
             ),
         ),

@@ -513,15 +513,22 @@ def test_an_input_event_that_arrives_before_the_calls_first_event_still_links_it
 # --- The hot path, and numbers without PINs ---------------------------------------------------------
 
 
-def test_a_service_without_pins_pays_no_extra_query_for_unknown_callers(
-    client, service, pool, django_assert_num_queries
-):
-    conversation_create(service=service, participants=[{"number": ALICE}, {"number": BOB}], notify=False)
-    with django_assert_num_queries(3):  # the pair, a cooling pair, the number's owner: as before PINs
-        ncco = answer(client, STRANGER, "12015550200")
+def test_a_service_without_pins_pays_no_extra_query(client, service, pool, django_assert_num_queries):
+    conversation = conversation_create(service=service, participants=[{"number": ALICE}, {"number": BOB}], notify=False)
+    alice_dials = person(conversation, ALICE).proxy_number_id
+    with django_assert_num_queries(1):  # a known caller: the pair, as before PINs
+        assert answer(client, ALICE, alice_dials)[-1]["action"] == "connect"
+    # Anyone else: the pair, then the number's owner read with its open PINs and the
+    # caller's cooling pair (before PINs: three reads, the cooling pair on its own).
+    with django_assert_num_queries(2):
+        ncco = answer(client, STRANGER, alice_dials)
     assert ncco[0]["text"] == service.unknown_caller_text
     with django_assert_num_queries(1):  # withheld: the number's owner only
-        answer(client, "Unknown", "12015550200")
+        answer(client, "Unknown", alice_dials)
+    conversation_close(conversation=conversation)
+    with django_assert_num_queries(2):  # a late call on a cooling pair, as before PINs
+        ncco = answer(client, ALICE, alice_dials)
+    assert ncco[0]["text"] == service.ended_text
 
 
 def test_a_number_nobody_owns_gets_the_generic_message(client, conversation):
