@@ -247,6 +247,7 @@ def _call_routed_by_pin(*, payload: dict[str, Any], prompt: Prompt, match: PinMa
     The leg's own events may have linked it by its numbers (a cooling pair) or not at all;
     the PIN decides. The connected leg links to it through their shared conversation_uuid.
     """
+    # One statement: the row is new, or its first event wrote it (or linked it by a cooling pair).
     Call.objects.bulk_create(
         [
             Call(
@@ -255,18 +256,17 @@ def _call_routed_by_pin(*, payload: dict[str, Any], prompt: Prompt, match: PinMa
                 direction=Call.Direction.INBOUND,
                 from_number=text(payload, "from"),
                 to_number=text(payload, "to") or prompt.proxy_number,
+                conversation=match.conversation,
+                service=match.service,
+                from_participant=match.owner,
+                to_participant=match.counterpart,
+                routed_by=Call.RoutedBy.PIN,
                 created_at=now,
             )
         ],
-        ignore_conflicts=True,
-    )
-    Call.objects.filter(uuid=prompt.call_uuid).update(
-        conversation=match.conversation,
-        service=match.service,
-        from_participant=match.owner,
-        to_participant=match.counterpart,
-        routed_by=Call.RoutedBy.PIN,
-        updated_at=now,
+        update_conflicts=True,
+        unique_fields=["uuid"],
+        update_fields=["conversation", "service", "from_participant", "to_participant", "routed_by", "updated_at"],
     )
 
 
