@@ -24,6 +24,7 @@ from django.core import signing
 from django.db.models import Q
 
 from proxy.models import Conversation, Participant, PinCall, Service
+from proxy.selectors import pin_holder
 
 PIN_LENGTH = 6
 PIN_SPACE = 10**PIN_LENGTH
@@ -187,21 +188,13 @@ class PinMatch:
 
 def pin_owner(*, proxy_number: str, pin: str, now: datetime) -> PinMatch | None:
     """The participant holding ``pin`` on ``proxy_number``: open, or cooling down; else None."""
-    owner = (
-        Participant.objects.filter(proxy_number__number=proxy_number, pin=pin)
-        .filter(Q(active=True) | Q(cooldown_until__gt=now))
-        .select_related("conversation__service")
-        .order_by("-active", "-created_at")
-        .first()
-    )
-    if owner is None:
+    held = pin_holder(proxy_number=proxy_number, pin=pin, now=now)
+    if held is None:
         return None
+    owner, counterpart = held
     conversation = owner.conversation
     service = conversation.service
     if owner.active and conversation.expires_at > now:
-        counterpart = (
-            Participant.objects.filter(conversation_id=conversation.pk, active=True).exclude(pk=owner.pk).first()
-        )
         return PinMatch(kind="live", owner=owner, conversation=conversation, service=service, counterpart=counterpart)
     # Past expires_at before any sweep wrote it down: ended during its cooldown, then unknown.
     if owner.active and now >= conversation.expires_at + timedelta(seconds=service.cooldown):

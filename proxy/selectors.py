@@ -169,6 +169,60 @@ def _open_route(*, caller: str, proxy_number: str) -> Participant | None:
     return callee
 
 
+# --- PIN calls ------------------------------------------------------------------------------------
+
+_OWNER_FIELDS, _OWNER_SQL = _select_list(Participant, "owner")
+_PIN_CALLEE_FIELDS, _PIN_CALLEE_SQL = _select_list(Participant, "callee")
+# Whose PIN it is on the number (open first, else the latest still cooling), with its
+# conversation, service and open counterpart: one read, through participant_pin_recent.
+_PIN_SQL = f"""
+SELECT {_OWNER_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}, {_PIN_CALLEE_SQL}
+FROM proxy_participant AS owner
+JOIN proxy_conversation AS conversation ON conversation.id = owner.conversation_id
+JOIN proxy_service AS service ON service.id = conversation.service_id
+LEFT JOIN proxy_participant AS callee
+    ON callee.conversation_id = owner.conversation_id AND callee.id <> owner.id AND callee.active
+WHERE owner.proxy_number = %s AND owner.pin = %s AND (owner.active OR owner.cooldown_until > %s)
+ORDER BY owner.active DESC, owner.created_at DESC
+LIMIT 1
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def pin_holder(*, proxy_number: str, pin: str, now: datetime) -> tuple[Participant, Participant | None] | None:
+    """The participant holding ``pin`` on ``proxy_number``, open or cooling down, with its
+    conversation and service attached, and its open counterpart (None when there is none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PIN_SQL, [proxy_number, pin, connection.ops.adapt_datetimefield_value(now)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    a = len(_OWNER_FIELDS)
+    b = a + len(_CONVERSATION_FIELDS)
+    c = b + len(_SERVICE_FIELDS)
+    owner = _instance(Participant, _OWNER_FIELDS, row[:a])
+    owner.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
+    owner.conversation.service = owner.service = _instance(Service, _SERVICE_FIELDS, row[b:c])
+    counterpart = None
+    if row[c] is not None:  # the callee's id: NULL when the LEFT JOIN found nobody
+        counterpart = _instance(Participant, _PIN_CALLEE_FIELDS, row[c:])
+    return owner, counterpart
+
+
+_SERVICE_OF_NUMBER_SQL = f"""
+SELECT {_SERVICE_SQL}
+FROM numbers_virtualnumber AS v JOIN proxy_service AS service ON service.id = v.service_id
+WHERE v.number = %s
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def service_of_number(*, number: str) -> Service | None:
+    """The service whose pool holds ``number``; None for a number in no pool, or no number of ours."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SERVICE_OF_NUMBER_SQL, [number])
+        row = cursor.fetchone()
+    return None if row is None else _instance(Service, _SERVICE_FIELDS, row)
+
+
 _KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])
 # Every API request starts here: one fixed statement, the key's service alongside.
 _API_KEY_SQL = f"""

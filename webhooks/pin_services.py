@@ -41,8 +41,7 @@ from proxy.pins import (
     prompt_from_token,
     prompt_token,
 )
-from proxy.selectors import Route
-from virtual_numbers.models import VirtualNumber
+from proxy.selectors import Route, service_of_number
 from webhooks.payloads import event_from_payload, input_payload_redacted, text
 
 logger = logging.getLogger(__name__)
@@ -105,8 +104,7 @@ def pin_input_receive(
         if prompt is None or not call_uuid or call_uuid != prompt.call_uuid:
             logger.warning("input event for a call that was never prompted (%s, via %s)", call_uuid or "-", source)
             return _unprompted(payload)
-        owner = VirtualNumber.objects.select_related("service").filter(number=prompt.proxy_number).first()
-        service = owner.service if owner is not None else None
+        service = service_of_number(number=prompt.proxy_number)
         if service is None:
             return talk_ncco(GENERIC_UNKNOWN_TEXT, None)
         caller = from_webhook(payload.get("from")) or ""
@@ -273,6 +271,5 @@ def _call_routed_by_pin(*, payload: dict[str, Any], prompt: Prompt, match: PinMa
 def _unprompted(payload: dict[str, Any]) -> NCCO:
     """For an input event no prompt of ours asked for: the dialled number's unknown-caller message."""
     dialled = from_webhook(payload.get("to"))
-    owner = VirtualNumber.objects.select_related("service").filter(number=dialled).first() if dialled else None
-    service = owner.service if owner is not None else None
+    service = service_of_number(number=dialled) if dialled else None
     return talk_ncco(service.unknown_caller_text if service else GENERIC_UNKNOWN_TEXT, service)
