@@ -287,6 +287,10 @@ class Participant(models.Model):
                 condition=Q(active=True, pin__isnull=False),
                 name="participant_unique_open_pin",
             ),
+            # Whoever the caller ID does not route must have a PIN: nobody is unreachable.
+            models.CheckConstraint(
+                condition=Q(routes_by_pair=True) | Q(pin__isnull=False), name="participant_routed_by_pair_or_pin"
+            ),
         ]
         indexes = [
             # Cooldown look-ups and stickiness: the latest pairs of a real number.

@@ -134,20 +134,21 @@ def test_participants_without_pins_are_not_constrained_by_it(service):
 def test_the_pair_constraint_holds_for_pair_routed_participants_only(service):
     number = VirtualNumberFactory(service=service)
 
-    def person(routes_by_pair):
+    def person(routes_by_pair, pin=None):
         return ParticipantFactory(
             conversation=ConversationFactory(service=service),
             real_number=ALICE,
             proxy_number=number,
             routes_by_pair=routes_by_pair,
+            pin=pin,
         )
 
     person(True)
     with pytest.raises(IntegrityError), transaction.atomic():
         person(True)
     # A participant who routes only by PIN may hold the number any number of times.
-    person(False)
-    person(False)
+    person(False, "100001")
+    person(False, "100002")
     assert Participant.objects.filter(real_number=ALICE, proxy_number=number, active=True).count() == 3
 
 
@@ -248,3 +249,13 @@ def test_an_expired_conversation_the_sweep_has_not_seen_is_ended_then_unknown(se
     assert pin_owner(proxy_number=carol.proxy_number_id, pin=carol.pin, now=soon).kind == "ended"
     much_later = conversation.expires_at + timedelta(seconds=service.cooldown + 1)
     assert pin_owner(proxy_number=carol.proxy_number_id, pin=carol.pin, now=much_later) is None
+
+
+@pytest.mark.django_db
+def test_a_participant_the_caller_id_does_not_route_must_have_a_pin(service):
+    number = VirtualNumberFactory(service=service)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ParticipantFactory(conversation=ConversationFactory(service=service), proxy_number=number, routes_by_pair=False)
+    ParticipantFactory(
+        conversation=ConversationFactory(service=service), proxy_number=number, routes_by_pair=False, pin="123456"
+    )
