@@ -45,6 +45,11 @@ def _default_country() -> str:
     return settings.PROXY_DEFAULT_COUNTRY
 
 
+def _spoken(default: str) -> models.CharField:
+    """A text callers hear, with a database default: processes of an older release insert without it."""
+    return models.CharField(max_length=1500, default=default, db_default=default)
+
+
 class Service(models.Model):
     """One marketplace app: a tenant with its own pool, keys and texts."""
 
@@ -103,22 +108,10 @@ class Service(models.Model):
         db_default=PinMode.OFF,
         help_text="Applies to conversations opened from now on; open ones keep the routing they were opened with.",
     )
-    pin_prompt_text = models.CharField(
-        max_length=1500,
-        default="Please enter your six-digit PIN on your keypad.",
-        db_default="Please enter your six-digit PIN on your keypad.",
-    )
-    pin_invalid_text = models.CharField(
-        max_length=1500, default="Sorry, that PIN is not valid.", db_default="Sorry, that PIN is not valid."
-    )
-    pin_no_input_text = models.CharField(
-        max_length=1500, default="We did not receive a PIN.", db_default="We did not receive a PIN."
-    )
-    pin_goodbye_text = models.CharField(
-        max_length=1500,
-        default="Sorry, we could not verify your PIN. Goodbye.",
-        db_default="Sorry, we could not verify your PIN. Goodbye.",
-    )
+    pin_prompt_text = _spoken("Please enter your six-digit PIN on your keypad.")
+    pin_invalid_text = _spoken("Sorry, that PIN is not valid.")
+    pin_no_input_text = _spoken("We did not receive a PIN.")
+    pin_goodbye_text = _spoken("Sorry, we could not verify your PIN. Goodbye.")
 
     # Marketplace callbacks.
     callback_url = models.URLField(blank=True, default="")
