@@ -30,6 +30,7 @@ class Sizes:
     sellers: int
     buyers: int
     orders: int
+    pin_round_trips: int  # PIN calls timed (answer + input), each beside a pair caller's answer
     # 4. creation over the API
     create_existing: int  # open conversations already in the database
     create_total: int
@@ -60,6 +61,7 @@ FULL = Sizes(
     sellers=3_000,
     buyers=20_000,
     orders=6_000,
+    pin_round_trips=2_000,
     create_existing=50_000,
     create_total=4_000,
     create_clients=50,
@@ -86,6 +88,7 @@ SMOKE = Sizes(
     sellers=20,
     buyers=200,
     orders=100,
+    pin_round_trips=20,
     create_existing=1_000,
     create_total=100,
     create_clients=50,

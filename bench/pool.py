@@ -13,6 +13,8 @@ k-th busiest has about 1/k of the busiest one's), ``buyers`` buyers, two countri
 The product's allocation runs twice: the pure chooser (proxy.allocation) over the
 whole set in memory, and the real ``conversation_create`` against PostgreSQL with a
 pool of exactly the lower bound per country: every order must get its numbers.
+Then the same orders in PIN mode ``always`` on one number per country, and the latency
+of a PIN call (``bench.pin``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from bench import db
+from bench import db, pin
 from bench.context import Context
 from bench.report import Figure
 
@@ -230,3 +232,4 @@ def run(context: Context) -> None:
         f"conversation_create took {seconds:.1f} s for {len(market.orders):,} orders "
         f"({seconds / len(market.orders) * 1000:.2f} ms each, one process, pool of {total_bound:,})",
     )
+    pin.run(context, market, bound)

@@ -36,6 +36,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
             "items": [
                 item("Conversations", "forum", "admin:proxy_conversation_changelist", "proxy.view_conversation"),
                 item("Calls", "call", "admin:proxy_call_changelist", "proxy.view_call"),
+                item("PIN calls", "pin", "admin:proxy_pincall_changelist", "proxy.view_pincall"),
                 item("Recordings", "mic", "admin:proxy_recording_changelist", "proxy.view_recording"),
                 item("Transcripts", "subtitles", "admin:proxy_transcript_changelist", "proxy.view_transcript"),
                 item("SMS notifications", "sms", "admin:proxy_notification_changelist", "proxy.view_notification"),

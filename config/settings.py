@@ -344,6 +344,9 @@ UNFOLD = {
     "SIDEBAR": {"show_search": True, "navigation": "config.admin_navigation.sidebar_navigation"},
 }
 POOL_HEADROOM_WARNING = env.int("POOL_HEADROOM_WARNING", default=2)
+# Open PIN participants one proxy number should carry in PIN mode "always" (pool health):
+# a random six-digit guess finds one of them with probability this / 1,000,000.
+PIN_NUMBER_CAPACITY = env.int("PIN_NUMBER_CAPACITY", default=10_000)
 
 # --- Vonage -------------------------------------------------------------------
 # With no credentials the built-in sandbox plays Vonage's part.

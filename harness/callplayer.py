@@ -5,7 +5,8 @@ validates the NCCO it gets with the SDK's models (``telephony.ncco.ncco_validate
 it: ``talk``/``stream``/``wait``/``conversation`` are narrated, ``record`` starts a
 recording whose record event is posted when the call ends (and, when it asks for a
 ``transcription``, the transcription webhook after it, with a transcript file in the
-sandbox), ``input`` and ``notify`` post to their ``eventUrl`` and follow a returned NCCO,
+sandbox), ``input`` and ``notify`` post to their ``eventUrl`` and follow a returned NCCO (at each
+``input`` the caller keys in the next of the ``pins`` given, then nothing),
 ``connect`` "rings" the other party and plays the requested outcome; a phone endpoint's
 ``onAnswer`` NCCO is fetched and played to the callee before they are bridged. Along
 the way it posts the event webhooks Vonage would (started, ringing, answered, then
@@ -16,7 +17,7 @@ Time is simulated: nothing sleeps. Events carry timestamps on a virtual clock th
 now and advances by ringing time, speech and ``duration``.
 
 Transports (``harness.transports``): real HTTP or Django's test client. URLs in NCCOs
-are followed by path on the player's own server: the player plays against ``base``.
+are followed by path and query on the player's own server: the player plays against ``base``.
 
 Every leg is also written to the sandbox's call table (``on_leg``), so call control and
 the try-it page see the calls the player made.
@@ -27,7 +28,8 @@ from __future__ import annotations
 import json
 import math
 import uuid as uuidlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -62,6 +64,9 @@ SPOKEN = (
     (1, "Yes, I will be down in two minutes."),
     (0, "Great, see you then."),
 )
+
+# What Vonage sends as ``from`` for a withheld caller ID.
+WITHHELD_CALLER = "Unknown"
 
 
 @dataclass
@@ -144,6 +149,7 @@ class CallPlayer:
         self.new_transcript = new_transcript or (lambda call_uuid, sentences: str(uuidlib.uuid4()))
         self.now = clock or datetime.now(UTC)
         self.result = PlayResult()
+        self.pins: deque[str] = deque()
 
     # --- plumbing -------------------------------------------------------------------------
     def _say(self, line: str) -> None:
@@ -163,9 +169,10 @@ class CallPlayer:
         return headers
 
     def _post(self, url: str, payload: dict[str, Any]) -> Answer:
-        path = urlsplit(url).path or "/"
+        parts = urlsplit(url)
+        path = parts.path or "/"
         body = json.dumps(payload).encode()
-        answer = self.transport.send("POST", path, body=body, headers=self._headers(body))
+        answer = self.transport.send("POST", path, query=parts.query, body=body, headers=self._headers(body))
         response = _json_or_none(answer.body)
         step = Step(_iso(self.now), "POST", path, payload, answer.status, response)
         self.result.steps.append(step)
@@ -223,9 +230,19 @@ class CallPlayer:
         return list(ncco)
 
     # --- the call ---------------------------------------------------------------------------
-    def play(self, *, caller: str, proxy_number: str, outcome: str = "answered", duration: int = 30) -> PlayResult:
+    def play(
+        self,
+        *,
+        caller: str,
+        proxy_number: str,
+        outcome: str = "answered",
+        duration: int = 30,
+        pins: Sequence[str] = (),
+    ) -> PlayResult:
+        """Play one call; ``pins``: what the caller keys in at each ``input``, in order."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        self.pins = deque(pins)
         try:
             self._play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)
         except PlayerError as error:
@@ -323,14 +340,19 @@ class CallPlayer:
         return None
 
     def _input(self, action: dict[str, Any], inbound: Leg) -> list[dict[str, Any]] | None:
-        self._say("  caller is asked for input and presses nothing")
+        keys = self.pins.popleft() if self.pins else ""
+        if keys:
+            # What was keyed is not written out: it may be a PIN.
+            self._say(f"  caller is asked for input and presses {len(keys)} key{'s' if len(keys) != 1 else ''}")
+        else:
+            self._say("  caller is asked for input and presses nothing")
         self._advance(5)
         payload = {
             "from": inbound.from_number,
             "to": inbound.to_number,
             "uuid": inbound.uuid,
             "conversation_uuid": inbound.conversation_uuid,
-            "dtmf": {"digits": "", "timed_out": True},
+            "dtmf": {"digits": keys, "timed_out": not keys},
             "speech": {"results": []},
             "timestamp": _iso(self.now),
         }
@@ -490,8 +512,12 @@ def call_play(
     secret: str = "",
     recording_host: str = "",
     record_legs: bool = True,
+    pins: Sequence[str] = (),
 ) -> PlayResult:
-    """Play one call; the settings-aware entry point for the command, the page and tests."""
+    """Play one call; the settings-aware entry point for the command, the page and tests.
+
+    ``pins``: what the caller keys in when asked for input, one entry per prompt.
+    """
     from django.conf import settings
 
     player = CallPlayer(
@@ -502,4 +528,4 @@ def call_play(
         new_recording=sandbox_recording if record_legs else None,
         new_transcript=sandbox_transcript if record_legs else None,
     )
-    return player.play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration)
+    return player.play(caller=caller, proxy_number=proxy_number, outcome=outcome, duration=duration, pins=pins)

@@ -24,6 +24,7 @@ def caller_choices(*, limit: int = 100) -> list[CallerChoice]:
             participant_id=p.pk,
             label=(
                 f"{p.name or 'participant'} ({mask(p.real_number)}) dials {pretty(p.proxy_number_id)}"
+                f"{' (has a PIN)' if p.pin else ''}"
                 f" · {p.conversation.service.name} · {p.conversation.external_id or str(p.conversation_id)[:8]}"
             ),
         )
@@ -31,10 +32,10 @@ def caller_choices(*, limit: int = 100) -> list[CallerChoice]:
     ]
 
 
-def participant_call_numbers(*, participant_id: int) -> tuple[str, str] | None:
-    """(caller, proxy number) for a participant picked on the page."""
-    row = Participant.objects.filter(pk=participant_id).values_list("real_number", "proxy_number").first()
-    return (row[0], str(row[1])) if row else None
+def participant_call_numbers(*, participant_id: int) -> tuple[str, str, str] | None:
+    """(caller, proxy number, PIN or "") for a participant picked on the page."""
+    row = Participant.objects.filter(pk=participant_id).values_list("real_number", "proxy_number", "pin").first()
+    return (row[0], str(row[1]), row[2] or "") if row else None
 
 
 def sandbox_state(*, limit: int = 20) -> dict[str, Any]:

@@ -62,8 +62,9 @@ class ClientTransport:
         extra: dict[str, Any] = {
             "HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"
         }
+        target = f"{path}?{query}" if query else path
         if method == "GET":
-            response = self.client.get(f"{path}?{query}" if query else path, **extra)
+            response = self.client.get(target, **extra)
         else:
-            response = self.client.generic(method, path, body, content_type="application/json", **extra)
+            response = self.client.generic(method, target, body, content_type="application/json", **extra)
         return Answer(response.status_code, response.content)

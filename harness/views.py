@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from harness.callplayer import OUTCOMES, ClientTransport, call_play
+from harness.callplayer import OUTCOMES, WITHHELD_CALLER, ClientTransport, call_play
 from harness.masking import played_call_shown, text_mask
 from harness.selectors import caller_choices, participant_call_numbers, sandbox_state
 from harness.smsplayer import receipts_play, sms_play
@@ -33,8 +33,17 @@ from telephony.sandbox.engine import failure_inject, sandbox_reset
 
 class CallForm(forms.Form):
     participant = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Caller")
-    caller = forms.CharField(required=False, max_length=32, label="…or any caller number")
+    caller = forms.CharField(
+        required=False, max_length=32, label='…or any caller number ("withheld" for a withheld caller ID)'
+    )
     proxy_number = forms.CharField(required=False, max_length=32, label="Proxy number dialled")
+    use_pin = forms.BooleanField(required=False, label="When asked for a PIN, key in the picked participant's PIN")
+    pin = forms.CharField(
+        required=False,
+        max_length=20,
+        label="…or key in these (0-9, * and #)",
+        help_text="Separate several with commas: one per prompt, e.g. a wrong PIN then the right one.",
+    )
     outcome = forms.ChoiceField(choices=[(o, o) for o in OUTCOMES], initial="answered")
     duration = forms.IntegerField(min_value=0, max_value=7200, initial=30, label="Call length (s)")
 
@@ -45,21 +54,37 @@ class CallForm(forms.Form):
         assert isinstance(field, forms.TypedChoiceField)
         field.choices = [("", "— pick a participant —"), *choices]
 
+    def clean_pin(self) -> list[str]:
+        keys = [part.strip() for part in (self.cleaned_data.get("pin") or "").split(",") if part.strip()]
+        if any(set(part) - set("0123456789*#") for part in keys):
+            raise forms.ValidationError("Keys are 0-9, * and #.")
+        return keys
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         caller, proxy_number = data.get("caller", ""), data.get("proxy_number", "")
+        pins = list(data.get("pin") or [])
         if data.get("participant"):
             numbers = participant_call_numbers(participant_id=data["participant"])
             if numbers is None:
                 raise forms.ValidationError("That participant no longer exists.")
             caller, proxy_number = caller or numbers[0], proxy_number or numbers[1]
+            if data.get("use_pin"):
+                if not numbers[2]:
+                    raise forms.ValidationError("That participant has no PIN: their service has PINs off.")
+                pins = [*pins, numbers[2]]
+        elif data.get("use_pin"):
+            raise forms.ValidationError("Pick the participant whose PIN to key in.")
         if not caller or not proxy_number:
             raise forms.ValidationError("Pick a participant, or give a caller and a proxy number.")
         try:
-            data["caller_digits"] = normalize(caller, default_country=settings.PROXY_DEFAULT_COUNTRY)
-            data["proxy_digits"] = normalize(proxy_number, default_country=settings.PROXY_DEFAULT_COUNTRY)
+            withheld = caller.strip().lower() == "withheld"
+            default = settings.PROXY_DEFAULT_COUNTRY
+            data["caller_digits"] = WITHHELD_CALLER if withheld else normalize(caller, default_country=default)
+            data["proxy_digits"] = normalize(proxy_number, default_country=default)
         except InvalidNumber as error:
             raise forms.ValidationError(str(error)) from error
+        data["pins"] = pins
         return data
 
 
@@ -149,6 +174,7 @@ def sandbox_home(request: HttpRequest) -> HttpResponse:
             outcome=form.cleaned_data["outcome"],
             duration=form.cleaned_data["duration"],
             secret=settings.VONAGE_SIGNATURE_SECRET,
+            pins=form.cleaned_data["pins"],
         )
         shown = played_call_shown(result=result)
         # A fresh form: the bound one would echo the caller's real number back into the page.
@@ -202,7 +228,8 @@ def sandbox_sms(request: HttpRequest) -> HttpResponse:
 
 
 def _replay_initial(data: dict[str, Any], *, keep: frozenset[str]) -> dict[str, Any]:
-    initial = {key: data.get(key) for key in ("participant", "outcome", "duration")}
+    # Never the keys typed: they may be a PIN.
+    initial = {key: data.get(key) for key in ("participant", "use_pin", "outcome", "duration")}
     if data.get("proxy_digits") in keep:
         initial["proxy_number"] = data["proxy_digits"]
     return initial

@@ -27,7 +27,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminURLInputWidget
 
-from proxy import admin_calls, admin_recordings  # noqa: F401  (register the call, recording and staff pages)
+from proxy import admin_calls, admin_pins, admin_recordings  # noqa: F401  (register the call, PIN, recording and staff pages)
 from proxy.admin_messages import MessageInline
 from proxy.admin_support import (
     STATUS_LABELS,
@@ -64,6 +64,7 @@ _TEXTS = (
     "unavailable_text",
     "sms_template",
 )
+_PIN_TEXTS = ("pin_prompt_text", "pin_invalid_text", "pin_no_input_text", "pin_goodbye_text")
 
 
 _RECORDINGS = (
@@ -107,6 +108,8 @@ class ServiceForm(forms.ModelForm):
             "voice_style",
             *_TEXTS,
             *_RECORDINGS,
+            "pin_mode",
+            *_PIN_TEXTS,
             "callback_url",
             "callback_secret",
             "callback_includes_text",
@@ -115,7 +118,8 @@ class ServiceForm(forms.ModelForm):
             "message_limit_service",
         )
         widgets = {
-            name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in (*_TEXTS, "record_notice", "auto_reply_text")
+            name: UnfoldAdminTextareaWidget(attrs={"rows": 2})
+            for name in (*_TEXTS, *_PIN_TEXTS, "record_notice", "auto_reply_text")
         }
 
     def clean_callback_secret(self) -> str:
@@ -161,8 +165,17 @@ def _secret_shown(field: Any) -> Any:
 @admin.register(Service)
 class ServiceAdmin(ModelAdmin):
     form = ServiceForm
-    list_display = ("name", "slug", "active_label", "default_country", "pool_size", "open_conversations", "keys")
-    list_filter = ("is_active", "default_country", "recording_policy")
+    list_display = (
+        "name",
+        "slug",
+        "active_label",
+        "default_country",
+        "pin_mode",
+        "pool_size",
+        "open_conversations",
+        "keys",
+    )
+    list_filter = ("is_active", "default_country", "recording_policy", "pin_mode")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (ApiKeyInline,)
@@ -194,6 +207,16 @@ class ServiceAdmin(ModelAdmin):
         (
             "Masked messages",
             {"fields": ("auto_reply_text", "message_limit_conversation", "message_limit_service")},
+        ),
+        (
+            "PINs",
+            {
+                "fields": ("pin_mode", *_PIN_TEXTS),
+                "description": "Off: the caller's number finds the conversation. Fallback: it still does, and "
+                "anyone else calling a number with open PIN conversations is asked for one (shared phones, "
+                "withheld caller IDs). Always: every caller keys in a PIN and one number per country can "
+                "serve every conversation. A change applies to conversations opened from then on.",
+            },
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret", "callback_includes_text")}),
     )
@@ -324,7 +347,17 @@ class ParticipantInline(ReadOnlyMixin, TabularInline):
     model = Participant
     hide_title = True
     extra = 0
-    fields = ("masked_number", "name", "country", "proxy", "active", "cooldown_until", "validation", "sms")
+    fields = (
+        "masked_number",
+        "name",
+        "country",
+        "proxy",
+        "pin_set",
+        "active",
+        "cooldown_until",
+        "validation",
+        "sms",
+    )
     readonly_fields = fields
     verbose_name_plural = "Participants"
 
@@ -339,6 +372,13 @@ class ParticipantInline(ReadOnlyMixin, TabularInline):
     @display(description="Proxy number (dials / sees)")
     def proxy(self, obj: Participant) -> str:
         return f"+{obj.proxy_number_id}"
+
+    @display(description="PIN")
+    def pin_set(self, obj: Participant) -> str:
+        # A secret: the console says whether there is one, never which.
+        if not obj.pin:
+            return "—"
+        return "set, routes by PIN only" if not obj.routes_by_pair else "set"
 
     @display(description="SMS")
     def sms(self, obj: Participant) -> str:

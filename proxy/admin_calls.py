@@ -74,11 +74,12 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
         "direction",
         "masked_from",
         "masked_to",
+        "routed_by",
         "status_label",
         "duration",
         "has_recording",
     )
-    list_filter = ("status", "direction", "service", "created_at")
+    list_filter = ("status", "direction", "routed_by", "service", "created_at")
     search_fields = ("uuid",)
     search_help_text = "Call uuid, Vonage conversation uuid, conversation id, or a number typed in full."
     list_select_related = ("service", "conversation")
@@ -93,6 +94,7 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
         "direction",
         "masked_from",
         "masked_to",
+        "routed_by",
         "status_label",
         "detail",
         "started_at",
@@ -174,12 +176,12 @@ class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
     search_fields = ("message_id",)
     actions = ("retry",)
     list_select_related = ("service",)
-    exclude = ("to_number", "participant")
+    exclude = ("to_number", "participant", "text")
     readonly_fields = (
         "service",
         "masked_to",
         "from_number",
-        "text",
+        "masked_text",
         "status",
         "message_id",
         "attempts",
@@ -192,6 +194,12 @@ class NotificationAdmin(ReadOnlyMixin, ModelAdmin):
     @display(description="To")
     def masked_to(self, obj: Notification) -> str:
         return mask(obj.to_number)
+
+    @display(description="Text")
+    def masked_text(self, obj: Notification) -> str:
+        # The text names the participant's PIN when PINs are on: a secret, hidden here.
+        pin = obj.participant.pin
+        return obj.text.replace(pin, "•" * len(pin)) if pin else obj.text
 
     @display(description="Status", label=STATUS_LABELS)
     def status_label(self, obj: Notification) -> str:

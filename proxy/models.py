@@ -103,6 +103,11 @@ def _default_message_limit_service() -> int:
     return settings.PROXY_DEFAULT_MESSAGE_LIMIT_SERVICE
 
 
+def _spoken(default: str) -> models.CharField:
+    """A text callers hear, with a database default: processes of an older release insert without it."""
+    return models.CharField(max_length=1500, default=default, db_default=default)
+
+
 class Service(models.Model):
     """One marketplace app: a tenant with its own pool, keys and texts."""
 
@@ -110,6 +115,11 @@ class Service(models.Model):
         NEVER = "never", "Never record"
         PER_CONVERSATION = "per_conversation", "When the conversation asks"
         ALWAYS = "always", "Always record"
+
+    class PinMode(models.TextChoices):
+        OFF = "off", "Off: the caller's number routes"
+        FALLBACK = "fallback", "Fallback: the caller's number routes, else a PIN"
+        ALWAYS = "always", "Always: every caller enters a PIN"
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=50, unique=True)
@@ -155,7 +165,8 @@ class Service(models.Model):
     sms_template = models.CharField(
         max_length=1000,
         default="{service}: to reach {counterpart}, call {proxy_number}.",
-        help_text="Placeholders: {service}, {name}, {counterpart}, {proxy_number}.",
+        help_text="Placeholders: {service}, {name}, {counterpart}, {proxy_number}, {pin} (with PINs on, a "
+        "sentence naming the PIN is added when the template has no {pin}).",
     )
     connect_timeout = models.PositiveSmallIntegerField(default=45, help_text="Seconds the other party's phone rings.")
     call_time_limit = models.PositiveIntegerField(default=7200, help_text="Maximum call length in seconds.")
@@ -172,6 +183,19 @@ class Service(models.Model):
         help_text="Days after a conversation ends until its recordings, transcripts, message texts, "
         "names and real numbers are deleted or redacted.",
     )
+
+    # PINs (proxy.pins). db_default: processes still running the code before these fields insert without them.
+    pin_mode = models.CharField(
+        max_length=10,
+        choices=PinMode.choices,
+        default=PinMode.OFF,
+        db_default=PinMode.OFF,
+        help_text="Applies to conversations opened from now on; open ones keep the routing they were opened with.",
+    )
+    pin_prompt_text = _spoken("Please enter your six-digit PIN on your keypad.")
+    pin_invalid_text = _spoken("Sorry, that PIN is not valid.")
+    pin_no_input_text = _spoken("We did not receive a PIN.")
+    pin_goodbye_text = _spoken("Sorry, we could not verify your PIN. Goodbye.")
 
     # Marketplace callbacks.
     callback_url = models.URLField(blank=True, default="")
@@ -314,8 +338,15 @@ class Participant(models.Model):
 
     ``proxy_number`` is the pool number this person dials to reach the other party,
     and the caller ID this person sees when the other party calls. ``active`` mirrors
-    "the conversation is open" so that the routing invariant can be a partial unique
-    index on this table alone.
+    "the conversation is open" so that the routing invariants can be partial unique
+    indexes on this table alone:
+
+    - among open participants that route by their number (``routes_by_pair``),
+      (real_number, proxy_number) is unique: the caller ID finds the conversation;
+    - among open participants with a ``pin``, (proxy_number, pin) is unique: the PIN
+      finds it. A service in PIN mode ``always`` opens participants with
+      ``routes_by_pair`` off, so one person may hold one number in any number of
+      conversations; the PIN alone tells them apart.
     """
 
     class Validation(models.TextChoices):
@@ -343,6 +374,13 @@ class Participant(models.Model):
     # The foreign key points at VirtualNumber.number, so the column holds the digits.
     proxy_number_id: str
     active = models.BooleanField(default=True)
+    # Six digits from proxy.pins, or None when the service's PIN mode was off. A secret:
+    # never logged, masked in the console.
+    pin = models.CharField(max_length=6, null=True, blank=True)
+    # db_default: processes still running the code before this field insert without it.
+    routes_by_pair = models.BooleanField(
+        default=True, db_default=True, help_text="A call from the real number to the proxy number reaches the other."
+    )
     cooldown_until = models.DateTimeField(null=True, blank=True)
     validation = models.CharField(max_length=10, choices=Validation.choices, default=Validation.PENDING)
     # When the number check is next due while pending (proxy.outbox): unset until first tried.
@@ -357,8 +395,17 @@ class Participant(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["real_number", "proxy_number"],
-                condition=Q(active=True),
-                name="participant_unique_open_pair",
+                condition=Q(active=True, routes_by_pair=True),
+                name="participant_unique_open_pair_routed",
+            ),
+            models.UniqueConstraint(
+                fields=["proxy_number", "pin"],
+                condition=Q(active=True, pin__isnull=False),
+                name="participant_unique_open_pin",
+            ),
+            # Whoever the caller ID does not route must have a PIN: nobody is unreachable.
+            models.CheckConstraint(
+                condition=Q(routes_by_pair=True) | Q(pin__isnull=False), name="participant_routed_by_pair_or_pin"
             ),
         ]
         indexes = [
@@ -371,6 +418,15 @@ class Participant(models.Model):
                 condition=Q(validation="pending"),
                 name="participant_validation_due",
             ),
+            # Is the caller's pair cooling down? A range on cooldown_until, past nobody else's
+            # rows: not a PIN-only person's many rows on one number, not a pair's long history.
+            models.Index(
+                fields=["real_number", "proxy_number", "cooldown_until"],
+                condition=Q(routes_by_pair=True, active=False),
+                name="participant_pair_cooling",
+            ),
+            # PINs still cooling on a number are not handed out again (proxy.pins).
+            models.Index(fields=["proxy_number", "pin"], condition=Q(pin__isnull=False), name="participant_pin_recent"),
         ]
 
     def __str__(self) -> str:
@@ -384,6 +440,11 @@ class Call(models.Model):
         INBOUND = "inbound", "Inbound"
         OUTBOUND = "outbound", "Outbound"
 
+    class RoutedBy(models.TextChoices):
+        NONE = "", "Not routed"
+        PAIR = "pair", "Caller's number"
+        PIN = "pin", "PIN"
+
     uuid = models.CharField(max_length=64, unique=True)
     conversation_uuid = models.CharField(max_length=64, blank=True, default="", db_index=True)
     conversation = models.ForeignKey(
@@ -391,6 +452,8 @@ class Call(models.Model):
     )
     service = models.ForeignKey(Service, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     direction = models.CharField(max_length=10, choices=Direction.choices, blank=True, default="")
+    # How the call found its conversation. db_default: older processes insert without it.
+    routed_by = models.CharField(max_length=4, choices=RoutedBy.choices, blank=True, default="", db_default="")
     from_participant = models.ForeignKey(
         Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -603,6 +666,53 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key[:12]}"
+
+
+class PinCall(models.Model):
+    """A call that was asked for a PIN, from its first input on: the tries and how it ended.
+
+    Written by the input webhook only (never on the answer path). The brute-force
+    guard reads it: a row whose failure made three failed calls in a row, from one
+    caller on one number within ten minutes, carries ``locked_until``.
+    """
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending (no PIN entered yet)"
+        FAILED = "failed", "Failed (a wrong PIN, or no tries left)"
+        CONNECTED = "connected", "Connected"
+        ENDED = "ended", "A PIN of an ended conversation"
+
+    call_uuid = models.CharField(max_length=64, unique=True)
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    proxy_number = models.CharField(max_length=15, help_text="The number dialled.")
+    # The caller's real number (personal data: masked in the console), "" when withheld.
+    caller = models.CharField(max_length=15, blank=True, default="")
+    tries = models.PositiveSmallIntegerField(default=0, help_text="Inputs received.")
+    wrong_pins = models.PositiveSmallIntegerField(default=0, help_text="Inputs that were not an open PIN.")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    participant = models.ForeignKey(
+        Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="The PIN's owner."
+    )
+    failed_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "PIN call"
+        indexes = [
+            models.Index(fields=["proxy_number", "caller", "-created_at"], name="pincall_number_caller"),
+            # The lockout check at every PIN prompt reads only the rows that started a lockout.
+            models.Index(
+                fields=["proxy_number", "caller", "locked_until"],
+                condition=Q(locked_until__isnull=False),
+                name="pincall_lockout",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"PIN call {self.call_uuid[:8]} ({self.outcome})"
 
 
 # The message tables live in their own module (string references only, so it imports

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 from vonage_voice.models import ncco as actions
 from vonage_voice.models.connect_endpoints import OnAnswer, PhoneEndpoint
+from vonage_voice.models.input_types import Dtmf
 
 from proxy.models import Service
 from proxy.selectors import Route
@@ -128,3 +129,25 @@ def record_notice_ncco(service: Service | None) -> list[dict[str, Any]]:
 def unavailable_ncco(service: Service | None) -> list[dict[str, Any]]:
     """Said to the caller when the other party does not answer, is busy or fails."""
     return talk_ncco(service.unavailable_text if service else GENERIC_UNAVAILABLE_TEXT, service)
+
+
+# --- PINs (proxy.pins) ------------------------------------------------------------------------------
+
+# Seconds Vonage waits after the last key (its maximum): people read the PIN from their SMS.
+PIN_INPUT_TIMEOUT = 10
+PIN_MAX_DIGITS = 6
+
+
+def pin_prompt_ncco(service: Service, *, event_url: str, lead: str = "") -> list[dict[str, Any]]:
+    """Ask for a PIN: the prompt (after ``lead``, e.g. why the last try failed), then DTMF input.
+
+    The caller may key in while the prompt still plays (``bargeIn``); ``#`` submits early.
+    """
+    text = f"{lead} {service.pin_prompt_text}".strip()[:1500]
+    talk = actions.Talk(text=text, language=service.language, style=service.voice_style or None, bargeIn=True)
+    ask = actions.Input(
+        type=["dtmf"],
+        dtmf=Dtmf(maxDigits=PIN_MAX_DIGITS, timeOut=PIN_INPUT_TIMEOUT, submitOnHash=True),
+        eventUrl=[event_url],
+    )
+    return _dump([talk, ask])

@@ -41,6 +41,19 @@ _DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
     "nl": ("{service}: bel {proxy_number} om {counterpart} te bereiken.", "de andere partij"),
 }
 
+# With PINs on, a template without {pin} gets this sentence after it.
+_PIN_SENTENCES: dict[str, str] = {
+    "en": "When asked, enter PIN {pin}.",
+    "fr": "Quand on vous le demande, tapez le code {pin}.",
+    "de": "Geben Sie auf Nachfrage die PIN {pin} ein.",
+    "es": "Cuando se le pida, marque el PIN {pin}.",
+    "it": "Quando richiesto, digita il PIN {pin}.",
+    "pt": "Quando solicitado, digite o PIN {pin}.",
+    "nl": "Toets desgevraagd pincode {pin} in.",
+}
+# Stands for the PIN until the number scrub has run: six digits could read as the end of a phone number.
+_PIN_MARK = "\x00pin\x00"
+
 # A run of digits that could be a phone number, with the separators people type.
 _NUMBER_LIKE = re.compile(r"\+?\d[\d\s().\-/]{4,}\d")
 
@@ -69,28 +82,35 @@ def _scrub_numbers(text: str, *, forbidden: set[str]) -> str:
 
 
 def notification_text_render(*, service: Service, recipient: Participant, counterpart: Participant) -> str:
-    """The SMS for ``recipient``: the number to call (their proxy number) to reach ``counterpart``.
+    """The SMS for ``recipient``: the number to call (their proxy number) to reach ``counterpart``,
+    and their PIN when they have one.
 
-    Uses the service's template, or the default one in the service's language. Never
-    contains a real number.
+    Uses the service's template, or the default one in the service's language; a PIN
+    the template does not place (``{pin}``) gets a sentence of its own at the end.
+    Never contains a real number.
     """
     language = _language(service)
     default_template, anonymous = _DEFAULT_TEMPLATES[language]
     template = service.sms_template or default_template
     if template == _MODEL_DEFAULT_TEMPLATE:
         template = default_template
+    if recipient.pin and "{pin}" not in template:
+        template = f"{template} {_PIN_SENTENCES[language]}"
+        default_template = f"{default_template} {_PIN_SENTENCES[language]}"
     values = {
         "service": service.name,
         "name": recipient.name or "",
         "counterpart": counterpart.name or anonymous,
         "proxy_number": pretty(recipient.proxy_number_id),
+        # A mark, not the digits: the number scrub below must not take a PIN for a number.
+        "pin": _PIN_MARK if recipient.pin else "",
     }
     text = sms_template_render(template, values)
     if text is None:
         logger.warning("service %s has a malformed SMS template; using the default", service.pk)
         text = sms_template_render(default_template, values) or ""
     text = _scrub_numbers(text, forbidden={recipient.real_number, counterpart.real_number})
-    return text.strip()[:1600]
+    return text.replace(_PIN_MARK, recipient.pin or "").strip()[:1600]
 
 
 def notifications_create_for_conversation(

@@ -82,10 +82,11 @@ class Route:
 
     ``connect``: ring ``callee`` (caller ID ``callee.proxy_number_id``);
     ``ended``: the pair belonged to a conversation that is over;
+    ``pin``: ask for a PIN, the dialled number has open PIN conversations (``service`` owns it);
     ``unknown``: nothing matches (``service`` is the owner of the dialled number, if any).
     """
 
-    kind: Literal["connect", "ended", "unknown"]
+    kind: Literal["connect", "ended", "pin", "unknown"]
     service: Service | None = None
     conversation: Conversation | None = None
     callee: Participant | None = None
@@ -95,7 +96,11 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
     """Reverse-map (caller's real number, number dialled) to the other participant.
 
     The connect case is one indexed read: the partial unique index on open
-    (real_number, proxy_number) finds the caller's row, joined to the callee's.
+    (real_number, proxy_number) of participants that route by their number finds the
+    caller's row, joined to the callee's. Any other case is one more read, of the
+    number's owner: a number with open PIN conversations asks for a PIN (before saying
+    that a cooling pair's conversation has ended); otherwise a cooling pair hears that
+    its conversation has ended, anyone else the unknown-caller message.
     """
     if not proxy_number:
         return Route(kind="unknown")
@@ -114,18 +119,19 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 conversation=found.conversation,
                 callee=found,
             )
-        cooling = (
-            Participant.objects.filter(
-                real_number=caller, proxy_number__number=proxy_number, active=False, cooldown_until__gt=now
-            )
-            .select_related("service")
-            .order_by("-created_at")
-            .first()
-        )
-        if cooling is not None:
-            return Route(kind="ended", service=cooling.service, conversation=None)
-    owner = VirtualNumber.objects.select_related("service").filter(number=proxy_number).first()
-    return Route(kind="unknown", service=owner.service if owner else None)
+    with connection.cursor() as cursor:
+        at = connection.ops.adapt_datetimefield_value(now)
+        cursor.execute(_NUMBER_SQL, [caller or "", at, proxy_number])
+        row = cursor.fetchone()
+    if row is None:
+        return Route(kind="unknown")
+    service_id, pins_open, cooling = row[0], bool(row[1]), bool(row[2])
+    service = _instance(Service, _SERVICE_FIELDS, row[3:]) if service_id is not None else None
+    if pins_open and service is not None:
+        return Route(kind="pin", service=service)
+    if cooling:
+        return Route(kind="ended", service=service, conversation=None)
+    return Route(kind="unknown", service=service)
 
 
 def _select_list(model: type[Model], alias: str, names: list[str] | None = None) -> tuple[list[Field], str]:
@@ -138,7 +144,8 @@ _CONVERSATION_FIELDS, _CONVERSATION_SQL = _select_list(
     Conversation, "conversation", ["id", "service_id", "status", "expires_at", "record"]
 )
 _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
-# The caller's row through the partial unique index on open (real_number, proxy_number),
+# The caller's row through the partial unique index on open (real_number, proxy_number)
+# of participants that route by their number (participant_unique_open_pair_routed),
 # the other participant of its conversation, the conversation and its service: one read,
 # and no ORM query compilation on the hot path (that cost more than the read itself).
 _ROUTE_SQL = f"""
@@ -147,8 +154,30 @@ FROM proxy_participant AS caller
 JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
 JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
 JOIN proxy_service AS service ON service.id = conversation.service_id
-WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND callee.active
+WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND caller.routes_by_pair
+    AND callee.active
 LIMIT 1
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+# The dialled number's owner, whether it has open PIN conversations, and (only when it
+# has none: CASE evaluates lazily) whether the caller's pair on it is cooling down; the
+# unique index on open PINs and participant_pair_cooling answer the two probes.
+_NUMBER_SQL = f"""
+SELECT v.service_id,
+    EXISTS (
+        SELECT 1 FROM proxy_participant AS p WHERE p.proxy_number = v.number AND p.active AND p.pin IS NOT NULL
+    ),
+    CASE WHEN EXISTS (
+        SELECT 1 FROM proxy_participant AS p WHERE p.proxy_number = v.number AND p.active AND p.pin IS NOT NULL
+    ) THEN FALSE ELSE EXISTS (
+        SELECT 1 FROM proxy_participant AS c
+        WHERE c.real_number = %s AND c.proxy_number = v.number AND c.routes_by_pair AND NOT c.active
+            AND c.cooldown_until > %s
+    ) END,
+    {_SERVICE_SQL}
+FROM numbers_virtualnumber AS v LEFT JOIN proxy_service AS service ON service.id = v.service_id
+WHERE v.number = %s
 """  # noqa: S608 (column lists come from model metadata)
 
 
@@ -195,7 +224,9 @@ _RECIPIENT_FIELDS, _RECIPIENT_SQL = _select_list(Participant, "recipient")
 _FULL_CONVERSATION_FIELDS, _FULL_CONVERSATION_SQL = _select_list(Conversation, "conversation")
 # The sender's open pair through the partial unique index, the other participant, the
 # conversation, its service, the recipient's opt-out and the conversation's recent
-# relays (for its cap): everything a relay decides on, in one read.
+# relays (for its cap): everything a relay decides on, in one read. A participant the
+# caller ID does not route (PIN mode always) has no pair: as for calls, the number alone
+# cannot tell which of their conversations a text is for.
 _TEXT_ROUTE_SQL = f"""
 SELECT {_SENDER_SQL}, {_RECIPIENT_SQL}, {_FULL_CONVERSATION_SQL}, {_SERVICE_SQL},
     EXISTS (
@@ -211,7 +242,27 @@ FROM proxy_participant AS sender
 JOIN proxy_participant AS recipient ON recipient.conversation_id = sender.conversation_id AND recipient.id <> sender.id
 JOIN proxy_conversation AS conversation ON conversation.id = sender.conversation_id
 JOIN proxy_service AS service ON service.id = conversation.service_id
-WHERE sender.real_number = %s AND sender.proxy_number = %s AND sender.active AND recipient.active
+WHERE sender.real_number = %s AND sender.proxy_number = %s AND sender.active AND sender.routes_by_pair
+    AND recipient.active
+LIMIT 1
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+# --- PIN calls ------------------------------------------------------------------------------------
+
+_OWNER_FIELDS, _OWNER_SQL = _select_list(Participant, "owner")
+_PIN_CALLEE_FIELDS, _PIN_CALLEE_SQL = _select_list(Participant, "callee")
+# Whose PIN it is on the number (open first, else the latest still cooling), with its
+# conversation, service and open counterpart: one read, through participant_pin_recent.
+_PIN_SQL = f"""
+SELECT {_OWNER_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}, {_PIN_CALLEE_SQL}
+FROM proxy_participant AS owner
+JOIN proxy_conversation AS conversation ON conversation.id = owner.conversation_id
+JOIN proxy_service AS service ON service.id = conversation.service_id
+LEFT JOIN proxy_participant AS callee
+    ON callee.conversation_id = owner.conversation_id AND callee.id <> owner.id AND callee.active
+WHERE owner.proxy_number = %s AND owner.pin = %s AND (owner.active OR owner.cooldown_until > %s)
+ORDER BY owner.active DESC, owner.created_at DESC
 LIMIT 1
 """  # noqa: S608 (column lists come from model metadata)
 
@@ -326,6 +377,41 @@ def message_to_send(*, message_id: int | None = None, due_by: datetime | None = 
     return message, bool(row[-1])
 
 
+def pin_holder(*, proxy_number: str, pin: str, now: datetime) -> tuple[Participant, Participant | None] | None:
+    """The participant holding ``pin`` on ``proxy_number``, open or cooling down, with its
+    conversation and service attached, and its open counterpart (None when there is none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PIN_SQL, [proxy_number, pin, connection.ops.adapt_datetimefield_value(now)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    a = len(_OWNER_FIELDS)
+    b = a + len(_CONVERSATION_FIELDS)
+    c = b + len(_SERVICE_FIELDS)
+    owner = _instance(Participant, _OWNER_FIELDS, row[:a])
+    owner.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
+    owner.conversation.service = owner.service = _instance(Service, _SERVICE_FIELDS, row[b:c])
+    counterpart = None
+    if row[c] is not None:  # the callee's id: NULL when the LEFT JOIN found nobody
+        counterpart = _instance(Participant, _PIN_CALLEE_FIELDS, row[c:])
+    return owner, counterpart
+
+
+_SERVICE_OF_NUMBER_SQL = f"""
+SELECT {_SERVICE_SQL}
+FROM numbers_virtualnumber AS v JOIN proxy_service AS service ON service.id = v.service_id
+WHERE v.number = %s
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def service_of_number(*, number: str) -> Service | None:
+    """The service whose pool holds ``number``; None for a number in no pool, or no number of ours."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SERVICE_OF_NUMBER_SQL, [number])
+        row = cursor.fetchone()
+    return None if row is None else _instance(Service, _SERVICE_FIELDS, row)
+
+
 _KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])
 # Every API request starts here: one fixed statement, the key's service alongside.
 _API_KEY_SQL = f"""
@@ -370,18 +456,20 @@ def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col
 
 
 # Three reads in one round trip; as ORM queries they cost more to build than to run.
-# 'held': both people's open and cooling pairs, each with the other person of its
-# conversation; 'sticky': the numbers of their latest conversation together; 'pool':
-# the service's usable numbers in the given countries.
-_ALLOCATION_SQL = """
+# 'held': both people's open and cooling pairs that route by their number, each with the
+# other person of its conversation; 'sticky': the numbers of their latest conversation
+# together; 'pool': the service's usable numbers in the given countries.
+_HELD_SQL = """
 SELECT 'held', p.real_number, p.proxy_number, p.active, p.conversation_id, c.expires_at <= %s,
     COALESCE((
         SELECT o.real_number FROM proxy_participant AS o
         WHERE o.conversation_id = p.conversation_id AND o.real_number <> p.real_number LIMIT 1
     ), '')
 FROM proxy_participant AS p JOIN proxy_conversation AS c ON c.id = p.conversation_id
-WHERE p.real_number IN (%s, %s) AND (p.active OR p.cooldown_until > %s)
+WHERE p.real_number IN (%s, %s) AND (p.active OR p.cooldown_until > %s) AND p.routes_by_pair
 UNION ALL
+"""
+_ALLOCATION_SQL = """
 SELECT 'sticky', p.real_number, p.proxy_number, NULL, NULL, NULL, NULL
 FROM proxy_participant AS p
 WHERE p.conversation_id = (
@@ -398,14 +486,21 @@ WHERE v.service_id = %s AND v.state = %s AND v.voice AND v.country IN ({countrie
 
 
 def allocation_view(
-    *, service: Service, reals: tuple[str, str], countries: Collection[str], now: datetime
+    *, service: Service, reals: tuple[str, str], countries: Collection[str], now: datetime, held: bool = True
 ) -> AllocationView:
-    """What choosing proxy numbers for the two people ``reals`` needs to know, in one read."""
+    """What choosing proxy numbers for the two people ``reals`` needs to know, in one read.
+
+    ``held=False`` leaves out what the two hold (PIN mode ``always``: their numbers do
+    not constrain the choice), which for a busy person is most of the read.
+    """
     a, b = reals
     at = connection.ops.adapt_datetimefield_value(now)
     countries = sorted(countries)
     sql = _ALLOCATION_SQL.format(countries=", ".join(["%s"] * len(countries)))
+    params: list[Any] = [service.pk, a, b, service.pk, VirtualNumber.State.ACTIVE.value, *countries]
+    if held:
+        sql, params = _HELD_SQL + sql, [at, a, b, at, *params]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [at, a, b, at, service.pk, a, b, service.pk, VirtualNumber.State.ACTIVE.value, *countries])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     return allocation_view_from_rows(rows)

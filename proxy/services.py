@@ -20,6 +20,7 @@ from proxy.models import Conversation, Notification, Participant, Service, prefe
 from proxy.notifications import notifications_fail_for_invalid_numbers
 from proxy.participants import ParticipantInput, Person, participants_normalize
 from proxy.phone import mask
+from proxy.pins import NoFreePin, pins_choose
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
 logger = logging.getLogger(__name__)
@@ -114,8 +115,9 @@ def conversation_open(
             )
             raise PoolExhausted(exc.detail) from None
         except (IntegrityError, _PoolChanged):
-            # The unique index refused a pair (a backstop: advisory locks and SQLite's
-            # single writer prevent it) or a chosen number left the pool: choose again.
+            # A unique index refused a pair (a backstop: advisory locks and SQLite's single
+            # writer prevent it) or a PIN (two creations drew the same one on a number at
+            # once), or a chosen number left the pool: choose again.
             logger.warning("allocation race, attempt %s", attempt)
             if attempt == ALLOCATION_ATTEMPTS:
                 logger.warning(
@@ -141,15 +143,23 @@ def _conversation_create_locked(
     on_created: Callable[[Conversation], None] | None,
 ) -> Conversation:
     reals = [p["number"] for p in people]
-    _lock_real_numbers(reals)
+    # In PIN mode "always" the caller ID routes nothing: a person may hold one number in
+    # any number of conversations, so neither their holdings nor a lock on them matter.
+    by_pair = service.pin_mode != Service.PinMode.ALWAYS
+    if by_pair:
+        _lock_real_numbers(reals)
     # Only the countries a participant can be served from: their own, else the default.
     countries = {p["country"] for p in people} | {service.default_country}
-    view = selectors.allocation_view(service=service, reals=(reals[0], reals[1]), countries=countries, now=now)
+    view = selectors.allocation_view(
+        service=service, reals=(reals[0], reals[1]), countries=countries, now=now, held=by_pair
+    )
     expired = {h.conversation_id for h in view.held if h.active and h.expired}
     if expired:
         # Rare: an expiry no sweep wrote down yet. Its pairs now cool from expires_at.
         conversations_end(ids=list(expired), status=Conversation.Status.EXPIRED, reason="expired", now=now)
-        view = selectors.allocation_view(service=service, reals=(reals[0], reals[1]), countries=countries, now=now)
+        view = selectors.allocation_view(
+            service=service, reals=(reals[0], reals[1]), countries=countries, now=now, held=by_pair
+        )
     holdings = holdings_of(reals=reals, held=view.held)
     chosen: list[str] = []
     for person, other in ((people[0], people[1]), (people[1], people[0])):
@@ -166,6 +176,7 @@ def _conversation_create_locked(
                 f"No proxy number is free for participant {len(chosen) + 1} in country {country}.", country
             )
         chosen.append(number)
+    pins = _pins_for(service=service, chosen=chosen, now=now)
 
     conversation = Conversation.objects.create(
         service=service,
@@ -184,6 +195,8 @@ def _conversation_create_locked(
             name=person["name"],
             country=person["country"],
             proxy_number_id=chosen[i],
+            pin=pins[i],
+            routes_by_pair=by_pair,
             created_at=now,
         )
         for i, person in enumerate(people)
@@ -216,6 +229,17 @@ def _conversation_create_locked(
     if on_created is not None:
         on_created(conversation)
     return conversation
+
+
+def _pins_for(*, service: Service, chosen: list[str], now: datetime) -> list[str | None]:
+    """Each participant's PIN on their chosen number; None for all when the service has PINs off."""
+    if service.pin_mode == Service.PinMode.OFF:
+        return [None] * len(chosen)
+    try:
+        return list(pins_choose(proxy_numbers=chosen, now=now))
+    except NoFreePin as exc:
+        number = VirtualNumber.objects.filter(number=exc.proxy_number).values_list("country", flat=True).first()
+        raise _NoFreeNumber(str(exc), number or service.default_country) from None
 
 
 def _usable_locked(*, service: Service, chosen: list[str]) -> int:

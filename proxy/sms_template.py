@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 
-PLACEHOLDERS = ("service", "name", "counterpart", "proxy_number")
+PLACEHOLDERS = ("service", "name", "counterpart", "proxy_number", "pin")
 
 _FORMATTER = string.Formatter()
 

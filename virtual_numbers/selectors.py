@@ -3,10 +3,14 @@
 The pool a service needs in a country is set by its busiest real number: a person in
 N open conversations needs N distinct proxy numbers (see DESIGN.md, Allocation), so
 headroom is the usable numbers minus that concurrency, not minus the conversation count.
+Participants who route only by PIN (PIN mode ``always``) need no number of their own:
+there a number carries up to ``PIN_NUMBER_CAPACITY`` open PINs, and one number per
+country is a healthy pool.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,6 +24,9 @@ from django.utils import timezone
 from proxy.models import Call, Participant, Service
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
+# Percent of a PIN pool's capacity (usable numbers x PIN_NUMBER_CAPACITY) that warns.
+PIN_LOAD_WARNING = 80
+
 
 @dataclass(frozen=True)
 class PoolHealth:
@@ -30,24 +37,53 @@ class PoolHealth:
     usable: int  # active and voice-capable: what allocation may hand out
     draining: int
     open_conversations: int
-    busiest_concurrency: int  # the pool size needed
+    busiest_concurrency: int  # among participants routed by their number: the pool size they need
     exhaustions_24h: int
     warning_threshold: int
+    pin_mode: str = "off"  # the service's
+    pin_only: int = 0  # live participants who route only by PIN
+    pin_capacity: int = 10_000  # open PINs one number carries
+
+    @property
+    def pin_pool(self) -> bool:
+        """Every caller keys in a PIN: one number per country serves the whole service."""
+        return self.pin_mode == "always"
+
+    @property
+    def needed(self) -> int:
+        """Numbers this pool needs: the busiest person's, or enough for its PIN-only participants."""
+        by_pin = math.ceil(self.pin_only / self.pin_capacity) if self.pin_capacity > 0 else 0
+        return max(self.busiest_concurrency, by_pin, 1 if self.pin_pool else 0)
 
     @property
     def headroom(self) -> int:
-        return self.usable - self.busiest_concurrency
+        return self.usable - self.needed
+
+    @property
+    def pin_load(self) -> int:
+        """Open PIN-only participants as a percentage of what the usable numbers carry."""
+        if self.usable <= 0 or self.pin_capacity <= 0:
+            return 100 if self.pin_only else 0
+        return min(100, round(100 * self.pin_only / (self.usable * self.pin_capacity)))
 
     @property
     def warning(self) -> bool:
-        return self.headroom < self.warning_threshold or self.exhaustions_24h > 0
+        if self.exhaustions_24h > 0:
+            return True
+        if self.pin_pool:
+            # Spare numbers are no safety margin here: the PINs a number carries are.
+            return self.headroom < 0 or self.pin_load >= PIN_LOAD_WARNING
+        return self.headroom < self.warning_threshold
 
     @property
     def utilisation(self) -> int:
-        """Busiest concurrency as a percentage of usable numbers (100 when there are none)."""
+        """Numbers needed as a percentage of usable numbers (100 when there are none); for a
+        PIN pool, its PIN load."""
+        if self.pin_pool:
+            return self.pin_load
         if self.usable <= 0:
             return 100
-        return min(100, round(100 * self.busiest_concurrency / self.usable))
+        return min(100, round(100 * self.needed / self.usable))
 
 
 @dataclass(frozen=True)
@@ -102,20 +138,29 @@ def pool_health(
         conversations=Count("conversation_id", distinct=True)
     ):
         counts[(live["service_id"], live[pool_country])]["open_conversations"] = live["conversations"]
-    for person in participants.values("service_id", pool_country, "real_number").annotate(
-        held=Count("conversation_id", distinct=True)
+    for person in (
+        participants.filter(routes_by_pair=True)
+        .values("service_id", pool_country, "real_number")
+        .annotate(held=Count("conversation_id", distinct=True))
     ):
         bucket = counts[(person["service_id"], person[pool_country])]
         bucket["busiest"] = max(bucket["busiest"], person["held"])
+    for pins in participants.filter(routes_by_pair=False).values("service_id", pool_country).annotate(n=Count("id")):
+        counts[(pins["service_id"], pins[pool_country])]["pin_only"] = pins["n"]
 
     for refused in exhaustions.values("service_id", "country").annotate(n=Count("id")):
         counts[(refused["service_id"], refused["country"])]["exhaustions"] = refused["n"]
 
-    names = dict(Service.objects.filter(pk__in={key[0] for key in counts}).values_list("pk", "name"))
+    services = {
+        pk: (name, pin_mode)
+        for pk, name, pin_mode in Service.objects.filter(pk__in={key[0] for key in counts}).values_list(
+            "pk", "name", "pin_mode"
+        )
+    }
     rows = [
         PoolHealth(
             service_id=service_id,
-            service_name=names.get(service_id, "?"),
+            service_name=services.get(service_id, ("?", ""))[0],
             country=country,
             numbers=bucket["numbers"],
             usable=bucket["usable"],
@@ -124,6 +169,9 @@ def pool_health(
             busiest_concurrency=bucket["busiest"],
             exhaustions_24h=bucket["exhaustions"],
             warning_threshold=threshold,
+            pin_mode=services.get(service_id, ("?", "off"))[1],
+            pin_only=bucket["pin_only"],
+            pin_capacity=settings.PIN_NUMBER_CAPACITY,
         )
         for (service_id, country), bucket in counts.items()
     ]

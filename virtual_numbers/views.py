@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 
 from proxy.models import Service
 from virtual_numbers.charts import Point, bar_chart, line_chart
-from virtual_numbers.selectors import calls_per_day, pool_health
+from virtual_numbers.selectors import PIN_LOAD_WARNING, calls_per_day, pool_health
 
 DAY_CHOICES = (7, 14, 30, 90)
 
@@ -46,6 +46,8 @@ def pool_health_view(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "warnings": [row for row in rows if row.warning],
         "threshold": settings.POOL_HEADROOM_WARNING,
+        "pin_capacity": settings.PIN_NUMBER_CAPACITY,
+        "pin_load_warning": PIN_LOAD_WARNING,
         "services": services,
         "service": service,
         "days": days,

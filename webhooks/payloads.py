@@ -244,3 +244,19 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
         timestamp=timestamp(payload),
         dedup_key=digest,
     )
+
+
+def input_payload_redacted(payload: dict[str, Any]) -> dict[str, Any]:
+    """An input event as it may be stored: the keys pressed (a PIN, or a guess at one) are
+    replaced by how many there were, and any words recognised by "[redacted]"."""
+    redacted = dict(payload)
+    dtmf = payload.get("dtmf")
+    if isinstance(dtmf, dict) and "digits" in dtmf:
+        digits = dtmf.get("digits")
+        count = len(digits) if isinstance(digits, str) else 0
+        redacted["dtmf"] = {**dtmf, "digits": f"[{count} keys redacted]" if count else ""}
+    speech = payload.get("speech")
+    if isinstance(speech, dict) and isinstance(speech.get("results"), list):
+        results = [{**r, "text": "[redacted]"} if isinstance(r, dict) else "[redacted]" for r in speech["results"]]
+        redacted["speech"] = {**speech, "results": results}
+    return redacted

@@ -33,6 +33,7 @@ from webhooks.payloads import (
     timestamp,
     whole_seconds,
 )
+from webhooks.pin_services import pin_answer, pin_input_safely, prompt_token_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     # DEBUG: the request's own line (config.middleware) already says what happened (its
     # outcome), and the answer webhook keeps to one log line per call.
     logger.debug("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
+    if route.kind == "pin" and dialled:
+        return pin_answer(route=route, caller=caller, dialled=dialled, call_uuid=uuid)
     return ncco_for_route(route, public_url=settings.PUBLIC_URL)
 
 
@@ -94,6 +97,10 @@ def fallback_receive(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     original = payload.get("original_request")
     kind = text(original, "type", 10) if isinstance(original, dict) else ""
     logger.warning("fallback webhook (%s): reason=%s", kind or "unknown", text(payload, "reason", 200) or "-")
+    if "dtmf" in payload or "speech" in payload:
+        # An input event our PIN prompt asked for: its token is in the original URL.
+        token = prompt_token_from_url(original.get("url")) if isinstance(original, dict) else ""
+        return pin_input_safely(payload=payload, token=token, source="fallback")
     if kind == "event" or (not kind and "status" in payload):
         try:
             ncco = event_receive(payload=payload, source="fallback").ncco
@@ -115,6 +122,9 @@ def event_receive(*, payload: dict[str, Any], source: str = "event", now: dateti
     """Keep an event once and bring its call up to date. Order and repetition do not matter."""
     now = now or timezone.now()
     event = event_from_payload(payload)
+    if event.kind == "input":
+        # Our PIN prompts send theirs to /webhooks/input: this one was never asked for.
+        return EventOutcome(call=None, ncco=pin_input_safely(payload=payload, token=None, source=source))
     with transaction.atomic():
         call = _call_for_event(event) if event.uuid else None
         try:
@@ -184,12 +194,21 @@ def _link_to_conversation(call: Call) -> None:
         call.service_id = sibling.service_id
         call.from_participant_id = sibling.from_participant_id
         call.to_participant_id = sibling.to_participant_id
+        call.routed_by = sibling.routed_by
         if not call.direction:
             call.direction = Call.Direction.OUTBOUND
     elif not _link_by_numbers(call):
         return
     call.save(
-        update_fields=["conversation", "service", "from_participant", "to_participant", "direction", "updated_at"]
+        update_fields=[
+            "conversation",
+            "service",
+            "from_participant",
+            "to_participant",
+            "direction",
+            "routed_by",
+            "updated_at",
+        ]
     )
 
 
@@ -208,9 +227,12 @@ def _link_by_numbers(call: Call) -> bool:
         real, proxy = caller, dialled
     # Only a pair that still routes (open, or cooling down) explains the call; a late call
     # long after the conversation heard the unknown-caller message and belongs to nobody.
+    # A participant who routes only by PIN is never found by numbers (webhooks.pin_services).
     person = (
-        Participant.objects.filter(real_number=real, proxy_number__number=proxy, proxy_number__service=F("service"))
-        .filter(Q(active=True) | Q(cooldown_until__gt=call.created_at))
+        Participant.objects.filter(
+            real_number=real, proxy_number__number=proxy, proxy_number__service=F("service"), routes_by_pair=True
+        )
+        .filter(Q(active=True) | Q(active=False, cooldown_until__gt=call.created_at))
         .order_by("-active", "-created_at")
         .select_related("conversation")
         .first()
@@ -220,6 +242,7 @@ def _link_by_numbers(call: Call) -> bool:
     other = Participant.objects.filter(conversation_id=person.conversation_id).exclude(pk=person.pk).first()
     call.conversation = person.conversation
     call.service_id = person.service_id
+    call.routed_by = Call.RoutedBy.PAIR
     if call.direction == Call.Direction.OUTBOUND:
         call.from_participant, call.to_participant = other, person
     else:

@@ -15,7 +15,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from proxy.pins import PROMPT_PARAM
 from webhooks.payloads import request_payload
+from webhooks.pin_services import pin_input_safely
 from webhooks.services import (
     answer_safely,
     event_receive,
@@ -98,6 +100,14 @@ def _keep_file_event(payload: dict[str, Any], source: str) -> HttpResponse:
             str(payload.get("conversation_uuid", ""))[:64],
         )
     return HttpResponse(status=204)
+
+
+@signed_voice_webhook
+def pin_input(request: HttpRequest) -> HttpResponse:
+    """The input event of a PIN prompt (its token in the query string): always an NCCO, never a 5xx."""
+    token = request.GET.get(PROMPT_PARAM, "")
+    payload = {k: v for k, v in _payload(request).items() if k != PROMPT_PARAM}
+    return _ncco_response(pin_input_safely(payload=payload, token=token))
 
 
 @signed_voice_webhook

@@ -193,6 +193,12 @@ class ParticipantOutputSerializer(serializers.Serializer):
     proxy_number = serializers.CharField(
         source="proxy_number_id", help_text="The pool number this person dials; also the caller ID they see."
     )
+    pin = serializers.CharField(
+        allow_null=True,
+        help_text="Six digits this person keys in when the proxy number asks for a PIN (the service's "
+        "pin_mode fallback or always); null when PINs are off. Unique among the open conversations on "
+        "proxy_number.",
+    )
     notification = serializers.SerializerMethodField()
 
     @staticmethod

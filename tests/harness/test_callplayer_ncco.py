@@ -22,9 +22,11 @@ class ScriptedServer:
         self.ncco = ncco
         self.replies = replies or {}
         self.sent = []
+        self.queries = []
 
     def send(self, method, path, *, query="", body=b"", headers):
         self.sent.append((method, path, json.loads(body) if body else None, headers))
+        self.queries.append(query)
         if path == "/webhooks/answer":
             return Answer(200, json.dumps(self.ncco).encode())
         status, reply = self.replies.get(path, (204, None))
@@ -108,6 +110,25 @@ def test_record_input_notify_and_stream_are_played():
     assert any("Thanks" in line for line in result.transcript)
 
 
+def test_the_caller_keys_in_the_pins_given_one_per_prompt_and_then_nothing():
+    ask = [{"action": "input", "type": ["dtmf"], "eventUrl": ["https://server.example/webhooks/input?prompt=t1"]}]
+    again = [{"action": "input", "type": ["dtmf"], "eventUrl": ["https://server.example/webhooks/input?prompt=t2"]}]
+    server = ScriptedServer(ask, {"/webhooks/input": (200, again)})
+    result = play(server, pins=["000000", "123456"])
+    assert result.exit_code == 3  # the scripted server asks for ever: cut short
+    inputs = [
+        (p["dtmf"], q)
+        for (_m, path, p, _h), q in zip(server.sent, server.queries, strict=True)
+        if path == "/webhooks/input"
+    ]
+    assert inputs[0] == ({"digits": "000000", "timed_out": False}, "prompt=t1")  # the query is followed too
+    assert inputs[1] == ({"digits": "123456", "timed_out": False}, "prompt=t2")
+    assert inputs[2][0] == {"digits": "", "timed_out": True}
+    # The transcript says keys were pressed, never which: they may be a PIN.
+    assert not any("123456" in line or "000000" in line for line in result.transcript)
+    assert any("presses 6 keys" in line for line in result.transcript)
+
+
 def test_a_rejected_event_makes_the_play_fail_with_exit_code_1():
     server = ScriptedServer([CONNECT], {"/webhooks/event": (401, {"detail": "bad signature"})})
     result = play(server)
@@ -124,6 +145,22 @@ def test_an_ncco_loop_is_cut_short():
 def test_simulate_call_rejects_invalid_numbers():
     with pytest.raises(CommandError):
         call_command("simulate_call", "--from", "123", "--to", "12015550200", "--url", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("keys", ["", "12a456", "1" * 21])
+def test_simulate_call_rejects_keys_no_keypad_has(keys):
+    with pytest.raises(CommandError, match="--pin"):
+        call_command(
+            "simulate_call",
+            "--from",
+            "12015550101",
+            "--to",
+            "12015550200",
+            "--pin",
+            keys,
+            "--url",
+            "http://127.0.0.1:9",
+        )
 
 
 @pytest.mark.django_db

@@ -81,6 +81,67 @@ def test_a_call_from_an_unknown_number_is_played_too(staff_client, conversation)
     assert "&quot;action&quot;: &quot;talk&quot;" in response.content.decode()
 
 
+@pytest.fixture
+def pin_conversation(service, monkeypatch):
+    """PIN mode always on one number: Alice (PIN 864209) and Bob (975310)."""
+    from proxy.models import Service
+    from tests.factories import VirtualNumberFactory
+
+    supply = iter(["864209"] * 8 + ["975310"] * 8)
+    monkeypatch.setattr("proxy.pins.pin_draw", lambda: next(supply))
+    service.pin_mode = Service.PinMode.ALWAYS
+    service.save()
+    VirtualNumberFactory(service=service, number="12015550200")
+    return conversation_create(service=service, participants=[{"number": ALICE}, {"number": BOB}], notify=False)
+
+
+def test_a_pin_call_keys_in_the_picked_participants_pin_without_showing_it(staff_client, pin_conversation):
+    alice = pin_conversation.participants.get(real_number=ALICE)
+    assert "has a PIN" in staff_client.get(URL).content.decode()
+    response = staff_client.post(URL, {"participant": alice.pk, "use_pin": "on", "outcome": "answered", "duration": 5})
+    result = response.context["result"]
+    assert result.ok and result.connected.to_number == BOB
+    assert [a["action"] for a in result.nccos[0]] == ["talk", "input"]
+    html = response.content.decode()
+    assert "864209" not in html and "975310" not in html
+    assert response.context["form"].initial.get("pin") is None
+
+
+def test_typed_keys_are_played_one_per_prompt_and_not_echoed(staff_client, pin_conversation):
+    response = staff_client.post(
+        URL,
+        {
+            "caller": "withheld",
+            "proxy_number": "12015550200",
+            "pin": "000000, 975310",
+            "outcome": "answered",
+            "duration": 5,
+        },
+    )
+    result = response.context["result"]
+    assert result.ok and result.connected.to_number == ALICE
+    assert len(result.nccos) == 3  # the prompt, the prompt again, the connect
+    assert "975310" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"caller": "withheld", "proxy_number": "12015550200", "use_pin": "on"}, "Pick the participant"),
+        ({"caller": "withheld", "proxy_number": "12015550200", "pin": "12ab"}, "0-9, * and #"),
+    ],
+)
+def test_pin_form_errors(staff_client, pin_conversation, data, error):
+    response = staff_client.post(URL, {**data, "outcome": "answered", "duration": 5})
+    assert error in response.content.decode() and response.context["result"] is None
+
+
+def test_use_pin_for_a_participant_without_one_is_a_form_error(staff_client, conversation):
+    alice = conversation.participants.get(real_number=ALICE)
+    response = staff_client.post(URL, {"participant": alice.pk, "use_pin": "on", "outcome": "answered", "duration": 5})
+    assert "has no PIN" in response.content.decode()
+
+
 def test_invalid_numbers_are_form_errors(staff_client):
     response = staff_client.post(URL, {"caller": "12", "proxy_number": "34", "outcome": "answered", "duration": 5})
     assert response.status_code == 200

@@ -190,6 +190,11 @@ def test_service_settings_can_be_edited(admin_client, service):
         "ended_text": "Ended.",
         "unavailable_text": "Unavailable.",
         "sms_template": "Call {proxy_number}",
+        "pin_mode": "fallback",
+        "pin_prompt_text": "Your PIN, please.",
+        "pin_invalid_text": "Wrong PIN.",
+        "pin_no_input_text": "No PIN.",
+        "pin_goodbye_text": "Bye.",
         "callback_url": "",
         "callback_secret": "",
         "auto_reply_text": "",
@@ -202,6 +207,7 @@ def test_service_settings_can_be_edited(admin_client, service):
     assert response.status_code == 302, response.content.decode()[:2000]
     service.refresh_from_db()
     assert (service.default_ttl, service.language, service.recording_policy) == (600, "en-GB", "always")
+    assert (service.pin_mode, service.pin_prompt_text) == ("fallback", "Your PIN, please.")
 
 
 def test_roles(client, conversation, fake):
@@ -258,6 +264,11 @@ def test_create_a_service_from_the_console(admin_client):
         "sms_template": "Call {proxy_number}",
         "message_limit_conversation": 100,
         "message_limit_service": 6000,
+        "pin_mode": "off",
+        "pin_prompt_text": "Your PIN, please.",
+        "pin_invalid_text": "Wrong PIN.",
+        "pin_no_input_text": "No PIN.",
+        "pin_goodbye_text": "Bye.",
         "api_keys-TOTAL_FORMS": 0,
         "api_keys-INITIAL_FORMS": 0,
     }

@@ -56,7 +56,8 @@ def test_create_returns_the_contract_shape(api, service, pool):
     assert conversation.service == service
     assert abs((conversation.expires_at - conversation.created_at).total_seconds() - 600) < 5
     alice, bob = body["participants"]
-    assert set(alice) == {"id", "number", "name", "country", "proxy_number", "notification"}
+    assert set(alice) == {"id", "number", "name", "country", "proxy_number", "pin", "notification"}
+    assert alice["pin"] is None and bob["pin"] is None  # the service has PINs off
     assert (alice["number"], alice["name"], alice["country"]) == (ALICE, "Alice", "US")
     assert bob["number"] == BOB
     pool_numbers = {n.number for n in pool}

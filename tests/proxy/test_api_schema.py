@@ -49,7 +49,8 @@ def test_schema_documents_bodies_and_error_codes(openapi):
 
     schemas = openapi["components"]["schemas"]
     participant = schemas["ParticipantOutput"]["properties"]
-    assert set(participant) == {"id", "number", "name", "country", "proxy_number", "notification"}
+    assert set(participant) == {"id", "number", "name", "country", "proxy_number", "pin", "notification"}
+    assert participant["pin"]["nullable"] is True
     assert set(schemas["CallOutput"]["properties"]) >= {"uuid", "price", "recording_url", "duration"}
 
 

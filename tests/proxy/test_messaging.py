@@ -57,6 +57,24 @@ def test_a_text_is_relayed_to_the_other_participant_from_their_proxy_number(pair
     assert sent.client_ref == f"message-{message.pk}"
 
 
+def test_a_pin_only_participant_has_no_pair_to_text_from(service, pool, send):
+    """PIN mode always: one person may hold one proxy number in many conversations, so the
+    number texted cannot tell which one a text is for: kept, not relayed."""
+    for n, external_id in enumerate(("order-a", "order-b")):
+        conversation = ConversationFactory(service=service, external_id=external_id)
+        ParticipantFactory(
+            conversation=conversation, position=0, real_number=ALICE, proxy_number=pool[0],
+            routes_by_pair=False, pin=f"11111{n}",
+        )
+        ParticipantFactory(
+            conversation=conversation, position=1, real_number=BOB if n else CAROL, proxy_number=pool[1],
+            routes_by_pair=False, pin=f"22222{n}",
+        )  # fmt: skip
+    send(sender=ALICE, to=pool[0].number)
+    assert not SandboxMessage.objects.exists()
+    assert list(Message.objects.values_list("kind", "conversation_id")) == [("inbound", None)]
+
+
 def test_the_reply_comes_back_the_same_way(pair, send):
     _, alice, _ = pair
     send(sender=ALICE, to=alice.proxy_number_id, text="at the gate")

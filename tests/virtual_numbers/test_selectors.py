@@ -130,3 +130,71 @@ def test_calls_per_day_counts_calls_answers_and_minutes(service):
     assert stats[2].answer_rate == 0.5
     assert stats[2].minutes == 2.0
     assert calls_per_day(service=ServiceFactory(), days=3, now=now)[2].calls == 0
+
+
+# --- PIN pools -------------------------------------------------------------------------------------
+
+
+def _pin_conversations(service, number, count, *, seller=ALICE, first=0):
+    """``count`` open conversations of ``seller`` with different buyers, all on ``number``, by PIN only."""
+    for i in range(first, first + count):
+        conversation = ConversationFactory(service=service)
+        for position, real in enumerate((seller, f"1201555{1000 + i:04d}")):
+            ParticipantFactory(
+                conversation=conversation,
+                real_number=real,
+                proxy_number=number,
+                position=position,
+                pin=f"{2 * i + position:06d}",
+                routes_by_pair=False,
+            )
+
+
+def test_one_number_per_country_is_a_healthy_pin_pool(service, settings):
+    settings.PIN_NUMBER_CAPACITY = 100
+    service.pin_mode = "always"
+    service.save()
+    us = VirtualNumberFactory(service=service, number="12015550200")
+    gb = VirtualNumberFactory(service=service, number="447400000001", country="GB")
+    _pin_conversations(service, us, 30)  # Alice in 30 conversations on one number
+    _pin_conversations(service, gb, 2, seller="447400123456")
+
+    rows = {row.country: row for row in pool_health(service=service, threshold=2)}
+
+    us_row = rows["US"]
+    assert (us_row.usable, us_row.open_conversations, us_row.pin_only) == (1, 30, 60)
+    assert (us_row.busiest_concurrency, us_row.needed, us_row.headroom) == (0, 1, 0)
+    assert us_row.pin_pool and not us_row.warning  # a pair pool with headroom 0 < 2 would warn
+    assert us_row.utilisation == us_row.pin_load == 60
+    assert not rows["GB"].warning and rows["GB"].needed == 1
+
+
+def test_a_pin_pool_warns_when_its_numbers_fill_up_or_it_has_none(service, settings):
+    settings.PIN_NUMBER_CAPACITY = 50
+    service.pin_mode = "always"
+    service.save()
+    number = VirtualNumberFactory(service=service, number="12015550200")
+    _pin_conversations(service, number, 21)  # 42 PINs on a number that carries 50: 84 %
+
+    [row] = pool_health(service=service, threshold=2)
+    assert row.pin_load == 84 and row.warning and row.headroom == 0
+
+    _pin_conversations(service, number, 10, seller=BOB, first=21)  # 62 PINs: two numbers needed
+    [row] = pool_health(service=service, threshold=2)
+    assert (row.needed, row.headroom) == (2, -1) and row.warning
+
+    number.state = VirtualNumber.State.DRAINING
+    number.save()
+    [row] = pool_health(service=service, threshold=2)
+    assert row.usable == 0 and row.warning
+
+
+def test_a_fallback_pool_is_sized_like_any_pair_pool(service, numbers):
+    service.pin_mode = "fallback"
+    service.save()
+    _conversation(service, [(ALICE, numbers[0]), (BOB, numbers[0])])
+    _conversation(service, [(ALICE, numbers[1]), (CAROL, numbers[0])])
+
+    [row] = pool_health(service=service, threshold=2)
+    assert not row.pin_pool and (row.busiest_concurrency, row.needed, row.headroom) == (2, 2, 2)
+    assert not row.warning

@@ -7,7 +7,7 @@ import pytest
 from proxy.models import Call, CallEvent, Recording
 from telephony.ncco import ncco_validate
 from tests.webhooks.conftest import fixture_names, load_fixture, post_json
-from webhooks.payloads import event_from_payload
+from webhooks.payloads import event_from_payload, input_payload_redacted
 
 INBOUND = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 OUTBOUND = "bbbbbbbb-bbbb-cccc-dddd-0123456789ab"
@@ -46,11 +46,13 @@ def test_every_recorded_event_is_kept_once(client, answered, name):
     payload = load_fixture(name)
     send(client, payload)
     send(client, payload)
-    events = CallEvent.objects.filter(dedup_key=event_from_payload(payload).dedup_key)
+    # Keys pressed may be a PIN: an input event is kept with them redacted.
+    stored = input_payload_redacted(payload) if KINDS.get(name) == "input" else payload
+    events = CallEvent.objects.filter(dedup_key=event_from_payload(stored).dedup_key)
     assert events.count() == 1
     assert CallEvent.objects.count() == 2  # with the fixture's own started event
     event = events.get()
-    assert event.payload == payload
+    assert event.payload == stored
     assert event.kind == KINDS.get(name, "status")
 
 

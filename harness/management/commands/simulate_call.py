@@ -9,9 +9,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
-from harness.callplayer import OUTCOMES, HttpTransport, PlayResult, call_play
+from harness.callplayer import OUTCOMES, WITHHELD_CALLER, HttpTransport, PlayResult, call_play
 from proxy.phone import InvalidNumber, normalize
 from telephony.models import SandboxCall, SandboxRecording
+
+WITHHELD = {"withheld", "unknown", "anonymous"}
 
 
 class Command(BaseCommand):
@@ -21,17 +23,35 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--from", dest="caller", required=True, help="The caller's real number.")
+        parser.add_argument(
+            "--from",
+            dest="caller",
+            required=True,
+            help='The caller\'s real number, or "withheld" for a withheld caller ID.',
+        )
         parser.add_argument("--to", dest="proxy_number", required=True, help="The proxy number dialled.")
         parser.add_argument("--url", default="", help="Base URL of the server (default: PUBLIC_URL).")
         parser.add_argument("--outcome", choices=OUTCOMES, default="answered", help="What the called party does.")
         parser.add_argument("--duration", type=int, default=30, help="Seconds the answered call lasts.")
+        parser.add_argument(
+            "--pin",
+            dest="pins",
+            action="append",
+            default=[],
+            metavar="DIGITS",
+            help="What the caller keys in when asked for a PIN; repeat it for the next prompts (a wrong "
+            "PIN, then the right one). Without it the caller presses nothing.",
+        )
         parser.add_argument("--json", action="store_true", help="Print the webhooks sent as JSON after the transcript.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["duration"] < 0:
             raise CommandError("--duration must be zero or more seconds.")
-        caller = _digits(options["caller"], "--from")
+        for keys in options["pins"]:
+            if not keys or len(keys) > 20 or set(keys) - set("0123456789*#"):
+                raise CommandError("--pin: give the keys pressed, 1 to 20 of 0-9, * and #.")
+        withheld = options["caller"].strip().lower() in WITHHELD
+        caller = WITHHELD_CALLER if withheld else _digits(options["caller"], "--from")
         proxy_number = _digits(options["proxy_number"], "--to")
         base = (options["url"] or settings.PUBLIC_URL).rstrip("/")
         self.stdout.write(f"Playing Vonage against {base}")
@@ -42,6 +62,7 @@ class Command(BaseCommand):
             "outcome": options["outcome"],
             "duration": options["duration"],
             "secret": settings.VONAGE_SIGNATURE_SECRET,
+            "pins": options["pins"],
         }
         result = call_play(**kwargs, record_legs=_sandbox_tables_exist())
         self._print(result, as_json=options["json"])

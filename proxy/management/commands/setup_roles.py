@@ -31,6 +31,7 @@ _VIEW_ONLY = [
     "proxy.view_callbackdelivery",
     "proxy.view_message",
     "proxy.view_messagecontact",
+    "proxy.view_pincall",
     "numbers.view_virtualnumber",
     "numbers.view_poolexhaustion",
     "numbers.view_numbercheck",
