@@ -63,8 +63,12 @@ def test_a_pin_only_participant_has_no_pair_to_text_from(service, pool, send):
     for n, external_id in enumerate(("order-a", "order-b")):
         conversation = ConversationFactory(service=service, external_id=external_id)
         ParticipantFactory(
-            conversation=conversation, position=0, real_number=ALICE, proxy_number=pool[0],
-            routes_by_pair=False, pin=f"11111{n}",
+            conversation=conversation,
+            position=0,
+            real_number=ALICE,
+            proxy_number=pool[0],
+            routes_by_pair=False,
+            pin=f"11111{n}",
         )
         ParticipantFactory(
             conversation=conversation, position=1, real_number=BOB if n else CAROL, proxy_number=pool[1],
