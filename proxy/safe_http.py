@@ -3,23 +3,34 @@
 Such URLs never reach private, loopback or link-local addresses (unless
 ``CALLBACK_ALLOW_PRIVATE_NETWORKS``): every address the host resolves to is checked, and
 again at connect time so that DNS cannot swap in an internal address between the check
-and the request. This module knows nothing of the product: it is an adapter.
+and the request. Redirects are never followed. This module knows nothing of the product:
+it is an adapter.
+
+Two ways out: ``guarded_session`` (a session of one's own, for the callback worker) and
+``post_bounded`` (synchronous hooks: a hard deadline over the whole exchange, a bounded
+reply, and connections kept per thread and reused across requests).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
+from django.core.signals import setting_changed
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
+from urllib3.util import Timeout
 
 
 class UnsafeCallbackUrl(ValueError):
@@ -121,3 +132,135 @@ def guarded_session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+# --- Synchronous, bounded POSTs (hooks) --------------------------------------------------------
+
+
+class OutboundFailure(Exception):
+    """No usable answer: a refused address, no connection, no reply in time, a reply too large.
+
+    The message says why without the URL's path or query (a tenant's secrets may sit there).
+    """
+
+
+@dataclass(frozen=True)
+class BoundedResponse:
+    status: int
+    body: bytes
+    content_type: str
+
+
+_pooled = threading.local()
+# Bumped when the address policy changes: a connection opened under the old policy must
+# not be reused under the new one.
+_generation = 0
+_READ_CHUNK = 8192
+
+
+def _pooled_session() -> requests.Session:
+    """This thread's guarded session: its connections stay open between requests."""
+    held = getattr(_pooled, "held", None)
+    if held is not None and held[0] == _generation:
+        return held[1]
+    if held is not None:
+        held[1].close()
+    session = guarded_session()
+    _pooled.held = (_generation, session)
+    return session
+
+
+def pooled_connections_drop(**_: Any) -> None:
+    """Forget every kept connection (each thread opens new ones on its next request)."""
+    global _generation
+    _generation += 1
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CALLBACK_ALLOW_PRIVATE_NETWORKS":
+        pooled_connections_drop()
+
+
+setting_changed.connect(_on_setting_changed)
+
+
+def _socket_timeout(response: requests.Response, seconds: float) -> None:
+    """Bound the next read of the body by what is left of the deadline."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def post_bounded(
+    url: str, *, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
+) -> BoundedResponse:
+    """POST ``body`` and read the reply, all within ``timeout`` seconds and ``max_bytes``.
+
+    Any status comes back as it is (a redirect is a 3xx, never followed). Raises
+    OutboundFailure for a URL that is not http(s), an address the guard refuses, a
+    connection that fails, no complete reply within ``timeout``, or a reply over
+    ``max_bytes``. The connection goes back to this thread's pool only after a complete
+    reply.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutboundFailure("not an http(s) URL with a host")
+    deadline = time.monotonic() + timeout
+    try:
+        response = _pooled_session().post(
+            url,
+            data=body,
+            headers=dict(headers),
+            # total: connecting and waiting for the status line share one budget.
+            timeout=Timeout(connect=timeout, read=timeout, total=timeout),  # type: ignore[arg-type]
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.Timeout:
+        raise OutboundFailure(f"no answer within {timeout:g} s") from None
+    except requests.ConnectionError as exc:
+        if "non-public" in str(exc):
+            raise OutboundFailure("refused: the host resolves to a non-public address") from None
+        raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise OutboundFailure(f"request failed ({_cause(exc)})") from None
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise OutboundFailure(f"reply of {int(declared)} bytes, over {max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OutboundFailure(f"no complete reply within {timeout:g} s")
+            _socket_timeout(response, remaining)
+            chunk = response.raw.read(_READ_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise OutboundFailure(f"reply over {max_bytes} bytes")
+            chunks.append(chunk)
+    except OutboundFailure:
+        response.close()  # unread bytes left: the connection cannot be reused
+        raise
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        response.close()
+        if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+            raise OutboundFailure(f"no complete reply within {timeout:g} s") from None
+        raise OutboundFailure(f"reply unreadable ({_cause(exc)})") from None
+    # Read to the end: urllib3 has put the connection back in the pool for the next request.
+    return BoundedResponse(
+        status=response.status_code, body=b"".join(chunks), content_type=response.headers.get("Content-Type", "")
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost exception's type: enough to tell failures apart, never a URL."""
+    for _ in range(10):
+        if exc.__context__ is None:
+            break
+        exc = exc.__context__
+    return type(exc).__name__
