@@ -10,6 +10,7 @@ class ProxyConfig(AppConfig):
         from proxy import (  # noqa: F401
             callbacks,
             checks,
+            hangups,
             notifications,
             recordings,
             validation,

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from vonage_voice.models import ncco as actions
 from vonage_voice.models.connect_endpoints import PhoneEndpoint
 
-from proxy.models import Service
+from proxy.models import Conversation, Participant, Service
 from proxy.selectors import Route
 
 DEFAULT_LANGUAGE = "en-US"
@@ -37,11 +37,21 @@ def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
         return talk_ncco(service.ended_text if service else GENERIC_UNKNOWN_TEXT, service)
     if route.kind != "connect" or route.callee is None or service is None or route.conversation is None:
         return talk_ncco(service.unknown_caller_text if service else GENERIC_UNKNOWN_TEXT, service)
-    callee = route.callee
+    return connect_ncco(service=service, conversation=route.conversation, callee=route.callee, public_url=public_url)
+
+
+def connect_ncco(
+    *, service: Service, conversation: Conversation, callee: Participant, public_url: str
+) -> list[dict[str, Any]]:
+    """Connect the caller to ``callee`` (caller ID: ``callee``'s proxy number): greeting, recording, connect.
+
+    ``conversation`` needs only ``record``, ``ring_timeout`` and ``call_time_limit`` (the
+    route read's columns); the last two fall back to the service's defaults.
+    """
     steps: list[BaseModel] = []
     if service.greeting_text:
         steps.append(_talk(service.greeting_text, service))
-    if route.conversation.record:
+    if conversation.record:
         steps.append(_talk(service.recording_notice_text, service))
         steps.append(
             actions.Record(
@@ -49,16 +59,58 @@ def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
             )
         )
     steps.append(
-        actions.Connect(
-            endpoint=[PhoneEndpoint(number=callee.real_number)],
-            from_=callee.proxy_number_id,
-            eventType="synchronous",
-            timeout=service.connect_timeout,
-            limit=min(service.call_time_limit, 7200),
-            eventUrl=[f"{public_url}/webhooks/event"],
+        _connect(
+            service,
+            number=callee.real_number,
+            caller_id=callee.proxy_number_id,
+            ring_timeout=conversation.ring_timeout,
+            call_time_limit=conversation.call_time_limit,
+            public_url=public_url,
         )
     )
     return _dump(steps)
+
+
+def connect_number_ncco(*, service: Service, number: str, caller_id: str, public_url: str) -> list[dict[str, Any]]:
+    """Connect the caller to any ``number`` (E.164 digits) showing ``caller_id``, with the service's limits."""
+    return _dump(
+        [
+            _connect(
+                service,
+                number=number,
+                caller_id=caller_id,
+                ring_timeout=None,
+                call_time_limit=None,
+                public_url=public_url,
+            )
+        ]
+    )
+
+
+def _connect(
+    service: Service,
+    *,
+    number: str,
+    caller_id: str,
+    ring_timeout: int | None,
+    call_time_limit: int | None,
+    public_url: str,
+) -> actions.Connect:
+    # Synchronous: a leg that fails, is busy or unanswered gets the caller a message
+    # (webhooks.services.event_receive answers its event with one).
+    return actions.Connect(
+        endpoint=[PhoneEndpoint(number=number)],
+        from_=caller_id,
+        eventType="synchronous",
+        timeout=ring_timeout or service.connect_timeout,
+        limit=min(call_time_limit or service.call_time_limit, 7200),
+        eventUrl=[f"{public_url}/webhooks/event"],
+    )
+
+
+def not_allowed_ncco(service: Service) -> list[dict[str, Any]]:
+    """Said to a caller the intercept hook blocks (and nothing else: no connect)."""
+    return talk_ncco(service.not_allowed_text, service)
 
 
 def unavailable_ncco(service: Service | None) -> list[dict[str, Any]]:

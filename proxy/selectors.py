@@ -49,19 +49,38 @@ def recording_for_service(*, service: Service, recording_uuid: str) -> Recording
     )
 
 
+def latest_conversation_of_pair(*, service: Service, real_number: str, proxy_number: str) -> Conversation | None:
+    """The latest conversation of ``service`` in which ``real_number`` held ``proxy_number``, if any."""
+    held = (
+        Participant.objects.filter(real_number=real_number, proxy_number__number=proxy_number, service=service)
+        .select_related("conversation")
+        .order_by("-created_at")
+        .first()
+    )
+    return held.conversation if held is not None else None
+
+
+def is_pool_number(number: str) -> bool:
+    """Whether ``number`` is one of the account's virtual numbers (any service, any state)."""
+    return VirtualNumber.objects.filter(number=number).exists()
+
+
 @dataclass(frozen=True)
 class Route:
     """What to do with an inbound call.
 
-    ``connect``: ring ``callee`` (caller ID ``callee.proxy_number_id``);
+    ``connect``: ring ``callee`` (caller ID ``callee.proxy_number_id``); ``caller_id`` is
+    the caller's own participant;
     ``ended``: the pair belonged to a conversation that is over;
     ``unknown``: nothing matches (``service`` is the owner of the dialled number, if any).
+    ``service`` is read whole with the route: whether it has hooks costs no query.
     """
 
     kind: Literal["connect", "ended", "unknown"]
     service: Service | None = None
     conversation: Conversation | None = None
     callee: Participant | None = None
+    caller_id: int | None = None
 
 
 def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetime | None = None) -> Route:
@@ -74,7 +93,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
         return Route(kind="unknown")
     now = now or timezone.now()
     if caller:
-        found = _open_route(caller=caller, proxy_number=proxy_number)
+        found, caller_id = _open_route(caller=caller, proxy_number=proxy_number)
         if found is not None:
             if found.conversation.expires_at <= now:
                 # Expired before any sweep wrote it down: ended during the cooldown, then unknown.
@@ -86,6 +105,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 service=found.service,
                 conversation=found.conversation,
                 callee=found,
+                caller_id=caller_id,
             )
         cooling = (
             Participant.objects.filter(
@@ -108,14 +128,16 @@ def _select_list(model: type[Model], alias: str, names: list[str] | None = None)
 
 _CALLEE_FIELDS, _CALLEE_SQL = _select_list(Participant, "callee")
 _CONVERSATION_FIELDS, _CONVERSATION_SQL = _select_list(
-    Conversation, "conversation", ["id", "service_id", "status", "expires_at", "record"]
+    Conversation,
+    "conversation",
+    ["id", "service_id", "status", "expires_at", "record", "call_time_limit", "ring_timeout"],
 )
 _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
 # The caller's row through the partial unique index on open (real_number, proxy_number),
 # the other participant of its conversation, the conversation and its service: one read,
 # and no ORM query compilation on the hot path (that cost more than the read itself).
 _ROUTE_SQL = f"""
-SELECT {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
+SELECT caller.id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
 FROM proxy_participant AS caller
 JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
 JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
@@ -125,19 +147,20 @@ LIMIT 1
 """  # noqa: S608 (column lists come from model metadata)
 
 
-def _open_route(*, caller: str, proxy_number: str) -> Participant | None:
-    """The other participant of the caller's open pair, with its conversation and service."""
+def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None]:
+    """The other participant of the caller's open pair, with its conversation and service,
+    and the caller's own participant id."""
     with connection.cursor() as cursor:
         cursor.execute(_ROUTE_SQL, [caller, proxy_number])
         row = cursor.fetchone()
     if row is None:
-        return None
-    a = len(_CALLEE_FIELDS)
+        return None, None
+    a = 1 + len(_CALLEE_FIELDS)
     b = a + len(_CONVERSATION_FIELDS)
-    callee = _instance(Participant, _CALLEE_FIELDS, row[:a])
+    callee = _instance(Participant, _CALLEE_FIELDS, row[1:a])
     callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
     callee.service = _instance(Service, _SERVICE_FIELDS, row[b:])
-    return callee
+    return callee, row[0]
 
 
 _KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])

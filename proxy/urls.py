@@ -19,5 +19,7 @@ urlpatterns = [
     path("conversations/<str:conversation_id>", views.ConversationDetailApi.as_view(), name="conversation-detail"),
     path("conversations/<str:conversation_id>/calls", views.ConversationCallsApi.as_view(), name="conversation-calls"),
     path("recordings/<str:recording_uuid>", views.RecordingFileApi.as_view(), name="recording-file"),
+    path("service", views.ServiceApi.as_view(), name="service"),
+    path("service/callback-secret", views.CallbackSecretApi.as_view(), name="service-callback-secret"),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]

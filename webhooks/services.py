@@ -13,10 +13,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from proxy import side_effects
-from proxy.models import Call, CallEvent, Participant, Recording
+from proxy.models import Call, CallEvent, Participant, Recording, Service
 from proxy.ncco import ncco_for_route, unavailable_ncco
 from proxy.phone import from_webhook, mask
-from proxy.selectors import route_for_call
+from proxy.selectors import Route, route_for_call
+from webhooks.call_control import CallDecision, call_intercept, call_out_of_session, inbound_call_from_payload
 from webhooks.payloads import (
     FALLBACK_ONLY_FIELDS,
     NCCO_REPLACING_STATUSES,
@@ -33,7 +34,15 @@ from webhooks.payloads import (
 logger = logging.getLogger(__name__)
 
 
-def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Answer:
+    """The NCCO for an answer request, and what a hook decided on the way, if one was asked."""
+
+    ncco: list[dict[str, Any]]
+    decision: CallDecision | None = None
+
+
+def answer_call(*, payload: dict[str, Any]) -> Answer:
     """The NCCO for an inbound call. Never raises for bad input: unknown callers hear a message."""
     caller = from_webhook(payload.get("from"))
     dialled = from_webhook(payload.get("to"))
@@ -43,16 +52,42 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     route = route_for_call(caller=caller, proxy_number=dialled)
     uuid = text(payload, "uuid")
     logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
-    return ncco_for_route(route, public_url=settings.PUBLIC_URL)
+    service = route.service
+    # The route read brought the whole service: without hooks this costs nothing more.
+    if service is not None and (service.intercept_url or service.out_of_session_url):
+        decision = _hook_decision(route, service, payload)
+        if decision is not None:
+            return Answer(decision.ncco, decision)
+    return Answer(ncco_for_route(route, public_url=settings.PUBLIC_URL))
 
 
-def answer_safely(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+def _hook_decision(route: Route, service: Service, payload: dict[str, Any]) -> CallDecision | None:
+    """Ask the service's hook, when it has the one this route needs (a call row is then written)."""
+    if route.kind == "connect":
+        if not service.intercept_url or route.conversation is None or route.callee is None:
+            return None
+        return call_intercept(
+            service=service,
+            conversation=route.conversation,
+            caller_id=route.caller_id,
+            callee=route.callee,
+            call=inbound_call_from_payload(payload),
+        )
+    call = inbound_call_from_payload(payload)
+    if not service.out_of_session_url or call.dialled is None:
+        return None
+    return call_out_of_session(
+        service=service, call=call, default_ncco=ncco_for_route(route, public_url=settings.PUBLIC_URL)
+    )
+
+
+def answer_safely(*, payload: dict[str, Any]) -> Answer:
     """answer_call, or the generic message when even that fails: never a 5xx to Vonage."""
     try:
         return answer_call(payload=payload)
     except Exception:
         logger.exception("answer webhook failed; speaking the generic message")
-        return unavailable_ncco(None)
+        return Answer(unavailable_ncco(None))
 
 
 def failed_connect_ncco(payload: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -76,7 +111,7 @@ def fallback_receive(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
             logger.exception("fallback webhook failed to keep an event")
             ncco = None
         return ncco or unavailable_ncco(None)
-    return answer_safely(payload={k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS})
+    return answer_safely(payload={k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS}).ncco
 
 
 @dataclass(frozen=True)
@@ -224,6 +259,12 @@ def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
     if status == "started" and call.started_at is None:
         call.started_at = at
         fields.add("started_at")
+    # Each leg tells the marketplace once that it rang and once that it was answered.
+    became_ringing = status == "ringing" and call.ringing_at is None
+    if became_ringing:
+        call.ringing_at = at
+        fields.add("ringing_at")
+    became_answered = status == "answered" and call.answered_at is None
     if status == "answered" and (call.answered_at is None or at < call.answered_at):
         call.answered_at = at
         fields.add("answered_at")
@@ -234,8 +275,12 @@ def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
         fields.add("direction")
     if fields:
         call.save(update_fields=[*fields, "updated_at"])
+    if became_ringing:
+        side_effects.call_progressed(call, event="call.ringing")
+    if became_answered:
+        side_effects.call_progressed(call, event="call.answered")
     if became_completed:
-        side_effects.call_completed(call)
+        side_effects.call_progressed(call, event="call.completed")
 
 
 def _fill_completed(call: Call, payload: dict[str, Any]) -> set[str]:

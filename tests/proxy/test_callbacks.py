@@ -188,14 +188,14 @@ def test_expiry_sweep_calls_back_each_expired_conversation(
 
 @pytest.mark.django_db
 def test_call_completed_is_posted(local_callbacks, service, django_capture_on_commit_callbacks):
-    from proxy.side_effects import call_completed
+    from proxy.side_effects import call_progressed
 
     conversation = ConversationFactory(service=service)
     call = Call.objects.create(
         uuid="call-1", conversation=conversation, service=service, status="completed", duration=42
     )
     with django_capture_on_commit_callbacks(execute=True):
-        call_completed(call)
+        call_progressed(call, event="call.completed")
     (body,) = [_verify(r) for r in local_callbacks.requests]
     assert body["type"] == "call.completed"
     assert body["data"]["call"]["uuid"] == "call-1" and body["data"]["call"]["duration"] == 42
@@ -372,3 +372,17 @@ def test_staff_can_retry_a_failed_callback(local_callbacks, service, django_capt
     assert callback_retry(delivery=delivery) is False
     first, second = local_callbacks.requests
     assert first["body"] == second["body"]
+
+
+@pytest.mark.django_db
+def test_after_a_rotation_callbacks_carry_both_signatures(local_callbacks, service):
+    from proxy.service_settings import callback_secret_rotate
+
+    new = callback_secret_rotate(service=service)
+    delivery = _pending(service, local_callbacks.url)
+    assert callback_deliver(delivery_id=delivery.pk).result == "done"
+    (request,) = local_callbacks.requests
+    timestamp = request["headers"]["X-Signature-Timestamp"]
+    signed = timestamp.encode() + b"." + request["body"]
+    expected = ["sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in (new, SECRET)]
+    assert request["headers"]["X-Signature"] == ",".join(expected)
