@@ -37,7 +37,7 @@ from proxy.admin_support import (
     with_pool_flags,
 )
 from proxy.api_keys import api_key_create, api_key_revoke
-from proxy.errors import ConversationEnded
+from proxy.errors import ConversationEnded, InvalidInput
 from proxy.models import (
     ApiKey,
     Call,
@@ -47,6 +47,7 @@ from proxy.models import (
     Service,
 )
 from proxy.phone import mask
+from proxy.service_settings import URL_FIELDS, service_urls_check
 from virtual_numbers.models import VirtualNumber
 
 # --- Services and API keys ------------------------------------------------------------------
@@ -59,6 +60,7 @@ _TEXTS = (
     "unknown_caller_text",
     "ended_text",
     "unavailable_text",
+    "not_allowed_text",
     "sms_template",
 )
 
@@ -70,6 +72,30 @@ class ServiceForm(forms.ModelForm):
         widget=UnfoldAdminURLInputWidget,
         help_text="Where conversation and call events are POSTed (optional).",
     )
+    intercept_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=UnfoldAdminURLInputWidget,
+        help_text="Asked before a known caller is connected: 2xx connects, 403 blocks (optional).",
+    )
+    out_of_session_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=UnfoldAdminURLInputWidget,
+        help_text="Asked what to do with a caller who holds no open conversation on the number (optional).",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # The API's rules: https, and an address every callback may reach.
+        try:
+            service_urls_check({field: data[field] for field in URL_FIELDS if field in data})
+        except InvalidInput as exc:
+            for field, problems in exc.errors.items():
+                self.add_error(field, problems)
+        return data
 
     class Meta:
         model = Service
@@ -89,6 +115,9 @@ class ServiceForm(forms.ModelForm):
             *_TEXTS,
             "callback_url",
             "callback_secret",
+            "intercept_url",
+            "out_of_session_url",
+            "intercept_on_error",
         )
         widgets = {name: UnfoldAdminTextareaWidget(attrs={"rows": 2}) for name in _TEXTS}
 
@@ -137,6 +166,7 @@ class ServiceAdmin(ModelAdmin):
             },
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret")}),
+        ("Marketplace hooks", {"fields": ("intercept_url", "intercept_on_error", "out_of_session_url")}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Service]:
@@ -280,7 +310,17 @@ class CallInline(CallEndsMixin, ReadOnlyMixin, TabularInline):
     hide_title = True
     fk_name = "conversation"
     extra = 0
-    fields = ("call_link", "direction", "masked_from", "masked_to", "status", "started_at", "duration", "price")
+    fields = (
+        "call_link",
+        "direction",
+        "masked_from",
+        "masked_to",
+        "status",
+        "hook_outcome",
+        "started_at",
+        "duration",
+        "price",
+    )
     readonly_fields = fields
     verbose_name_plural = "Calls"
 

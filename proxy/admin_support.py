@@ -33,6 +33,8 @@ STATUS_LABELS = {
     "delivered": "success",
     "pending": "info",
     "downloaded": "success",
+    "done": "success",
+    "not_in_progress": "info",
 }
 _PHONE_CHARS = set("+0123456789 -().")
 

@@ -27,6 +27,7 @@ _VIEW_ONLY = [
     "proxy.view_recording",
     "proxy.view_notification",
     "proxy.view_callbackdelivery",
+    "proxy.view_callhangup",
     "numbers.view_virtualnumber",
     "numbers.view_poolexhaustion",
     "numbers.view_numbercheck",
