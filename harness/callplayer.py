@@ -40,6 +40,8 @@ RATE_PER_MINUTE = Decimal("0.01270000")
 RING_SECONDS = 4
 MAX_ACTIONS = 50
 APPLICATION_ID = "sandbox-application"
+# Where the answer webhook says what a marketplace hook decided (webhooks.views).
+HOOK_OUTCOME_HEADER = "X-Hook-Outcome"
 
 
 class PlayerError(Exception):
@@ -54,6 +56,11 @@ class PlayerError(Exception):
 class Answer:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        """A response header, whatever its case ("" when absent)."""
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), "")
 
 
 class Transport(Protocol):
@@ -76,7 +83,7 @@ class HttpTransport:
             response = self.session.request(method, url, data=body or None, headers=headers, timeout=self.timeout)
         except requests.RequestException as error:
             raise PlayerError(f"cannot reach {self.base}: {type(error).__name__}", code=2) from error
-        return Answer(response.status_code, response.content)
+        return Answer(response.status_code, response.content, dict(response.headers))
 
 
 class ClientTransport:
@@ -95,7 +102,7 @@ class ClientTransport:
             response = self.client.get(f"{path}?{query}" if query else path, **extra)
         else:
             response = self.client.generic(method, path, body, content_type="application/json", **extra)
-        return Answer(response.status_code, response.content)
+        return Answer(response.status_code, response.content, dict(response.items()))
 
 
 @dataclass
@@ -131,6 +138,8 @@ class PlayResult:
     nccos: list[Any] = field(default_factory=list)
     legs: list[Leg] = field(default_factory=list)
     rejected: list[Step] = field(default_factory=list)
+    # What a marketplace hook decided for the call, as the answer webhook reported it.
+    hook: str = ""
     error: str = ""
     exit_code: int = 0
 
@@ -281,6 +290,9 @@ class CallPlayer:
         body = _json_or_none(answer.body)
         self.result.steps.append(Step(_iso(self.now), "GET", "/webhooks/answer", query, answer.status, body))
         self._say(f"  answer webhook -> HTTP {answer.status}")
+        self.result.hook = answer.header(HOOK_OUTCOME_HEADER)
+        if self.result.hook:
+            self._say(f"  marketplace hook {self.result.hook}")
         if answer.status != 200:
             raise PlayerError(f"the answer webhook answered HTTP {answer.status}", code=1)
         ncco = self._validated(body, "the answer webhook")

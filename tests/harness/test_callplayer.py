@@ -89,3 +89,20 @@ def test_recorded_conversation_posts_a_record_event_with_a_sandbox_file(service,
     recording = Recording.objects.get()
     file_id = recording.recording_url.rsplit("/", 1)[1]
     assert SandboxRecording.objects.filter(pk=file_id).exists()
+
+
+def test_the_player_reports_what_the_intercept_hook_decided(conversation, service, settings):
+    from tests.hook_server import Reply, hook_server
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    with hook_server() as hook:
+        hook.reply = Reply(204)
+        service.intercept_url = hook.url
+        service.save()
+        result = call_play(
+            transport=ClientTransport(), caller=ALICE, proxy_number=_proxy_of(conversation, ALICE), secret=SECRET
+        )
+    assert result.ok, result.transcript
+    assert result.hook.startswith("call.intercept: allowed (HTTP 204")
+    assert any(line.startswith("  marketplace hook call.intercept: allowed") for line in result.transcript)
+    assert result.connected is not None and result.connected.to_number == BOB
