@@ -76,13 +76,19 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _envelope_of(event: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "type": event, "created_at": _iso(now), "data": data}
+
+
 def envelope(event: str, data: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     """``{id, type, created_at, data}`` as plain JSON values: the body of a callback or hook."""
-    return json.loads(
-        json.dumps(
-            {"id": str(uuid.uuid4()), "type": event, "created_at": _iso(now), "data": data}, cls=DjangoJSONEncoder
-        )
-    )
+    return json.loads(json.dumps(_envelope_of(event, data, now), cls=DjangoJSONEncoder))
+
+
+def envelope_body(event: str, data: dict[str, Any], *, now: datetime) -> tuple[str, bytes]:
+    """The envelope's id and the exact bytes ``payload_body(envelope(...))`` would give, in one pass."""
+    payload = _envelope_of(event, data, now)
+    return payload["id"], json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _delivery(service: Service, event: str, data: dict[str, Any], now: datetime) -> CallbackDelivery:

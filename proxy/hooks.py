@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from proxy.callbacks import envelope, payload_body, signature_header
+from proxy.callbacks import envelope_body, signature_header
 from proxy.models import Service
 from proxy.safe_http import OutboundFailure, post_bounded
 
@@ -51,15 +51,14 @@ class HookExchange:
 def hook_call(*, service: Service, url: str, event: str, data: dict[str, Any]) -> HookExchange:
     """POST ``event`` with ``data`` to ``url`` for ``service``, signed, and wait for the reply."""
     now = timezone.now()
-    payload = envelope(event, data, now=now)
-    body = payload_body(payload)
+    envelope_id, body = envelope_body(event, data, now=now)
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
         "User-Agent": USER_AGENT,
         "X-Callback-Event": event,
-        "X-Callback-Id": str(payload["id"]),
+        "X-Callback-Id": envelope_id,
         "X-Signature-Timestamp": str(timestamp),
     }
     signature = signature_header(service=service, timestamp=timestamp, body=body, now=now)

@@ -7,8 +7,8 @@ and the request. Redirects are never followed. This module knows nothing of the 
 it is an adapter.
 
 Two ways out: ``guarded_session`` (a session of one's own, for the callback worker) and
-``post_bounded`` (synchronous hooks: a hard deadline over the whole exchange, a bounded
-reply, and connections kept per thread and reused across requests).
+``post_bounded`` (synchronous hooks, on urllib3 directly: a hard deadline over the whole
+exchange, a bounded reply, and connections kept per thread and reused across requests).
 """
 
 from __future__ import annotations
@@ -158,16 +158,21 @@ _generation = 0
 _READ_CHUNK = 8192
 
 
-def _pooled_session() -> requests.Session:
-    """This thread's guarded session: its connections stay open between requests."""
+def _pool_manager() -> urllib3.PoolManager:
+    """This thread's guarded connection pools: their connections stay open between requests.
+
+    urllib3 directly, not requests: a hook is on the caller's time, and requests' own
+    machinery cost more CPU than the exchange itself. No environment proxies, no retries.
+    """
     held = getattr(_pooled, "held", None)
     if held is not None and held[0] == _generation:
         return held[1]
     if held is not None:
-        held[1].close()
-    session = guarded_session()
-    _pooled.held = (_generation, session)
-    return session
+        held[1].clear()
+    manager = urllib3.PoolManager(num_pools=32, maxsize=4, retries=False)
+    manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    _pooled.held = (_generation, manager)
+    return manager
 
 
 def pooled_connections_drop(**_: Any) -> None:
@@ -184,10 +189,9 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_on_setting_changed)
 
 
-def _socket_timeout(response: requests.Response, seconds: float) -> None:
+def _socket_timeout(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
     """Bound the next read of the body by what is left of the deadline."""
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
+    sock = getattr(response.connection, "sock", None)
     if sock is not None:
         sock.settimeout(max(seconds, 0.001))
 
@@ -208,23 +212,27 @@ def post_bounded(
         raise OutboundFailure("not an http(s) URL with a host")
     deadline = time.monotonic() + timeout
     try:
-        response = _pooled_session().post(
+        response = _pool_manager().urlopen(
+            "POST",
             url,
-            data=body,
+            body=body,
             headers=dict(headers),
             # total: connecting and waiting for the status line share one budget.
-            timeout=Timeout(connect=timeout, read=timeout, total=timeout),  # type: ignore[arg-type]
-            allow_redirects=False,
-            stream=True,
+            timeout=Timeout(connect=timeout, read=timeout, total=timeout),
+            redirect=False,
+            retries=False,
+            preload_content=False,
         )
-    except requests.Timeout:
-        raise OutboundFailure(f"no answer within {timeout:g} s") from None
-    except requests.ConnectionError as exc:
+    except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it one
         if "non-public" in str(exc):
             raise OutboundFailure("refused: the host resolves to a non-public address") from None
         raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise OutboundFailure(f"request failed ({_cause(exc)})") from None
+    except urllib3.exceptions.TimeoutError:
+        raise OutboundFailure(f"no answer within {timeout:g} s") from None
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        if "non-public" in str(exc):
+            raise OutboundFailure("refused: the host resolves to a non-public address") from None
+        raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
     try:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
@@ -236,7 +244,7 @@ def post_bounded(
             if remaining <= 0:
                 raise OutboundFailure(f"no complete reply within {timeout:g} s")
             _socket_timeout(response, remaining)
-            chunk = response.raw.read(_READ_CHUNK, decode_content=True)
+            chunk = response.read(_READ_CHUNK, decode_content=True)
             if not chunk:
                 break
             size += len(chunk)
@@ -244,17 +252,24 @@ def post_bounded(
                 raise OutboundFailure(f"reply over {max_bytes} bytes")
             chunks.append(chunk)
     except OutboundFailure:
-        response.close()  # unread bytes left: the connection cannot be reused
+        _discard(response)
         raise
-    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-        response.close()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        _discard(response)
         if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
             raise OutboundFailure(f"no complete reply within {timeout:g} s") from None
         raise OutboundFailure(f"reply unreadable ({_cause(exc)})") from None
-    # Read to the end: urllib3 has put the connection back in the pool for the next request.
+    # Read to the end: the connection goes back to the pool for the next request.
+    response.release_conn()
     return BoundedResponse(
-        status=response.status_code, body=b"".join(chunks), content_type=response.headers.get("Content-Type", "")
+        status=response.status, body=b"".join(chunks), content_type=response.headers.get("Content-Type", "")
     )
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Unread bytes are left: the connection cannot be reused."""
+    response.close()
+    response.release_conn()
 
 
 def _cause(exc: BaseException) -> str:

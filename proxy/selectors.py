@@ -163,6 +163,21 @@ def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, 
     return callee, row[0]
 
 
+_WHOLE_CONVERSATION_FIELDS, _WHOLE_CONVERSATION_SQL = _select_list(Conversation, "conversation")
+_CONVERSATION_BY_ID_SQL = f"""
+SELECT {_WHOLE_CONVERSATION_SQL} FROM proxy_conversation AS conversation WHERE conversation.id = %s
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def conversation_whole(*, conversation_id: Any) -> Conversation | None:
+    """A conversation with every field, by id: one fixed statement (a hook waits on it)."""
+    key = Conversation._meta.pk.get_db_prep_value(conversation_id, connection)  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(_CONVERSATION_BY_ID_SQL, [key])
+        row = cursor.fetchone()
+    return None if row is None else _instance(Conversation, _WHOLE_CONVERSATION_FIELDS, row)
+
+
 _KEY_FIELDS, _KEY_SQL = _select_list(ApiKey, "api_key", ["id", "service_id", "last_used_at"])
 # Every API request starts here: one fixed statement, the key's service alongside.
 _API_KEY_SQL = f"""

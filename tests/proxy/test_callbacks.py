@@ -386,3 +386,17 @@ def test_after_a_rotation_callbacks_carry_both_signatures(local_callbacks, servi
     signed = timestamp.encode() + b"." + request["body"]
     expected = ["sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in (new, SECRET)]
     assert request["headers"]["X-Signature"] == ",".join(expected)
+
+
+def test_a_hooks_body_is_the_envelope_as_callbacks_send_it():
+    from datetime import UTC, datetime
+    from uuid import UUID
+
+    from proxy.callbacks import envelope, envelope_body, payload_body
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    data = {"b": UUID(int=1), "a": now, "c": {"z": [1, None]}}
+    envelope_id, body = envelope_body("call.intercept", data, now=now)
+    expected = envelope("call.intercept", data, now=now)
+    expected["id"] = envelope_id
+    assert body == payload_body(expected)
