@@ -170,22 +170,35 @@ def _call_for_event(event: Event) -> Call:
         ignore_conflicts=True,
     )
     call = Call.objects.select_for_update(of=("self",)).select_related("conversation__service").get(uuid=event.uuid)
-    if call.conversation_id is None:
+    # An out-of-session hook's decision already says where the call belongs.
+    if call.conversation_id is None and call.hook != Call.Hook.OUT_OF_SESSION:
         _link_to_conversation(call)
     return call
 
 
 def _link_to_conversation(call: Call) -> None:
     """Find the leg's conversation: through another leg of the same Vonage conversation
-    (our connect's leg shares the inbound leg's conversation_uuid), else by its numbers."""
+    (our connect's leg shares the inbound leg's conversation_uuid), else by its numbers.
+
+    The leg an out-of-session hook's ``connect`` rang belongs to no conversation: it takes
+    the service of the inbound leg and nothing else (never a conversation its numbers
+    happen to match).
+    """
     sibling = (
-        Call.objects.filter(conversation_uuid=call.conversation_uuid, conversation__isnull=False)
+        Call.objects.filter(conversation_uuid=call.conversation_uuid)
+        .filter(Q(conversation__isnull=False) | Q(hook=Call.Hook.OUT_OF_SESSION))
         .exclude(pk=call.pk)
         .select_related("conversation__service")
+        .order_by(F("conversation_id").asc(nulls_last=True))
         .first()
         if call.conversation_uuid
         else None
     )
+    if sibling is not None and sibling.conversation_id is None:
+        call.service_id = sibling.service_id
+        call.direction = call.direction or Call.Direction.OUTBOUND
+        call.save(update_fields=["service", "direction", "updated_at"])
+        return
     if sibling is not None:
         call.conversation = sibling.conversation
         call.service_id = sibling.service_id

@@ -258,3 +258,20 @@ def test_without_the_hook_the_unknown_caller_path_is_unchanged(
         ncco = _answer(client)
     assert ncco[0]["text"] == service.unknown_caller_text
     assert not Call.objects.exists() and not CallbackDelivery.objects.exists()
+
+
+def test_the_leg_a_connect_rang_belongs_to_no_conversation(client, conversation, hook, service):
+    from tests.webhooks.conftest import post_json
+
+    # The hook puts Carol through to Alice, who holds 12015550200 with Bob: the leg from
+    # 12015550200 to Alice must not pass for a call of that conversation.
+    hook.reply = json_reply({"action": "connect", "number": "+" + ALICE})
+    ncco = _answer(client)
+    assert ncco[0]["endpoint"][0]["number"] == ALICE
+    leg = {"uuid": "leg-out", "conversation_uuid": "CON-oos", "from": "12015550200", "to": ALICE}
+    post_json(client, "/webhooks/event", {**leg, "status": "started", "direction": "outbound"})
+    post_json(client, "/webhooks/event", {**CALL, "status": "started", "direction": "inbound"})
+    outbound, inbound = Call.objects.get(uuid="leg-out"), Call.objects.get(uuid="leg-oos")
+    assert outbound.conversation is None and outbound.service == service and outbound.direction == "outbound"
+    assert inbound.conversation is None and inbound.hook_outcome == "connect"
+    assert conversation.calls.count() == 0
