@@ -48,7 +48,8 @@ def answer_call(*, payload: dict[str, Any]) -> Answer:
     dialled = from_webhook(payload.get("to"))
     # One indexed read and nothing written: the caller hears silence until we answer. The
     # call's row is written by its first event, which finds the conversation by the same
-    # (real number, proxy number) pair (_link_by_numbers).
+    # (real number, proxy number) pair (_link_by_numbers). Only a hook, when the service
+    # has one, adds its exchange and the call's row with what it decided.
     route = route_for_call(caller=caller, proxy_number=dialled)
     uuid = text(payload, "uuid")
     logger.info("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
