@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -200,22 +199,38 @@ def api_key_for_hash(*, key_hash: str) -> ApiKey | None:
 
 
 def _instance(model: type[Model], fields: list[Field], values: tuple) -> Any:
-    """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite)."""
-    converted = list(values)
-    for i, (expression, converters) in enumerate(_converters(model, tuple(fields))):
-        for converter in converters:
-            converted[i] = converter(converted[i], expression, connection)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite).
+
+    ``fields``: one of this module's column lists (they live as long as the process).
+    """
+    names, conversions = _reader(model, fields)
+    if conversions:
+        converted = list(values)
+        for i, expression, converters in conversions:
+            for converter in converters:
+                converted[i] = converter(converted[i], expression, connection)
+        values = tuple(converted)
+    return model.from_db(connection.alias, names, values)
 
 
-@functools.cache
-def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col, list]]:
-    # One database per process: the backend's converters are the same for every row.
-    result = []
-    for field in fields:
-        expression = Col(model._meta.db_table, field)
-        result.append((expression, connection.ops.get_db_converters(expression) + field.get_db_converters(connection)))
-    return result
+# Per column list, by identity: looking it up by the fields themselves hashed every field
+# on every answer (a Python call each), which cost more than converting the row.
+_READERS: dict[int, tuple[list[Field], tuple[list[str], list[tuple[int, Col, list]]]]] = {}
+
+
+def _reader(model: type[Model], fields: list[Field]) -> tuple[list[str], list[tuple[int, Col, list]]]:
+    """The attribute names of ``fields`` and the converters of those columns that have any."""
+    held = _READERS.get(id(fields))
+    if held is None or held[0] is not fields:
+        # One database per process: the backend's converters are the same for every row.
+        conversions = []
+        for i, field in enumerate(fields):
+            expression = Col(model._meta.db_table, field)
+            converters = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+            if converters:
+                conversions.append((i, expression, converters))
+        held = _READERS[id(fields)] = (fields, ([f.attname for f in fields], conversions))
+    return held[1]
 
 
 # --- Allocation -----------------------------------------------------------------------------------
