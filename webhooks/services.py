@@ -190,7 +190,7 @@ def _link_to_conversation(call: Call) -> None:
         .filter(Q(conversation__isnull=False) | Q(hook=Call.Hook.OUT_OF_SESSION))
         .exclude(pk=call.pk)
         .select_related("conversation__service")
-        .order_by(F("conversation_id").asc(nulls_last=True))
+        .order_by(F("conversation_id").asc(nulls_last=True), "-created_at")
         .first()
         if call.conversation_uuid
         else None
