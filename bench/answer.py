@@ -3,6 +3,11 @@
 Both views run in the same gunicorn, on the same database, under the same wrk; each
 request is signed like Vonage's (HS256 JWT) and carries a random known caller of
 ``answer_conversations`` open conversations, with a fresh call uuid.
+
+Then the answer with an intercept hook: the service's ``intercept_url`` points at an
+endpoint on loopback that answers 204 at once (``bench/hook_server.py``, a process of its
+own), and one connection alternates rounds of plain and intercepted answers: the p50 and
+p99 of each, and what the hook adds.
 """
 
 from __future__ import annotations
@@ -10,25 +15,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import db, load
 from bench.context import SIGNATURE_SECRET, Context
 from bench.report import Figure
-from bench.server import CpuMeter, Server
+from bench.server import ROOT, CpuMeter, Server
 
 TITLE = "Answer webhook: throughput and latency against a bare view"
 POOL_SIZE = 10
+SERVICE_SLUG = "bench-answer"
 
 
 def seed(context: Context, conversations: int) -> list[str]:
     """Truncate, seed ``conversations`` open conversations, return pool numbers."""
     db.truncate_all()
-    service = db.service_create(slug="bench-answer")
+    service = db.service_create(slug=SERVICE_SLUG)
     pool = db.pool_seed(service=service, country="US", count=POOL_SIZE, base=db.US_POOL_BASE)
     db.conversations_seed(service=service, start=0, stop=conversations, pool=pool, expires_in=dt.timedelta(days=1))
     db.analyze()
@@ -130,7 +140,8 @@ def run(context: Context) -> None:
     report = context.report
     pool = seed(context, sizes.answer_conversations)
     callers = callers_file(context, pool=pool, upto=sizes.answer_conversations, count=5000, name="answer.txt")
-    with context.server(VONAGE_SIGNATURE_SECRET=SIGNATURE_SECRET) as server:
+    # The intercept hook's endpoint is on loopback: the address guard must let it through.
+    with context.server(VONAGE_SIGNATURE_SECRET=SIGNATURE_SECRET, CALLBACK_ALLOW_PRIVATE_NETWORKS="true") as server:
         headers = signed_headers()
         actions = route_check(server.base_url, callers.read_text().splitlines()[0], headers)
         if "connect" not in actions:
@@ -250,3 +261,103 @@ def run(context: Context) -> None:
             f"open loop achieved {steady.rate:.0f} req/s of {rate:.0f} asked "
             f"(bare: {steady_bare.rate:.0f}); {server.workers} gunicorn sync workers",
         )
+
+        intercept_latency(context, server, lines=lines, auth=auth)
+
+
+# --- The answer with an intercept hook --------------------------------------------------------------
+
+
+@contextmanager
+def hook_endpoint(log_path: Path) -> Iterator[str]:
+    """``bench/hook_server.py`` in a process of its own, on a socket bound here; its URL."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/intercept"
+    fd = listener.fileno()
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.hook_server", "--fd", str(fd)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=[fd],
+            start_new_session=True,
+        )
+    listener.close()
+    try:
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.status == 204
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def intercept_set(url: str) -> None:
+    """Point the benchmark service's intercept hook at ``url`` ("" removes it); the next answer sees it."""
+    from proxy.models import Service
+
+    Service.objects.filter(slug=SERVICE_SLUG).update(intercept_url=url)
+
+
+def intercept_latency(context: Context, server: Server, *, lines: list[str], auth: str) -> None:
+    """One connection, rounds of plain and intercepted answers interleaved; the quietest round of each."""
+    from proxy.models import Call
+
+    sizes = context.sizes
+    rounds: dict[str, list[load.LoadResult]] = {"plain": [], "intercept": []}
+    cpu: dict[str, list[float]] = {"plain": [], "intercept": []}
+    seconds = sizes.hook_seconds / (2 * sizes.peak_rounds)
+    with hook_endpoint(context.scratch / "hook-server.log") as url:
+        try:
+            for r in range(sizes.peak_rounds):
+                for name in rounds:
+                    intercept_set(url if name == "intercept" else "")
+                    make = request_maker(
+                        path="/webhooks/answer", callers=lines, auth=auth, port=server.port, tag=f"hk{name[0]}{r}"
+                    )
+                    meter = CpuMeter(server)
+                    meter.start()
+                    result = load.closed_loop(port=server.port, make=make, clients=1, seconds=seconds)
+                    meter.stop()
+                    rounds[name].append(result)
+                    cpu[name].append(meter.per_request_ms(result.requests + result.errors))
+        finally:
+            intercept_set("")
+    plain = min(rounds["plain"], key=lambda x: x.p(50))
+    hooked = min(rounds["intercept"], key=lambda x: x.p(50))
+    sent = sum(x.requests for x in rounds["intercept"])
+    allowed = Call.objects.filter(hook="intercept", hook_outcome="allowed").count()
+    context.report.note(
+        "1",
+        f"intercept hook: {allowed} of {sent} intercepted answers asked the hook and connected "
+        f"(p50 per round {[round(x.p(50), 2) for x in rounds['intercept']]} ms, plain "
+        f"{[round(x.p(50), 2) for x in rounds['plain']]} ms)",
+    )
+    for q in (50, 99):
+        context.report.add(
+            Figure(
+                "1",
+                f"answer webhook with an intercept hook on loopback answering at once, p{q} (1 connection)",
+                hooked.p(q),
+                "ms",
+                "plain answer, same loop",
+                plain.p(q),
+                f"adds {hooked.p(q) - plain.p(q):.2f} ms",
+            )
+        )
+    context.report.add(
+        Figure(
+            "1",
+            "answer webhook with an intercept hook, CPU per request, server + database (hook endpoint excluded)",
+            min(cpu["intercept"]),
+            "ms",
+            "plain answer",
+            min(cpu["plain"]),
+            f"adds {min(cpu['intercept']) - min(cpu['plain']):.2f} ms",
+        )
+    )

@@ -21,6 +21,7 @@ class Sizes:
     peak_rounds: int
     peak_connections: int
     steady_seconds: float
+    hook_seconds: float  # plain and intercepted answers, one connection, all rounds together
     # 2. scale
     scale_steps: tuple[int, ...]
     route_samples: int
@@ -54,6 +55,7 @@ FULL = Sizes(
     peak_rounds=3,
     peak_connections=16,
     steady_seconds=18,
+    hook_seconds=18,
     scale_steps=(1_000, 100_000, 1_000_000),
     route_samples=3_000,
     scale_http_seconds=5,
@@ -81,6 +83,7 @@ SMOKE = Sizes(
     peak_rounds=1,
     peak_connections=4,
     steady_seconds=0.5,
+    hook_seconds=0.5,
     scale_steps=(100, 1_000, 3_000),
     route_samples=50,
     scale_http_seconds=0.3,

@@ -48,6 +48,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "admin:proxy_callbackdelivery_changelist",
                     "proxy.view_callbackdelivery",
                 ),
+                item("Calls hung up", "call_end", "admin:proxy_callhangup_changelist", "proxy.view_callhangup"),
             ],
         },
         {

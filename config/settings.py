@@ -336,6 +336,13 @@ OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=45)
 OUTBOX_REDRIVE_GRACE_SECONDS = env.int("OUTBOX_REDRIVE_GRACE_SECONDS", default=30)
 # Marketplace callbacks never go to private, loopback or link-local addresses unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env.bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", default=False)
+# Seconds the answer webhook waits for a marketplace hook (intercept, out of session) in
+# all: connect, request and reply. Vonage itself waits at most 5 s for the answer.
+HOOK_TIMEOUT = env.float("HOOK_TIMEOUT", default=2.0)
+if not 0 < HOOK_TIMEOUT <= 4:
+    raise ImproperlyConfigured(f"HOOK_TIMEOUT must be more than 0 and at most 4 seconds, not {HOOK_TIMEOUT!r}.")
+# The most of a hook's reply that is read; a longer reply is refused unread.
+HOOK_MAX_RESPONSE_BYTES = 64 * 1024
 
 # Admin console (django-unfold); the sidebar is built in config.admin_navigation.
 UNFOLD = {

@@ -68,6 +68,9 @@ SPOKEN = (
 # What Vonage sends as ``from`` for a withheld caller ID.
 WITHHELD_CALLER = "Unknown"
 
+# Where the answer webhook says what a marketplace hook decided (webhooks.views).
+HOOK_OUTCOME_HEADER = "X-Hook-Outcome"
+
 
 @dataclass
 class Leg:
@@ -102,6 +105,8 @@ class PlayResult:
     nccos: list[Any] = field(default_factory=list)
     legs: list[Leg] = field(default_factory=list)
     rejected: list[Step] = field(default_factory=list)
+    # What a marketplace hook decided for the call, as the answer webhook reported it.
+    hook: str = ""
     error: str = ""
     exit_code: int = 0
 
@@ -271,6 +276,9 @@ class CallPlayer:
         body = _json_or_none(answer.body)
         self.result.steps.append(Step(_iso(self.now), "GET", "/webhooks/answer", query, answer.status, body))
         self._say(f"  answer webhook -> HTTP {answer.status}")
+        self.result.hook = answer.header(HOOK_OUTCOME_HEADER)
+        if self.result.hook:
+            self._say(f"  marketplace hook {self.result.hook}")
         if answer.status != 200:
             raise PlayerError(f"the answer webhook answered HTTP {answer.status}", code=1)
         ncco = self._validated(body, "the answer webhook")

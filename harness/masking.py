@@ -82,6 +82,7 @@ def played_call_shown(*, result: PlayResult) -> dict[str, Any]:
     return {
         "keep": keep,
         "error": text_mask(result.error, keep=keep),
+        "hook": text_mask(result.hook, keep=keep),
         "connected": (
             {
                 "to_number": text_mask(connected.to_number, keep=keep),

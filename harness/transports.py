@@ -7,7 +7,7 @@ single-worker server does not wait on itself).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
@@ -25,6 +25,11 @@ class PlayerError(Exception):
 class Answer:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        """A response header, whatever its case ("" when absent)."""
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), "")
 
 
 class Transport(Protocol):
@@ -47,7 +52,7 @@ class HttpTransport:
             response = self.session.request(method, url, data=body or None, headers=headers, timeout=self.timeout)
         except requests.RequestException as error:
             raise PlayerError(f"cannot reach {self.base}: {type(error).__name__}", code=2) from error
-        return Answer(response.status_code, response.content)
+        return Answer(response.status_code, response.content, dict(response.headers))
 
 
 class ClientTransport:
@@ -67,4 +72,4 @@ class ClientTransport:
             response = self.client.get(target, **extra)
         else:
             response = self.client.generic(method, target, body, content_type="application/json", **extra)
-        return Answer(response.status_code, response.content)
+        return Answer(response.status_code, response.content, dict(response.items()))

@@ -40,7 +40,7 @@ from proxy.admin_support import (
     with_pool_flags,
 )
 from proxy.api_keys import api_key_create, api_key_revoke
-from proxy.errors import ConversationEnded
+from proxy.errors import ConversationEnded, InvalidInput
 from proxy.models import (
     ApiKey,
     Call,
@@ -50,6 +50,7 @@ from proxy.models import (
     Service,
 )
 from proxy.phone import mask
+from proxy.service_settings import URL_FIELDS, service_urls_check
 from proxy.sms_template import sms_template_errors
 from virtual_numbers.models import VirtualNumber
 
@@ -62,6 +63,7 @@ _TEXTS = (
     "unknown_caller_text",
     "ended_text",
     "unavailable_text",
+    "not_allowed_text",
     "sms_template",
 )
 _PIN_TEXTS = ("pin_prompt_text", "pin_invalid_text", "pin_no_input_text", "pin_goodbye_text")
@@ -90,6 +92,20 @@ class ServiceForm(forms.ModelForm):
         widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Signs every callback (X-Signature). Never shown again: leave empty to keep the current one.",
     )
+    intercept_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=UnfoldAdminURLInputWidget,
+        help_text="Asked before a known caller is connected: 2xx connects, 403 blocks (optional).",
+    )
+    out_of_session_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=UnfoldAdminURLInputWidget,
+        help_text="Asked what to do with a caller who holds no open conversation on the number (optional).",
+    )
 
     class Meta:
         model = Service
@@ -116,6 +132,9 @@ class ServiceForm(forms.ModelForm):
             "auto_reply_text",
             "message_limit_conversation",
             "message_limit_service",
+            "intercept_url",
+            "out_of_session_url",
+            "intercept_on_error",
         )
         widgets = {
             name: UnfoldAdminTextareaWidget(attrs={"rows": 2})
@@ -128,6 +147,12 @@ class ServiceForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        # The API's rules: https, and an address every callback may reach.
+        try:
+            service_urls_check({field: data[field] for field in URL_FIELDS if field in data})
+        except InvalidInput as exc:
+            for field, problems in exc.errors.items():
+                self.add_error(field, problems)
         if data.get("callback_url") and not data.get("callback_secret"):
             self.add_error("callback_secret", "A service with a callback URL needs a secret to sign its callbacks.")
         return data
@@ -219,6 +244,7 @@ class ServiceAdmin(ModelAdmin):
             },
         ),
         ("Marketplace callbacks", {"fields": ("callback_url", "callback_secret", "callback_includes_text")}),
+        ("Marketplace hooks", {"fields": ("intercept_url", "intercept_on_error", "out_of_session_url")}),
     )
 
     readonly_fields = ("callback_secret_state",)
@@ -394,7 +420,17 @@ class CallInline(CallEndsMixin, ReadOnlyMixin, TabularInline):
     hide_title = True
     fk_name = "conversation"
     extra = 0
-    fields = ("call_link", "direction", "masked_from", "masked_to", "status", "started_at", "duration", "price")
+    fields = (
+        "call_link",
+        "direction",
+        "masked_from",
+        "masked_to",
+        "status",
+        "hook_outcome",
+        "started_at",
+        "duration",
+        "price",
+    )
     readonly_fields = fields
     verbose_name_plural = "Calls"
 

@@ -40,6 +40,7 @@ from proxy.models import (
     Call,
     CallbackDelivery,
     CallEvent,
+    CallHangup,
     Notification,
     Recording,
 )
@@ -76,10 +77,11 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
         "masked_to",
         "routed_by",
         "status_label",
+        "hook_shown",
         "duration",
         "has_recording",
     )
-    list_filter = ("status", "direction", "routed_by", "service", "created_at")
+    list_filter = ("status", "direction", "routed_by", "hook", "hook_outcome", "service", "created_at")
     search_fields = ("uuid",)
     search_help_text = "Call uuid, Vonage conversation uuid, conversation id, or a number typed in full."
     list_select_related = ("service", "conversation")
@@ -97,7 +99,9 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
         "routed_by",
         "status_label",
         "detail",
+        "hook_shown",
         "started_at",
+        "ringing_at",
         "answered_at",
         "ended_at",
         "duration",
@@ -147,6 +151,14 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
     @display(description="Status", label=STATUS_LABELS)
     def status_label(self, obj: Call) -> str:
         return obj.status or "—"
+
+    @display(description="Hook")
+    def hook_shown(self, obj: Call) -> str:
+        """What a marketplace hook decided for the call, and why (never a number)."""
+        if not obj.hook:
+            return "—"
+        timing = f", {obj.hook_ms} ms" if obj.hook_ms is not None else ""
+        return f"{obj.get_hook_display()}: {obj.hook_outcome} ({obj.hook_detail}{timing})"
 
     @display(description="Recording")
     def has_recording(self, obj: Call) -> str:
@@ -236,6 +248,25 @@ class CallbackDeliveryAdmin(ReadOnlyMixin, ModelAdmin):
         rows = list(queryset)
         retried = retry_each(self, request, rows, lambda row: callback_retry(delivery=row))
         report_retries(self, request, retried=retried, selected=len(rows), noun="callback", why="not failed")
+
+
+@admin.register(CallHangup)
+class CallHangupAdmin(ReadOnlyMixin, ModelAdmin):
+    """Calls hung up because their conversation ended (the call-control outbox)."""
+
+    list_display = ("created_at", "call_link", "status_label", "attempts", "last_error", "done_at")
+    list_filter = ("status",)
+    search_fields = ("call__uuid",)
+    list_select_related = ("call",)
+
+    @display(description="Call")
+    def call_link(self, obj: CallHangup) -> str:
+        url = reverse("admin:proxy_call_change", args=[obj.call_id])
+        return format_html('<a class="underline" href="{}">{}</a>', url, obj.call.uuid[:8])
+
+    @display(description="Status", label=STATUS_LABELS)
+    def status_label(self, obj: CallHangup) -> str:
+        return obj.status
 
 
 # --- Staff accounts, roles and the admin log, in the console's look --------------------------

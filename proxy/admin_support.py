@@ -40,6 +40,8 @@ STATUS_LABELS = {
     "downloaded": "success",
     "held": "warning",
     "received": "info",
+    "done": "success",
+    "not_in_progress": "info",
 }
 _PHONE_CHARS = set("+0123456789 -().")
 

@@ -48,6 +48,7 @@ def choose_proxy_number(
     holdings: Holdings,
     counterpart: str,
     sticky: str | None,
+    keep: str | None = None,
     rng: random.Random | None = None,
 ) -> str | None:
     """Pick a number for a participant, or None when every candidate is taken.
@@ -55,6 +56,7 @@ def choose_proxy_number(
     - never a number the person holds in an open conversation;
     - never a number cooling after the person's conversation with someone else
       (a late call on it must not reach a new counterpart);
+    - ``keep`` (a number the person is calling on right now) when it is a candidate and free for them;
     - the number the person last had with this same counterpart when free, even
       if cooling from that very pairing (their late calls then reach the right person);
     - otherwise a random free number, which spreads load across the pool.
@@ -67,6 +69,8 @@ def choose_proxy_number(
         cooling_with = holdings.cooling.get(number)
         return cooling_with is None or cooling_with == counterpart
 
+    if keep and keep in numbers and allowed(keep):
+        return keep
     if sticky and sticky in numbers and allowed(sticky):
         return sticky
     free = sorted(n for n in numbers if n not in holdings.active and n not in holdings.cooling)

@@ -15,6 +15,7 @@ class ProxyConfig(AppConfig):
         from proxy import (  # noqa: F401
             callbacks,
             checks,
+            hangups,
             message_outbox,
             messaging,
             notifications,

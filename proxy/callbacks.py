@@ -3,6 +3,12 @@
 Each event is a ``CallbackDelivery`` row written in the transaction that caused it, with
 the exact body that will be sent. A worker (``proxy.delivery.callbacks``) POSTs it,
 signed with HMAC-SHA256 over ``"<timestamp>.<body>"``, and retries with backoff for a day.
+Hooks (``proxy.hooks``) use the same envelope, body and signatures.
+
+Events: ``conversation.opened|closed|expired``; per call leg ``call.ringing``,
+``call.answered``, ``call.completed``; per inbound call a hook or the out-of-session
+path decided, ``call.intercepted`` and ``call.out_of_session``. None carries a real
+number: people are participant ids.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from proxy.recordings import recording_api_path, transcript_api_path
 DELIVER_TASK = "proxy.tasks.deliver_callback"
 FAN_OUT_TASK = "proxy.tasks.deliver_callbacks"
 RETRY_WINDOW = timedelta(days=1)
+# After a rotation the old secret signs too, beside the new one, this long.
+SECRET_OVERLAP = timedelta(hours=24)
 
 
 def callback_signature(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -44,11 +52,31 @@ def callback_signature(*, secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+def signature_header(*, service: Service, timestamp: int, body: bytes, now: datetime | None = None) -> str | None:
+    """``X-Signature`` for a callback or hook of ``service``; None when it has no secret.
+
+    For ``SECRET_OVERLAP`` after a rotation it carries the new secret's signature and then
+    the old one's, comma-separated, so a receiver still holding the old secret verifies.
+    """
+    if not service.callback_secret:
+        return None
+    signatures = [callback_signature(secret=service.callback_secret, timestamp=timestamp, body=body)]
+    rotated_at = service.callback_secret_rotated_at
+    if (
+        service.callback_secret_previous
+        and rotated_at is not None
+        and (now or timezone.now()) < rotated_at + SECRET_OVERLAP
+    ):
+        signatures.append(callback_signature(secret=service.callback_secret_previous, timestamp=timestamp, body=body))
+    return ",".join(signatures)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def _conversation_data(conversation: Conversation) -> dict[str, Any]:
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    """A conversation as callbacks and hooks show it (no participants, no numbers)."""
     return {
         "id": str(conversation.id),
         "external_id": conversation.external_id,
@@ -60,12 +88,23 @@ def _conversation_data(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _envelope(event: str, data: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+def _envelope_of(event: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "type": event, "created_at": _iso(now), "data": data}
 
 
+def envelope(event: str, data: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """``{id, type, created_at, data}`` as plain JSON values: the body of a callback or hook."""
+    return json.loads(json.dumps(_envelope_of(event, data, now), cls=DjangoJSONEncoder))
+
+
+def envelope_body(event: str, data: dict[str, Any], *, now: datetime) -> tuple[str, bytes]:
+    """The envelope's id and the exact bytes ``payload_body(envelope(...))`` would give, in one pass."""
+    payload = _envelope_of(event, data, now)
+    return payload["id"], json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode()
+
+
 def _delivery(service: Service, event: str, data: dict[str, Any], now: datetime) -> CallbackDelivery:
-    payload = json.loads(json.dumps(_envelope(event, data, now=now), cls=DjangoJSONEncoder))
+    payload = envelope(event, data, now=now)
     return CallbackDelivery(service=service, event=event, payload=payload, url=service.callback_url, created_at=now)
 
 
@@ -74,7 +113,7 @@ def callback_create_for_conversation(*, conversation: Conversation, event: str) 
     service = conversation.service
     if not service.callback_url:
         return None
-    delivery = _delivery(service, event, {"conversation": _conversation_data(conversation)}, timezone.now())
+    delivery = _delivery(service, event, {"conversation": conversation_data(conversation)}, timezone.now())
     delivery.save()
     return delivery
 
@@ -94,7 +133,7 @@ def callbacks_create_for_conversations(*, conversation_ids: list[Any], event: st
         rows = []
         for conversation in conversations:
             service = services.setdefault(conversation.service_id, conversation.service)
-            rows.append(_delivery(service, event, {"conversation": _conversation_data(conversation)}, now))
+            rows.append(_delivery(service, event, {"conversation": conversation_data(conversation)}, now))
         created.extend(row.pk for row in CallbackDelivery.objects.bulk_create(rows, batch_size=1000))
     return created
 
@@ -107,29 +146,47 @@ def _public_id(participant_id: int | None) -> str | None:
     return str(public_id) if public_id is not None else None
 
 
-def callback_create_for_call(*, call: Call) -> CallbackDelivery | None:
-    """Queue ``call.completed`` for the call's service, if it has a callback URL."""
+CALL_EVENTS = ("call.ringing", "call.answered", "call.completed")
+
+
+def call_data(call: Call) -> dict[str, Any]:
+    """A call leg as callbacks show it: participant ids, never numbers."""
+    return {
+        "uuid": call.uuid,
+        "conversation_uuid": call.conversation_uuid,
+        "status": call.status,
+        "direction": call.direction,
+        "from_participant": _public_id(call.from_participant_id),
+        "to_participant": _public_id(call.to_participant_id),
+        "started_at": _iso(call.started_at),
+        "answered_at": _iso(call.answered_at),
+        "ended_at": _iso(call.ended_at),
+        "duration": call.duration,
+        "price": str(call.price) if call.price is not None else None,
+    }
+
+
+def callback_create_for_call(*, call: Call, event: str = "call.completed") -> CallbackDelivery | None:
+    """Queue ``event`` (one of CALL_EVENTS) about a leg of a conversation, if its service has a callback URL."""
     conversation = call.conversation
     service = conversation.service if conversation else None
     if service is None or not service.callback_url:
         return None
-    data = {
-        "call": {
-            "uuid": call.uuid,
-            "conversation_uuid": call.conversation_uuid,
-            "status": call.status,
-            "direction": call.direction,
-            "from_participant": _public_id(call.from_participant_id),
-            "to_participant": _public_id(call.to_participant_id),
-            "started_at": _iso(call.started_at),
-            "answered_at": _iso(call.answered_at),
-            "ended_at": _iso(call.ended_at),
-            "duration": call.duration,
-            "price": str(call.price) if call.price is not None else None,
-        },
-        "conversation": _conversation_data(conversation),  # type: ignore[arg-type]
-    }
-    delivery = _delivery(service, "call.completed", data, timezone.now())
+    data = {"call": call_data(call), "conversation": conversation_data(conversation)}  # type: ignore[arg-type]
+    delivery = _delivery(service, event, data, timezone.now())
+    delivery.save()
+    return delivery
+
+
+def callback_create(*, service: Service, event: str, data: dict[str, Any]) -> CallbackDelivery | None:
+    """Queue any event with ``data`` as given, if ``service`` has a callback URL.
+
+    ``data`` must hold no real number (the out-of-session hook is the one exchange that
+    does, and it is not a callback).
+    """
+    if not service.callback_url:
+        return None
+    delivery = _delivery(service, event, data, timezone.now())
     delivery.save()
     return delivery
 
@@ -154,7 +211,7 @@ def callback_create_for_transcript(*, transcript: Transcript) -> CallbackDeliver
             "transcript_url": settings.PUBLIC_URL + transcript_api_path(transcript.recording_uuid),
         },
         "call": {"uuid": call.uuid, "conversation_uuid": call.conversation_uuid} if call else None,
-        "conversation": _conversation_data(conversation),
+        "conversation": conversation_data(conversation),
     }
     delivery = _delivery(service, "recording.transcribed", data, timezone.now())
     delivery.save()
@@ -187,7 +244,7 @@ def callback_create_for_message(
         return None
     data = {
         "message": _message_data(message, service=service),
-        "conversation": _conversation_data(conversation) if conversation is not None else None,
+        "conversation": conversation_data(conversation) if conversation is not None else None,
     }
     delivery = _delivery(service, event, data, timezone.now())
     delivery.save()
@@ -213,7 +270,7 @@ def callback_create_for_text_out_of_session(
     data = {
         "message": text,
         "participant": str(last_held.public_id) if last_held is not None else None,
-        "conversation": _conversation_data(last_held.conversation) if last_held is not None else None,
+        "conversation": conversation_data(last_held.conversation) if last_held is not None else None,
     }
     delivery = _delivery(service, "message.out_of_session", data, timezone.now())
     delivery.save()
@@ -234,9 +291,14 @@ def callback_retry(*, delivery: CallbackDelivery) -> bool:
     return bool(updated)
 
 
+def payload_body(payload: dict[str, Any]) -> bytes:
+    """The exact bytes POSTed (and signed) for an envelope."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
 def callback_body(delivery: CallbackDelivery) -> bytes:
     """The exact bytes POSTed (and signed) for a delivery."""
-    return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    return payload_body(delivery.payload)
 
 
 def _waiting() -> QuerySet[CallbackDelivery]:

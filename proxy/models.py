@@ -108,6 +108,9 @@ def _spoken(default: str) -> models.CharField:
     return models.CharField(max_length=1500, default=default, db_default=default)
 
 
+NOT_ALLOWED_TEXT = "Sorry, this call cannot be connected. Goodbye."
+
+
 class Service(models.Model):
     """One marketplace app: a tenant with its own pool, keys and texts."""
 
@@ -120,6 +123,10 @@ class Service(models.Model):
         OFF = "off", "Off: the caller's number routes"
         FALLBACK = "fallback", "Fallback: the caller's number routes, else a PIN"
         ALWAYS = "always", "Always: every caller enters a PIN"
+
+    class InterceptOnError(models.TextChoices):
+        ALLOW = "allow", "Connect the call"
+        BLOCK = "block", "Block the call"
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=50, unique=True)
@@ -162,12 +169,19 @@ class Service(models.Model):
     unavailable_text = models.CharField(
         max_length=1500, default="The person you are calling is not available right now. Please try again later."
     )
+    not_allowed_text = models.CharField(
+        max_length=1500,
+        default=NOT_ALLOWED_TEXT,
+        db_default=NOT_ALLOWED_TEXT,
+        help_text="Said to a caller the intercept hook blocks.",
+    )
     sms_template = models.CharField(
         max_length=1000,
         default="{service}: to reach {counterpart}, call {proxy_number}.",
         help_text="Placeholders: {service}, {name}, {counterpart}, {proxy_number}, {pin} (with PINs on, a "
         "sentence naming the PIN is added when the template has no {pin}).",
     )
+    # Defaults of conversations' ring_timeout and call_time_limit.
     connect_timeout = models.PositiveSmallIntegerField(default=45, help_text="Seconds the other party's phone rings.")
     call_time_limit = models.PositiveIntegerField(default=7200, help_text="Maximum call length in seconds.")
     recording_policy = models.CharField(
@@ -224,6 +238,34 @@ class Service(models.Model):
         default=_default_message_limit_service,
         db_default=6000,
         help_text="Texts relayed per minute across the service; more are held, not relayed. 0 = no cap.",
+    )
+
+    # The secret a rotation replaced: callbacks and hooks carry its signature too for a
+    # day after ``callback_secret_rotated_at`` (proxy.callbacks.signature_header).
+    callback_secret_previous = models.CharField(max_length=200, blank=True, default="", db_default="")
+    callback_secret_rotated_at = models.DateTimeField(null=True, blank=True)
+
+    # Marketplace hooks, answered synchronously on the answer path (proxy.hooks).
+    intercept_url = models.URLField(
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Asked before a known caller is connected (optional).",
+    )
+    out_of_session_url = models.URLField(
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Asked what to do with a caller who holds no open conversation on the number dialled (optional).",
+    )
+    intercept_on_error = models.CharField(
+        max_length=5,
+        choices=InterceptOnError.choices,
+        default=InterceptOnError.ALLOW,
+        db_default=InterceptOnError.ALLOW.value,
+        help_text="When the intercept hook fails or answers anything but 2xx or 403.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -288,6 +330,12 @@ class Conversation(models.Model):
     record = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
     closed_reason = models.CharField(max_length=100, blank=True, default="")
+    # Set at creation (the service's defaults unless the request gave its own); null in
+    # conversations older than these fields, which use the service's.
+    call_time_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum call length in seconds.")
+    ring_timeout = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Seconds the other party's phone rings."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
     # Set by the retention job once the conversation's personal data is gone (proxy.retention).
@@ -445,6 +493,10 @@ class Call(models.Model):
         PAIR = "pair", "Caller's number"
         PIN = "pin", "PIN"
 
+    class Hook(models.TextChoices):
+        INTERCEPT = "intercept", "Intercept"
+        OUT_OF_SESSION = "out_of_session", "Out of session"
+
     uuid = models.CharField(max_length=64, unique=True)
     conversation_uuid = models.CharField(max_length=64, blank=True, default="", db_index=True)
     conversation = models.ForeignKey(
@@ -464,12 +516,28 @@ class Call(models.Model):
     detail = models.CharField(max_length=100, blank=True, default="")
     status_at = models.DateTimeField(null=True, blank=True, help_text="Timestamp of the event that set the status.")
     started_at = models.DateTimeField(null=True, blank=True)
+    ringing_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     duration = models.PositiveIntegerField(null=True, blank=True)
     price = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     rate = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     network = models.CharField(max_length=20, blank=True, default="")
+    # What a marketplace hook decided for this (inbound) leg, written at answer time.
+    hook = models.CharField(max_length=20, choices=Hook.choices, blank=True, default="", db_default="")
+    hook_outcome = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="intercept: allowed, blocked, allowed_on_error, blocked_on_error; "
+        "out of session: talk, connect, open, default.",
+    )
+    hook_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    hook_detail = models.CharField(
+        max_length=200, blank=True, default="", db_default="", help_text="Why, without real numbers."
+    )
+    hook_ms = models.PositiveIntegerField(null=True, blank=True, help_text="How long the hook took to answer.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -645,6 +713,35 @@ class CallbackDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.url}"
+
+
+class CallHangup(models.Model):
+    """The call-control outbox: one row per call leg to hang up because its conversation ended.
+
+    Written in the transaction that ended the conversation; a worker asks the provider
+    (``PUT /v1/calls/{uuid}`` hangup), never the request that closed it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Hung up"
+        NOT_IN_PROGRESS = "not_in_progress", "Had already ended"
+        FAILED = "failed", "Failed"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="hangups")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="hangup_pending")]
+
+    def __str__(self) -> str:
+        return f"hang up {self.call_id} ({self.status})"
 
 
 class IdempotencyRecord(models.Model):

@@ -26,7 +26,7 @@ from vonage_voice.models import ncco as actions
 from vonage_voice.models.connect_endpoints import OnAnswer, PhoneEndpoint
 from vonage_voice.models.input_types import Dtmf
 
-from proxy.models import Service
+from proxy.models import Conversation, Participant, Service
 from proxy.selectors import Route
 
 DEFAULT_LANGUAGE = "en-US"
@@ -72,23 +72,35 @@ def ncco_for_route(route: Route, *, public_url: str) -> list[dict[str, Any]]:
         return talk_ncco(service.ended_text if service else GENERIC_UNKNOWN_TEXT, service)
     if route.kind != "connect" or route.callee is None or service is None or route.conversation is None:
         return talk_ncco(service.unknown_caller_text if service else GENERIC_UNKNOWN_TEXT, service)
-    callee = route.callee
+    return connect_ncco(service=service, conversation=route.conversation, callee=route.callee, public_url=public_url)
+
+
+def connect_ncco(
+    *, service: Service, conversation: Conversation, callee: Participant, public_url: str
+) -> list[dict[str, Any]]:
+    """Connect the caller to ``callee`` (caller ID: ``callee``'s proxy number): greeting, recording, connect.
+
+    ``conversation`` needs only ``record``, ``ring_timeout`` and ``call_time_limit`` (the
+    route read's columns); the last two fall back to the service's defaults.
+    """
     steps: list[BaseModel] = []
     if service.greeting_text:
         steps.append(_talk(service.greeting_text, service))
-    endpoint = PhoneEndpoint(number=callee.real_number)
-    if route.conversation.record:
+    on_answer = None
+    if conversation.record:
         steps.append(_notice(service))
         steps.append(_record(service, public_url))
-        endpoint.onAnswer = OnAnswer(url=f"{public_url}{RECORD_NOTICE_PATH}?service={service.pk}")
+        # The callee hears the notice too, before being bridged (see the module's docstring).
+        on_answer = OnAnswer(url=f"{public_url}{RECORD_NOTICE_PATH}?service={service.pk}")
     steps.append(
-        actions.Connect(
-            endpoint=[endpoint],
-            from_=callee.proxy_number_id,
-            eventType="synchronous",
-            timeout=service.connect_timeout,
-            limit=min(service.call_time_limit, 7200),
-            eventUrl=[f"{public_url}/webhooks/event"],
+        _connect(
+            service,
+            number=callee.real_number,
+            caller_id=callee.proxy_number_id,
+            ring_timeout=conversation.ring_timeout,
+            call_time_limit=conversation.call_time_limit,
+            public_url=public_url,
+            on_answer=on_answer,
         )
     )
     return _dump(steps)
@@ -124,6 +136,52 @@ def record_notice_ncco(service: Service | None) -> list[dict[str, Any]]:
     """What the callee of a recorded conversation hears before being bridged (the onAnswer NCCO):
     the notice alone; the generic one when the service cannot be read."""
     return _dump([_notice(service)])
+
+
+def connect_number_ncco(*, service: Service, number: str, caller_id: str, public_url: str) -> list[dict[str, Any]]:
+    """Connect the caller to any ``number`` (E.164 digits) showing ``caller_id``, with the service's limits."""
+    return _dump(
+        [
+            _connect(
+                service,
+                number=number,
+                caller_id=caller_id,
+                ring_timeout=None,
+                call_time_limit=None,
+                public_url=public_url,
+            )
+        ]
+    )
+
+
+def _connect(
+    service: Service,
+    *,
+    number: str,
+    caller_id: str,
+    ring_timeout: int | None,
+    call_time_limit: int | None,
+    public_url: str,
+    on_answer: OnAnswer | None = None,
+) -> actions.Connect:
+    # Synchronous: a leg that fails, is busy or unanswered gets the caller a message
+    # (webhooks.services.event_receive answers its event with one).
+    endpoint = PhoneEndpoint(number=number)
+    if on_answer is not None:
+        endpoint.onAnswer = on_answer
+    return actions.Connect(
+        endpoint=[endpoint],
+        from_=caller_id,
+        eventType="synchronous",
+        timeout=ring_timeout or service.connect_timeout,
+        limit=min(call_time_limit or service.call_time_limit, 7200),
+        eventUrl=[f"{public_url}/webhooks/event"],
+    )
+
+
+def not_allowed_ncco(service: Service) -> list[dict[str, Any]]:
+    """Said to a caller the intercept hook blocks (and nothing else: no connect)."""
+    return talk_ncco(service.not_allowed_text, service)
 
 
 def unavailable_ncco(service: Service | None) -> list[dict[str, Any]]:

@@ -3,7 +3,12 @@
 Such URLs never reach private, loopback or link-local addresses (unless
 ``CALLBACK_ALLOW_PRIVATE_NETWORKS``): every address the host resolves to is checked, and
 again at connect time so that DNS cannot swap in an internal address between the check
-and the request. This module knows nothing of the product: it is an adapter.
+and the request. Redirects are never followed. This module knows nothing of the product:
+it is an adapter.
+
+Two ways out: ``guarded_session`` (a session of one's own, for the callback worker) and
+``post_bounded`` (synchronous hooks, on urllib3 directly: a hard deadline over the whole
+exchange, a bounded reply, and connections kept per thread and reused across requests).
 """
 
 from __future__ import annotations
@@ -11,18 +16,23 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
+from django.core.signals import setting_changed
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
+from urllib3.util import Timeout
 
 
 class UnsafeCallbackUrl(ValueError):
@@ -194,3 +204,150 @@ def deadline(seconds: float) -> Iterator[threading.Event]:
     finally:
         timer.cancel()
         _deadline_sockets.reset(token)
+
+
+# --- Synchronous, bounded POSTs (hooks) --------------------------------------------------------
+
+
+class OutboundFailure(Exception):
+    """No usable answer: a refused address, no connection, no reply in time, a reply too large.
+
+    The message says why without the URL's path or query (a tenant's secrets may sit there).
+    """
+
+
+@dataclass(frozen=True)
+class BoundedResponse:
+    status: int
+    body: bytes
+    content_type: str
+
+
+_pooled = threading.local()
+# Bumped when the address policy changes: a connection opened under the old policy must
+# not be reused under the new one.
+_generation = 0
+_READ_CHUNK = 8192
+
+
+def _pool_manager() -> urllib3.PoolManager:
+    """This thread's guarded connection pools: their connections stay open between requests.
+
+    urllib3 directly, not requests: a hook is on the caller's time, and requests' own
+    machinery cost more CPU than the exchange itself. No environment proxies, no retries.
+    """
+    held = getattr(_pooled, "held", None)
+    if held is not None and held[0] == _generation:
+        return held[1]
+    if held is not None:
+        held[1].clear()
+    manager = urllib3.PoolManager(num_pools=32, maxsize=4, retries=False)
+    manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    _pooled.held = (_generation, manager)
+    return manager
+
+
+def pooled_connections_drop(**_: Any) -> None:
+    """Forget every kept connection (each thread opens new ones on its next request)."""
+    global _generation
+    _generation += 1
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CALLBACK_ALLOW_PRIVATE_NETWORKS":
+        pooled_connections_drop()
+
+
+setting_changed.connect(_on_setting_changed)
+
+
+def _socket_timeout(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    """Bound the next read of the body by what is left of the deadline."""
+    sock = getattr(response.connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def post_bounded(
+    url: str, *, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
+) -> BoundedResponse:
+    """POST ``body`` and read the reply, all within ``timeout`` seconds and ``max_bytes``.
+
+    Any status comes back as it is (a redirect is a 3xx, never followed). Raises
+    OutboundFailure for a URL that is not http(s), an address the guard refuses, a
+    connection that fails, no complete reply within ``timeout``, or a reply over
+    ``max_bytes``. The connection goes back to this thread's pool only after a complete
+    reply.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutboundFailure("not an http(s) URL with a host")
+    deadline = time.monotonic() + timeout
+    try:
+        response = _pool_manager().urlopen(
+            "POST",
+            url,
+            body=body,
+            headers=dict(headers),
+            # total: connecting and waiting for the status line share one budget.
+            timeout=Timeout(connect=timeout, read=timeout, total=timeout),
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+    except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it one
+        if "non-public" in str(exc):
+            raise OutboundFailure("refused: the host resolves to a non-public address") from None
+        raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
+    except urllib3.exceptions.TimeoutError:
+        raise OutboundFailure(f"no answer within {timeout:g} s") from None
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        if "non-public" in str(exc):
+            raise OutboundFailure("refused: the host resolves to a non-public address") from None
+        raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise OutboundFailure(f"reply of {int(declared)} bytes, over {max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OutboundFailure(f"no complete reply within {timeout:g} s")
+            _socket_timeout(response, remaining)
+            chunk = response.read(_READ_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise OutboundFailure(f"reply over {max_bytes} bytes")
+            chunks.append(chunk)
+    except OutboundFailure:
+        _discard(response)
+        raise
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        _discard(response)
+        if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+            raise OutboundFailure(f"no complete reply within {timeout:g} s") from None
+        raise OutboundFailure(f"reply unreadable ({_cause(exc)})") from None
+    # Read to the end: the connection goes back to the pool for the next request.
+    response.release_conn()
+    return BoundedResponse(
+        status=response.status, body=b"".join(chunks), content_type=response.headers.get("Content-Type", "")
+    )
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Unread bytes are left: the connection cannot be reused."""
+    response.close()
+    response.release_conn()
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost exception's type: enough to tell failures apart, never a URL."""
+    for _ in range(10):
+        if exc.__context__ is None:
+            break
+        exc = exc.__context__
+    return type(exc).__name__

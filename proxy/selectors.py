@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import Field, Model, Prefetch, Q, QuerySet
@@ -76,20 +76,41 @@ def transcript_for_service(*, service: Service, recording_uuid: str) -> Transcri
     return _copied_for_service(Transcript, service, recording_uuid)
 
 
+def latest_conversation_of_pair(*, service: Service, real_number: str, proxy_number: str) -> Conversation | None:
+    """The latest conversation of ``service`` in which ``real_number`` held ``proxy_number``, if any."""
+    held = (
+        Participant.objects.filter(real_number=real_number, proxy_number__number=proxy_number, service=service)
+        .select_related("conversation")
+        .order_by("-created_at")
+        .first()
+    )
+    return held.conversation if held is not None else None
+
+
+def is_pool_number(number: str) -> bool:
+    """Whether ``number`` is one of the account's virtual numbers (any service, any state)."""
+    return VirtualNumber.objects.filter(number=number).exists()
+
+
 @dataclass(frozen=True)
 class Route:
     """What to do with an inbound call.
 
-    ``connect``: ring ``callee`` (caller ID ``callee.proxy_number_id``);
+    ``connect``: ring ``callee`` (caller ID ``callee.proxy_number_id``); ``caller_id`` is
+    the caller's own participant;
     ``ended``: the pair belonged to a conversation that is over;
     ``pin``: ask for a PIN, the dialled number has open PIN conversations (``service`` owns it);
     ``unknown``: nothing matches (``service`` is the owner of the dialled number, if any).
+    ``service`` is read whole with the route: whether it has hooks costs no query.
     """
 
     kind: Literal["connect", "ended", "pin", "unknown"]
     service: Service | None = None
     conversation: Conversation | None = None
     callee: Participant | None = None
+    caller_id: int | None = None
+    # The caller's opaque id, as hooks and the API show participants.
+    caller_public_id: str | None = None
 
 
 def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetime | None = None) -> Route:
@@ -106,7 +127,7 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
         return Route(kind="unknown")
     now = now or timezone.now()
     if caller:
-        found = _open_route(caller=caller, proxy_number=proxy_number)
+        found, caller_id, caller_public_id = _open_route(caller=caller, proxy_number=proxy_number)
         if found is not None:
             if found.conversation.expires_at <= now:
                 # Expired before any sweep wrote it down: ended during the cooldown, then unknown.
@@ -118,6 +139,8 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 service=found.service,
                 conversation=found.conversation,
                 callee=found,
+                caller_id=caller_id,
+                caller_public_id=caller_public_id,
             )
     with connection.cursor() as cursor:
         at = connection.ops.adapt_datetimefield_value(now)
@@ -141,7 +164,9 @@ def _select_list(model: type[Model], alias: str, names: list[str] | None = None)
 
 _CALLEE_FIELDS, _CALLEE_SQL = _select_list(Participant, "callee")
 _CONVERSATION_FIELDS, _CONVERSATION_SQL = _select_list(
-    Conversation, "conversation", ["id", "service_id", "status", "expires_at", "record"]
+    Conversation,
+    "conversation",
+    ["id", "service_id", "status", "expires_at", "record", "call_time_limit", "ring_timeout"],
 )
 _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
 # The caller's row through the partial unique index on open (real_number, proxy_number)
@@ -149,7 +174,7 @@ _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
 # the other participant of its conversation, the conversation and its service: one read,
 # and no ORM query compilation on the hot path (that cost more than the read itself).
 _ROUTE_SQL = f"""
-SELECT {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
+SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
 FROM proxy_participant AS caller
 JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
 JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
@@ -181,19 +206,36 @@ WHERE v.number = %s
 """  # noqa: S608 (column lists come from model metadata)
 
 
-def _open_route(*, caller: str, proxy_number: str) -> Participant | None:
-    """The other participant of the caller's open pair, with its conversation and service."""
+def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None, str | None]:
+    """The other participant of the caller's open pair, with its conversation and service,
+    and the caller's own participant id and opaque id."""
     with connection.cursor() as cursor:
         cursor.execute(_ROUTE_SQL, [caller, proxy_number])
         row = cursor.fetchone()
     if row is None:
-        return None
-    a = len(_CALLEE_FIELDS)
+        return None, None, None
+    a = 2 + len(_CALLEE_FIELDS)
     b = a + len(_CONVERSATION_FIELDS)
-    callee = _instance(Participant, _CALLEE_FIELDS, row[:a])
+    callee = _instance(Participant, _CALLEE_FIELDS, row[2:a])
     callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
     callee.service = _instance(Service, _SERVICE_FIELDS, row[b:])
-    return callee
+    # SQLite keeps a UUID as 32 hex digits: shown the way the API shows it.
+    return callee, row[0], str(UUID(str(row[1]))) if row[1] is not None else None
+
+
+_WHOLE_CONVERSATION_FIELDS, _WHOLE_CONVERSATION_SQL = _select_list(Conversation, "conversation")
+_CONVERSATION_BY_ID_SQL = f"""
+SELECT {_WHOLE_CONVERSATION_SQL} FROM proxy_conversation AS conversation WHERE conversation.id = %s
+"""  # noqa: S608 (column lists come from model metadata)
+
+
+def conversation_whole(*, conversation_id: Any) -> Conversation | None:
+    """A conversation with every field, by id: one fixed statement (a hook waits on it)."""
+    key = Conversation._meta.pk.get_db_prep_value(conversation_id, connection)  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(_CONVERSATION_BY_ID_SQL, [key])
+        row = cursor.fetchone()
+    return None if row is None else _instance(Conversation, _WHOLE_CONVERSATION_FIELDS, row)
 
 
 # --- Messages ---------------------------------------------------------------------------------
@@ -434,22 +476,38 @@ def api_key_for_hash(*, key_hash: str) -> ApiKey | None:
 
 
 def _instance(model: type[Model], fields: list[Field], values: tuple) -> Any:
-    """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite)."""
-    converted = list(values)
-    for i, (expression, converters) in enumerate(_converters(model, tuple(fields))):
-        for converter in converters:
-            converted[i] = converter(converted[i], expression, connection)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite).
+
+    ``fields``: one of this module's column lists (they live as long as the process).
+    """
+    names, conversions = _reader(model, fields)
+    if conversions:
+        converted = list(values)
+        for i, expression, converters in conversions:
+            for converter in converters:
+                converted[i] = converter(converted[i], expression, connection)
+        values = tuple(converted)
+    return model.from_db(connection.alias, names, values)
 
 
-@functools.cache
-def _converters(model: type[Model], fields: tuple[Field, ...]) -> list[tuple[Col, list]]:
-    # One database per process: the backend's converters are the same for every row.
-    result = []
-    for field in fields:
-        expression = Col(model._meta.db_table, field)
-        result.append((expression, connection.ops.get_db_converters(expression) + field.get_db_converters(connection)))
-    return result
+# Per column list, by identity: looking it up by the fields themselves hashed every field
+# on every answer (a Python call each), which cost more than converting the row.
+_READERS: dict[int, tuple[list[Field], tuple[list[str], list[tuple[int, Col, list]]]]] = {}
+
+
+def _reader(model: type[Model], fields: list[Field]) -> tuple[list[str], list[tuple[int, Col, list]]]:
+    """The attribute names of ``fields`` and the converters of those columns that have any."""
+    held = _READERS.get(id(fields))
+    if held is None or held[0] is not fields:
+        # One database per process: the backend's converters are the same for every row.
+        conversions = []
+        for i, field in enumerate(fields):
+            expression = Col(model._meta.db_table, field)
+            converters = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+            if converters:
+                conversions.append((i, expression, converters))
+        held = _READERS[id(fields)] = (fields, ([f.attname for f in fields], conversions))
+    return held[1]
 
 
 # --- Allocation -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from proxy.errors import ConversationEnded, PoolExhausted
 from proxy.models import Conversation, Notification, Participant, Service, prefetched
 from proxy.notifications import notifications_fail_for_invalid_numbers
 from proxy.participants import ParticipantInput, Person, participants_normalize
-from proxy.phone import mask
+from proxy.phone import mask, region_of
 from proxy.pins import NoFreePin, pins_choose
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
@@ -47,6 +47,9 @@ class OpenOptions(TypedDict, total=False):
     record: bool
     notify: bool
     metadata: dict[str, Any] | None
+    call_time_limit: int | None
+    ring_timeout: int | None
+    keep_numbers: dict[str, str] | None
     now: datetime | None
     on_created: Callable[[Conversation], None] | None
 
@@ -71,13 +74,20 @@ def conversation_open(
     record: bool = False,
     notify: bool = True,
     metadata: dict[str, Any] | None = None,
+    call_time_limit: int | None = None,
+    ring_timeout: int | None = None,
+    keep_numbers: dict[str, str] | None = None,
     now: datetime | None = None,
     on_created: Callable[[Conversation], None] | None = None,
 ) -> Conversation:
     """Open a conversation between two validated people and give each a proxy number.
 
     ``people``: as ``proxy.participants.participants_normalize`` returns them (E.164 digits, two different
-    numbers, country of the number else the hint). The conversation comes back with its
+    numbers, country of the number else the hint). ``call_time_limit`` and ``ring_timeout``
+    default to the service's (``call_time_limit``, ``connect_timeout``) and are kept on the
+    conversation. ``keep_numbers`` maps a real number to a proxy number that person keeps
+    when it is free for them (a caller opening a conversation on the number they dialled),
+    before any other choice. The conversation comes back with its
     participants and their SMS rows attached, so it can be shown without reading it
     back. ``on_created`` runs inside the creating transaction, once all of that is
     written (the API stores its Idempotency-Key response there, in the same commit as
@@ -101,6 +111,9 @@ def conversation_open(
                     record=record,
                     notify=notify,
                     metadata=metadata or {},
+                    call_time_limit=call_time_limit or service.call_time_limit,
+                    ring_timeout=ring_timeout or service.connect_timeout,
+                    keep_numbers=keep_numbers or {},
                     now=now or timezone.now(),
                     on_created=on_created,
                 )
@@ -139,6 +152,9 @@ def _conversation_create_locked(
     record: bool,
     notify: bool,
     metadata: dict[str, Any],
+    call_time_limit: int,
+    ring_timeout: int,
+    keep_numbers: dict[str, str],
     now: datetime,
     on_created: Callable[[Conversation], None] | None,
 ) -> Conversation:
@@ -148,8 +164,10 @@ def _conversation_create_locked(
     by_pair = service.pin_mode != Service.PinMode.ALWAYS
     if by_pair:
         _lock_real_numbers(reals)
-    # Only the countries a participant can be served from: their own, else the default.
+    # Only the countries a participant can be served from: their own, else the default;
+    # and the country of a number someone keeps.
     countries = {p["country"] for p in people} | {service.default_country}
+    countries |= {region_of(number) or service.default_country for number in keep_numbers.values()}
     view = selectors.allocation_view(
         service=service, reals=(reals[0], reals[1]), countries=countries, now=now, held=by_pair
     )
@@ -164,11 +182,16 @@ def _conversation_create_locked(
     chosen: list[str] = []
     for person, other in ((people[0], people[1]), (people[1], people[0])):
         candidates = pool_for_country(view.pool, country=person["country"], default_country=service.default_country)
+        keep = keep_numbers.get(person["number"])
+        if keep and all(c.number != keep for c in candidates):
+            # A number of the pool in another country is still the one they dialled.
+            candidates += [n for n in view.pool if n.number == keep]
         number = choose_proxy_number(
             candidates=candidates,
             holdings=holdings[person["number"]],
             counterpart=other["number"],
             sticky=view.sticky.get(person["number"]),
+            keep=keep,
         )
         if number is None:
             country = candidates[0].country if candidates else person["country"]
@@ -184,6 +207,8 @@ def _conversation_create_locked(
         expires_at=now + timedelta(seconds=ttl),
         record=record,
         metadata=metadata,
+        call_time_limit=call_time_limit,
+        ring_timeout=ring_timeout,
         created_at=now,
     )
     participants = Participant.objects.bulk_create(

@@ -18,6 +18,8 @@ from proxy.callbacks import (
     callback_create_for_transcript,
     callbacks_create_for_conversations,
 )
+from proxy.hangups import FAN_OUT_TASK as HANGUP_FAN_OUT_TASK
+from proxy.hangups import HANGUP_TASK, hangups_create_for_conversations
 from proxy.message_outbox import messages_wake_on_commit
 from proxy.notifications import notifications_create_for_conversation
 from proxy.outbox import queue_on_commit
@@ -50,18 +52,27 @@ def conversation_opened(
 
 
 def conversations_ended(conversation_ids: list, *, status: str) -> None:
-    """Conversations were closed or expired (``status``): call back the marketplace."""
+    """Conversations were closed or expired (``status``): hang up their calls in progress
+    (through the call-control outbox, after commit) and call back the marketplace."""
     if not conversation_ids:
         return
+    hangups = hangups_create_for_conversations(conversation_ids=conversation_ids)
+    if len(hangups) <= _FANOUT_CHUNK:
+        for pk in hangups:
+            queue_on_commit(HANGUP_TASK, pk)
+    else:
+        for start in range(0, len(hangups), _FANOUT_CHUNK):
+            queue_on_commit(HANGUP_FAN_OUT_TASK, hangups[start : start + _FANOUT_CHUNK])
     event = "conversation.expired" if status == "expired" else "conversation.closed"
     ids = callbacks_create_for_conversations(conversation_ids=list(conversation_ids), event=event)
     for start in range(0, len(ids), _FANOUT_CHUNK):
         queue_on_commit(FAN_OUT_TASK, ids[start : start + _FANOUT_CHUNK])
 
 
-def call_completed(call: Call) -> None:
-    """A call reached ``completed``: call back the marketplace."""
-    delivery = callback_create_for_call(call=call)
+def call_progressed(call: Call, *, event: str) -> None:
+    """A leg of a conversation's call rang, was answered or completed (``event``, one of
+    ``proxy.callbacks.CALL_EVENTS``): call back the marketplace."""
+    delivery = callback_create_for_call(call=call, event=event)
     if delivery is not None:
         queue_on_commit(DELIVER_TASK, delivery.pk)
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from config.celery import WORKER_HEARTBEAT_KEY, retry_later
 from proxy.delivery.callbacks import callback_deliver
+from proxy.delivery.hangups import call_hang_up
 from proxy.delivery.messages import message_parts_join, message_send, messages_drain
 from proxy.delivery.recordings import recording_download, transcript_download
 from proxy.delivery.sms import notification_send
@@ -76,6 +77,22 @@ def deliver_callbacks(delivery_ids: list[int]) -> int:
     for delivery_id in delivery_ids:
         queue_now(deliver_callback.name, delivery_id)
     return len(delivery_ids)
+
+
+@shared_task(bind=True, acks_late=True, **TASK_TIME_LIMITS)
+def hang_up_call(self, hangup_id: int) -> str:
+    outcome = call_hang_up(hangup_id=hangup_id)
+    if outcome.retry_in is not None:
+        retry_later(self, outcome.retry_in)
+    return outcome.result
+
+
+@shared_task(acks_late=True)
+def hang_up_calls(hangup_ids: list[int]) -> int:
+    """Fan a chunk of hang-ups out to one task each."""
+    for hangup_id in hangup_ids:
+        queue_now(hang_up_call.name, hangup_id)
+    return len(hangup_ids)
 
 
 # A copy may take the download's whole limit and as long again into storage; the row's

@@ -29,5 +29,7 @@ urlpatterns = [
         views.RecordingTranscriptApi.as_view(),
         name="recording-transcript",
     ),
+    path("service", views.ServiceApi.as_view(), name="service"),
+    path("service/callback-secret", views.CallbackSecretApi.as_view(), name="service-callback-secret"),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]

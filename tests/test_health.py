@@ -104,6 +104,7 @@ def test_healthy_without_redis(client: Client, settings):
         "validations",
         "messages",
         "message-parts",
+        "hangups",
     }
     assert response["Cache-Control"].startswith("max-age=0")
 

@@ -25,7 +25,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from proxy.models import Call, CallEvent, PinCall, Service
-from proxy.ncco import GENERIC_UNKNOWN_TEXT, ncco_for_route, pin_prompt_ncco, talk_ncco, unavailable_ncco
+from proxy.ncco import (
+    GENERIC_UNKNOWN_TEXT,
+    ncco_for_route,
+    not_allowed_ncco,
+    pin_prompt_ncco,
+    talk_ncco,
+    unavailable_ncco,
+)
 from proxy.phone import from_webhook, mask
 from proxy.pins import (
     LOCKOUT_CALLS,
@@ -42,6 +49,7 @@ from proxy.pins import (
     prompt_token,
 )
 from proxy.selectors import Route, service_of_number
+from webhooks.call_control import BLOCKED, BLOCKED_ON_ERROR, InboundCall, call_intercept, call_out_of_session
 from webhooks.payloads import event_from_payload, input_payload_redacted, text
 
 logger = logging.getLogger(__name__)
@@ -122,6 +130,7 @@ def pin_input_receive(
             pin_call=pin_call,
             first_time=first_time,
             now=now,
+            call=_inbound(payload, prompt=prompt, caller=caller),
         )
         if match is not None and match.kind == "live" and match.counterpart is not None:
             _call_routed_by_pin(payload=payload, prompt=prompt, match=match, now=now)
@@ -148,6 +157,7 @@ def _outcome(
     pin_call: PinCall,
     first_time: bool,
     now: datetime,
+    call: InboundCall,
 ) -> NCCO:
     """What the caller hears, and (on a first delivery) the call's record brought up to date."""
     if first_time:
@@ -157,9 +167,7 @@ def _outcome(
             pin_call.outcome, pin_call.participant, pin_call.locked_until = PinCall.Outcome.CONNECTED, match.owner, None
         if match.counterpart is None:
             return unavailable_ncco(service)
-        # Exactly as if the PIN's owner had called from their own phone.
-        route = Route(kind="connect", service=match.service, conversation=match.conversation, callee=match.counterpart)
-        return ncco_for_route(route, public_url=settings.PUBLIC_URL)
+        return _connect_as_owner(service=service, match=match, call=call, first_time=first_time)
     if match is not None:
         if first_time and pin_call.outcome != PinCall.Outcome.CONNECTED:
             pin_call.outcome, pin_call.participant = PinCall.Outcome.ENDED, match.owner
@@ -169,20 +177,58 @@ def _outcome(
         pin_call.wrong_pins += 1 if entered.keyed else 0
         _failed(pin_call, now=now)
     if last_try:
-        return pin_tries_exhausted(service=service, pin_call=pin_call)
+        return pin_tries_exhausted(service=service, pin_call=pin_call, call=call, first_time=first_time)
     lead = service.pin_invalid_text if entered.keyed else service.pin_no_input_text
     next_prompt = Prompt(call_uuid=prompt.call_uuid, proxy_number=prompt.proxy_number, try_number=prompt.try_number + 1)
     return _prompt(service, next_prompt, lead=lead)
 
 
-def pin_tries_exhausted(*, service: Service, pin_call: PinCall) -> NCCO:
-    """The decision point after a call's last wrong or empty try: a goodbye and no connect.
+def pin_tries_exhausted(
+    *, service: Service, pin_call: PinCall, call: InboundCall | None = None, first_time: bool = True
+) -> NCCO:
+    """The decision point after a call's last wrong or empty try: a goodbye and no connect,
+    unless the service has an out-of-session hook, which decides instead (DESIGN.md, "Out
+    of session"). A repeated delivery of that last input event gets the goodbye: asking the
+    hook again could open a second conversation.
 
-    ``pin_call`` says who called which number and how the tries went. This is the one
-    place that decides; the out-of-session hook (DESIGN.md, "Out of session") decides
-    here instead when the service has one.
+    ``pin_call`` says who called which number and how the tries went.
     """
-    return talk_ncco(service.pin_goodbye_text, service)
+    goodbye = talk_ncco(service.pin_goodbye_text, service)
+    if service.out_of_session_url and call is not None and first_time:
+        return call_out_of_session(service=service, call=call, default_ncco=goodbye).ncco
+    return goodbye
+
+
+def _connect_as_owner(*, service: Service, match: PinMatch, call: InboundCall, first_time: bool) -> NCCO:
+    """Exactly as if the PIN's owner had called from their own phone, the intercept hook included."""
+    assert match.counterpart is not None
+    route = Route(kind="connect", service=match.service, conversation=match.conversation, callee=match.counterpart)
+    if not service.intercept_url:
+        return ncco_for_route(route, public_url=settings.PUBLIC_URL)
+    if first_time:
+        return call_intercept(
+            service=service,
+            conversation=match.conversation,
+            caller_id=match.owner.pk,
+            caller_public_id=str(match.owner.public_id),
+            callee=match.counterpart,
+            call=call,
+        ).ncco
+    # A repeated input event: the first delivery's decision, as the call's row kept it.
+    blocked = Call.objects.filter(uuid=call.uuid, hook_outcome__in=(BLOCKED, BLOCKED_ON_ERROR)).exists()
+    return not_allowed_ncco(service) if blocked else ncco_for_route(route, public_url=settings.PUBLIC_URL)
+
+
+def _inbound(payload: dict[str, Any], *, prompt: Prompt, caller: str) -> InboundCall:
+    """The prompted call as the hooks see it: its ids, the caller (None when withheld), the number dialled."""
+    return InboundCall(
+        uuid=prompt.call_uuid,
+        conversation_uuid=text(payload, "conversation_uuid"),
+        caller=caller or None,
+        dialled=prompt.proxy_number,
+        from_raw=text(payload, "from"),
+        to_raw=prompt.proxy_number,
+    )
 
 
 def _failed(pin_call: PinCall, *, now: datetime) -> None:

@@ -19,8 +19,9 @@ from proxy.models import Call, CallEvent, CopiedFile, Participant, Recording, Se
 from proxy.ncco import ncco_for_route, record_notice_ncco, unavailable_ncco
 from proxy.phone import from_webhook, mask
 from proxy.recordings import recording_announce, transcript_announce
-from proxy.selectors import route_for_call
+from proxy.selectors import Route, route_for_call
 from telephony.registry import get_provider
+from webhooks.call_control import CallDecision, call_intercept, call_out_of_session, inbound_call_from_payload
 from webhooks.payloads import (
     FALLBACK_ONLY_FIELDS,
     NCCO_REPLACING_STATUSES,
@@ -41,13 +42,22 @@ logger = logging.getLogger(__name__)
 _OUTCOMES = {"connect": "connected", "unknown": "unknown", "ended": "ended"}
 
 
-def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Answer:
+    """The NCCO for an answer request, and what a hook decided on the way, if one was asked."""
+
+    ncco: list[dict[str, Any]]
+    decision: CallDecision | None = None
+
+
+def answer_call(*, payload: dict[str, Any]) -> Answer:
     """The NCCO for an inbound call. Never raises for bad input: unknown callers hear a message."""
     caller = from_webhook(payload.get("from"))
     dialled = from_webhook(payload.get("to"))
     # One indexed read and nothing written: the caller hears silence until we answer. The
     # call's row is written by its first event, which finds the conversation by the same
-    # (real number, proxy number) pair (_link_by_numbers).
+    # (real number, proxy number) pair (_link_by_numbers). Only a hook, when the service
+    # has one, adds its exchange and the call's row with what it decided.
     route = route_for_call(caller=caller, proxy_number=dialled)
     webhook_outcome(_OUTCOMES.get(route.kind, route.kind))
     uuid = text(payload, "uuid")
@@ -55,18 +65,47 @@ def answer_call(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
     # outcome), and the answer webhook keeps to one log line per call.
     logger.debug("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
     if route.kind == "pin" and dialled:
-        return pin_answer(route=route, caller=caller, dialled=dialled, call_uuid=uuid)
-    return ncco_for_route(route, public_url=settings.PUBLIC_URL)
+        # The PIN prompt comes first; the input webhook asks the hooks once a PIN decided.
+        return Answer(pin_answer(route=route, caller=caller, dialled=dialled, call_uuid=uuid))
+    service = route.service
+    # The route read brought the whole service: without hooks this costs nothing more.
+    if service is not None and (service.intercept_url or service.out_of_session_url):
+        decision = _hook_decision(route, service, payload)
+        if decision is not None:
+            webhook_outcome("intercepted")
+            return Answer(decision.ncco, decision)
+    return Answer(ncco_for_route(route, public_url=settings.PUBLIC_URL))
 
 
-def answer_safely(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
+def _hook_decision(route: Route, service: Service, payload: dict[str, Any]) -> CallDecision | None:
+    """Ask the service's hook, when it has the one this route needs (a call row is then written)."""
+    if route.kind == "connect":
+        if not service.intercept_url or route.conversation is None or route.callee is None:
+            return None
+        return call_intercept(
+            service=service,
+            conversation=route.conversation,
+            caller_id=route.caller_id,
+            caller_public_id=route.caller_public_id,
+            callee=route.callee,
+            call=inbound_call_from_payload(payload),
+        )
+    call = inbound_call_from_payload(payload)
+    if not service.out_of_session_url or call.dialled is None:
+        return None
+    return call_out_of_session(
+        service=service, call=call, default_ncco=ncco_for_route(route, public_url=settings.PUBLIC_URL)
+    )
+
+
+def answer_safely(*, payload: dict[str, Any]) -> Answer:
     """answer_call, or the generic message when even that fails: never a 5xx to Vonage."""
     try:
         return answer_call(payload=payload)
     except Exception:
         logger.exception("answer webhook failed; speaking the generic message")
         webhook_outcome("error")
-        return unavailable_ncco(None)
+        return Answer(unavailable_ncco(None))
 
 
 def record_notice_safely(*, service_id: str | None) -> list[dict[str, Any]]:
@@ -109,7 +148,7 @@ def fallback_receive(*, payload: dict[str, Any]) -> list[dict[str, Any]]:
             logger.exception("fallback webhook failed to keep an event")
             ncco = None
         return ncco or unavailable_ncco(None)
-    return answer_safely(payload={k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS})
+    return answer_safely(payload={k: v for k, v in payload.items() if k not in FALLBACK_ONLY_FIELDS}).ncco
 
 
 @dataclass(frozen=True)
@@ -173,22 +212,35 @@ def _call_for_event(event: Event) -> Call:
         ignore_conflicts=True,
     )
     call = Call.objects.select_for_update(of=("self",)).select_related("conversation__service").get(uuid=event.uuid)
-    if call.conversation_id is None:
+    # An out-of-session hook's decision already says where the call belongs.
+    if call.conversation_id is None and call.hook != Call.Hook.OUT_OF_SESSION:
         _link_to_conversation(call)
     return call
 
 
 def _link_to_conversation(call: Call) -> None:
     """Find the leg's conversation: through another leg of the same Vonage conversation
-    (our connect's leg shares the inbound leg's conversation_uuid), else by its numbers."""
+    (our connect's leg shares the inbound leg's conversation_uuid), else by its numbers.
+
+    The leg an out-of-session hook's ``connect`` rang belongs to no conversation: it takes
+    the service of the inbound leg and nothing else (never a conversation its numbers
+    happen to match).
+    """
     sibling = (
-        Call.objects.filter(conversation_uuid=call.conversation_uuid, conversation__isnull=False)
+        Call.objects.filter(conversation_uuid=call.conversation_uuid)
+        .filter(Q(conversation__isnull=False) | Q(hook=Call.Hook.OUT_OF_SESSION))
         .exclude(pk=call.pk)
         .select_related("conversation__service")
+        .order_by(F("conversation_id").asc(nulls_last=True), "-created_at")
         .first()
         if call.conversation_uuid
         else None
     )
+    if sibling is not None and sibling.conversation_id is None:
+        call.service_id = sibling.service_id
+        call.direction = call.direction or Call.Direction.OUTBOUND
+        call.save(update_fields=["service", "direction", "updated_at"])
+        return
     if sibling is not None:
         call.conversation = sibling.conversation
         call.service_id = sibling.service_id
@@ -275,6 +327,12 @@ def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
     if status == "started" and call.started_at is None:
         call.started_at = at
         fields.add("started_at")
+    # Each leg tells the marketplace once that it rang and once that it was answered.
+    became_ringing = status == "ringing" and call.ringing_at is None
+    if became_ringing:
+        call.ringing_at = at
+        fields.add("ringing_at")
+    became_answered = status == "answered" and call.answered_at is None
     if status == "answered" and (call.answered_at is None or at < call.answered_at):
         call.answered_at = at
         fields.add("answered_at")
@@ -285,8 +343,12 @@ def _apply_status(call: Call, event: Event, *, now: datetime) -> None:
         fields.add("direction")
     if fields:
         call.save(update_fields=[*fields, "updated_at"])
+    if became_ringing:
+        side_effects.call_progressed(call, event="call.ringing")
+    if became_answered:
+        side_effects.call_progressed(call, event="call.answered")
     if became_completed:
-        side_effects.call_completed(call)
+        side_effects.call_progressed(call, event="call.completed")
 
 
 def _fill_completed(call: Call, payload: dict[str, Any]) -> set[str]:

@@ -30,6 +30,7 @@ from webhooks.signatures import SignatureError, verify_voice_webhook
 logger = logging.getLogger(__name__)
 
 View = Callable[[HttpRequest], HttpResponse]
+HOOK_OUTCOME_HEADER = "X-Hook-Outcome"
 
 
 def signed_voice_webhook(view: View) -> View:
@@ -62,7 +63,12 @@ def _payload(request: HttpRequest) -> dict[str, Any]:
 
 @signed_voice_webhook
 def answer(request: HttpRequest) -> HttpResponse:
-    return _ncco_response(answer_safely(payload=_payload(request)))
+    answered = answer_safely(payload=_payload(request))
+    response = _ncco_response(answered.ncco)
+    if answered.decision is not None:
+        # What a marketplace hook decided, for the sandbox's call player (Vonage ignores it).
+        response[HOOK_OUTCOME_HEADER] = answered.decision.summary
+    return response
 
 
 @signed_voice_webhook

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -10,16 +9,19 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from proxy import participants, phone
+from proxy.limits import (
+    MAX_CALL_TIME_LIMIT,
+    MAX_EXTERNAL_ID,
+    MAX_RING_TIMEOUT,
+    MAX_TTL,
+    MIN_CALL_TIME_LIMIT,
+    MIN_RING_TIMEOUT,
+    MIN_TTL,
+    metadata_problem,
+)
 from proxy.messaging import MAX_TEXT
-from proxy.models import Call, Conversation, Message, Notification, Participant
-from proxy.parsers import json_strings
+from proxy.models import Call, Conversation, Message, Notification, Participant, Service, validate_retention_days
 from proxy.recordings import newest_copied, recording_api_path, transcript_api_path
-
-MAX_EXTERNAL_ID = 200
-MAX_METADATA_BYTES = 8 * 1024
-MIN_TTL = 1
-MAX_TTL = 365 * 24 * 3600
-
 
 # --- Input ----------------------------------------------------------------------------------------
 
@@ -43,14 +45,9 @@ class MetadataField(serializers.JSONField):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Give a JSON object.")
-        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-        if len(encoded) > MAX_METADATA_BYTES:
-            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON ({len(encoded)} given).")
-        # jsonb cannot store U+0000; refuse it here rather than fail in the database.
-        if any("\x00" in item for item in json_strings(value)):
-            raise serializers.ValidationError("Null characters are not allowed.")
+        problem = metadata_problem(value)
+        if problem is not None or not isinstance(value, dict):
+            raise serializers.ValidationError(problem or "Give a JSON object.")
         return value
 
 
@@ -147,6 +144,20 @@ class ConversationCreateInputSerializer(serializers.Serializer):
         required=False, default=True, help_text="Text each participant the number to call (SMS)."
     )
     metadata = MetadataField(required=False, allow_null=True, help_text="Any JSON object, at most 8 KiB.")
+    call_time_limit = serializers.IntegerField(
+        min_value=MIN_CALL_TIME_LIMIT,
+        max_value=MAX_CALL_TIME_LIMIT,
+        required=False,
+        allow_null=True,
+        help_text="Longest call in seconds (default: the service's call_time_limit).",
+    )
+    ring_timeout = serializers.IntegerField(
+        min_value=MIN_RING_TIMEOUT,
+        max_value=MAX_RING_TIMEOUT,
+        required=False,
+        allow_null=True,
+        help_text="Seconds the called person's phone rings (default: the service's ring_timeout).",
+    )
 
     def validate_participants(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if value[0]["number"] == value[1]["number"]:
@@ -224,6 +235,37 @@ class ConversationOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     participants = ParticipantOutputSerializer(many=True)
     closed_reason = serializers.CharField()
+    call_time_limit = serializers.SerializerMethodField(help_text="Longest call in seconds.")
+    ring_timeout = serializers.SerializerMethodField(help_text="Seconds the called person's phone rings.")
+
+    def _service_default(self, conversation: Conversation, field: str) -> int:
+        # Conversations older than these fields use the service's; the API knows its service.
+        service = self.context.get("service") or conversation.service
+        return int(getattr(service, field))
+
+    def get_call_time_limit(self, conversation: Conversation) -> int:
+        if conversation.call_time_limit is not None:
+            return conversation.call_time_limit
+        return self._service_default(conversation, "call_time_limit")
+
+    def get_ring_timeout(self, conversation: Conversation) -> int:
+        if conversation.ring_timeout is not None:
+            return conversation.ring_timeout
+        return self._service_default(conversation, "connect_timeout")
+
+
+class HookOutcomeSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=Call.Hook.choices, source="hook", help_text="Which hook was asked.")
+    outcome = serializers.CharField(
+        source="hook_outcome",
+        help_text="intercept: allowed, blocked, allowed_on_error, blocked_on_error; "
+        "out_of_session: talk, connect, open, default.",
+    )
+    status_code = serializers.IntegerField(
+        source="hook_status_code", allow_null=True, help_text="The hook's HTTP status; null when it gave none."
+    )
+    detail = serializers.CharField(source="hook_detail", help_text="Why, e.g. `HTTP 200` or `no answer within 2 s`.")
+    elapsed_ms = serializers.IntegerField(source="hook_ms", allow_null=True)
 
 
 class CallOutputSerializer(serializers.Serializer):
@@ -242,10 +284,19 @@ class CallOutputSerializer(serializers.Serializer):
     )
     recording_url = serializers.SerializerMethodField()
     transcript_url = serializers.SerializerMethodField()
+    hook = serializers.SerializerMethodField()
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else settings.PUBLIC_URL + path
+
+    @extend_schema_field(
+        HookOutcomeSerializer(
+            allow_null=True, help_text="What a marketplace hook decided for this call; null when none was asked."
+        )
+    )
+    def get_hook(self, call: Call) -> dict[str, Any] | None:
+        return HookOutcomeSerializer(call).data if call.hook else None
 
     @extend_schema_field(
         serializers.URLField(
@@ -288,6 +339,81 @@ class MessageOutputSerializer(serializers.Serializer):
     )
     text = serializers.CharField(help_text="Empty once the retention period has removed it.")
     created_at = serializers.DateTimeField()
+
+
+# --- The service ----------------------------------------------------------------------------------
+
+
+class ServiceUrlField(serializers.URLField):
+    """A callback or hook URL; "" (or null) removes it. The rules it must keep are the
+    service's own (``proxy.service_settings``), checked when it is saved."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        return "" if data is None else super().to_internal_value(data)
+
+
+class ServiceSerializer(serializers.Serializer):
+    """``GET`` and ``PATCH /api/v1/service``: one line per field (the model's name via ``source``)."""
+
+    slug = serializers.SlugField(read_only=True)
+    name = serializers.CharField(max_length=100)
+    default_country = CountryField(allow_blank=False, help_text="ISO 3166-1 alpha-2, for numbers given nationally.")
+    default_ttl = TtlField(help_text="Seconds a conversation stays open when its creation gives no ttl.")
+    cooldown = serializers.IntegerField(min_value=0, max_value=MAX_TTL, help_text="Seconds; 0 turns it off.")
+    rate_limit = serializers.IntegerField(min_value=0, max_value=100_000, help_text="API requests a second; 0: none.")
+    callback_url = ServiceUrlField(max_length=200, help_text="Where events are POSTed; https.")
+    intercept_url = ServiceUrlField(max_length=500, help_text="Asked before a known caller is connected; https.")
+    out_of_session_url = ServiceUrlField(max_length=500, help_text="Asked about out-of-session callers; https.")
+    intercept_on_error = serializers.ChoiceField(choices=["allow", "block"])
+    call_time_limit = serializers.IntegerField(min_value=MIN_CALL_TIME_LIMIT, max_value=MAX_CALL_TIME_LIMIT)
+    ring_timeout = serializers.IntegerField(
+        source="connect_timeout", min_value=MIN_RING_TIMEOUT, max_value=MAX_RING_TIMEOUT
+    )
+    pin_mode = serializers.ChoiceField(
+        choices=[mode.value for mode in Service.PinMode],
+        help_text="off: the caller's number routes; fallback: it does, else a PIN; always: every caller "
+        "keys in a PIN. Applies to conversations opened from then on.",
+    )
+    record_notice = serializers.CharField(
+        max_length=1500, help_text="Said to both people before a recorded call is bridged."
+    )
+    transcribe = serializers.BooleanField(help_text="Ask Vonage for a transcript of every recording.")
+    retention_days = serializers.IntegerField(
+        validators=[validate_retention_days],
+        help_text="Days after a conversation ends until its recordings, transcripts, message texts, names and "
+        "real numbers are deleted or redacted (1 to the operator's ceiling, RETENTION_MAX_DAYS).",
+    )
+    callback_includes_text = serializers.BooleanField(help_text="Message callbacks carry the text itself.")
+    auto_reply_text = serializers.CharField(
+        max_length=1000, allow_blank=True, help_text="Texted back, once a day per sender, outside any conversation."
+    )
+    message_limit_conversation = serializers.IntegerField(
+        min_value=0, help_text="Texts relayed per conversation in any hour; 0: no cap."
+    )
+    message_limit_service = serializers.IntegerField(
+        min_value=0, help_text="Texts relayed per minute across the service; 0: no cap."
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # A typo must not pass for a change that silently did nothing; fields shown but
+        # not writable (slug) may be sent back as they are.
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class CallbackSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(
+        help_text="The new signing secret. Shown this once; callbacks and hooks carry the "
+        "previous secret's signature beside it for 24 hours."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -23,12 +23,14 @@ from proxy import messaging, selectors, services
 from proxy.api import schema
 from proxy.api.filters import ConversationFilter
 from proxy.api.serializers import (
+    CallbackSecretSerializer,
     CallOutputSerializer,
     ConversationCreateInputSerializer,
     ConversationOutputSerializer,
     ConversationUpdateInputSerializer,
     MessageCreateInputSerializer,
     MessageOutputSerializer,
+    ServiceSerializer,
 )
 from proxy.idempotency import (
     Claim,
@@ -40,6 +42,7 @@ from proxy.idempotency import (
 )
 from proxy.models import Conversation, Service
 from proxy.pagination import Pagination
+from proxy.service_settings import callback_secret_rotate, service_update
 
 
 def _page_of(serializer: type[serializers.Serializer], name: str) -> serializers.Serializer:
@@ -76,7 +79,7 @@ def _conversation_or_404(service: Service, conversation_id: str, *, shown: bool 
 
 
 def _output(conversation: Conversation, request: Request) -> dict[str, Any]:
-    return ConversationOutputSerializer(conversation, context={"request": request}).data
+    return ConversationOutputSerializer(conversation, context={"request": request, "service": _service(request)}).data
 
 
 class ConversationListCreateApi(APIView):
@@ -110,7 +113,8 @@ class ConversationListCreateApi(APIView):
         queryset = filterset.qs.order_by("-created_at", "-id")
         paginator = Pagination()
         page: list[Conversation] | None = paginator.paginate_queryset(queryset, request, view=self)
-        data = ConversationOutputSerializer(page, many=True, context={"request": request}).data
+        context = {"request": request, "service": _service(request)}
+        data = ConversationOutputSerializer(page, many=True, context=context).data
         return paginator.get_paginated_response(data)
 
     @extend_schema(
@@ -173,6 +177,8 @@ class ConversationListCreateApi(APIView):
             record=data["record"],
             notify=data["notify"],
             metadata=data.get("metadata") or {},
+            call_time_limit=data.get("call_time_limit"),
+            ring_timeout=data.get("ring_timeout"),
             on_created=respond,
         )
         body = answer["body"]
@@ -403,3 +409,52 @@ class RecordingTranscriptApi(APIView):
         return _file_response(
             transcript.file, content_type="application/json", filename=f"{transcript.recording_uuid}.json"
         )
+
+
+class ServiceApi(APIView):
+    """The calling key's own service: its settings, callback and hook URLs."""
+
+    @extend_schema(
+        operation_id="service_retrieve",
+        summary="Get your service's settings",
+        responses={200: ServiceSerializer, 401: schema.UNAUTHORIZED, 429: schema.THROTTLED},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(ServiceSerializer(_service(request)).data)
+
+    @extend_schema(
+        operation_id="service_update",
+        summary="Change your service's settings",
+        description="Only the fields given change. Callback and hook URLs must be https and reach a public "
+        'address; `""` removes one. Unknown fields are refused (400), `slug` is read-only.',
+        request=ServiceSerializer,
+        responses={
+            200: ServiceSerializer,
+            400: schema.BAD_REQUEST,
+            401: schema.UNAUTHORIZED,
+            413: schema.TOO_LARGE,
+            429: schema.THROTTLED,
+        },
+    )
+    def patch(self, request: Request) -> Response:
+        service = _service(request)
+        serializer = ServiceSerializer(service, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        service = service_update(service=service, changes=serializer.validated_data)
+        return Response(ServiceSerializer(service).data)
+
+
+class CallbackSecretApi(APIView):
+    @extend_schema(
+        operation_id="service_callback_secret_rotate",
+        summary="Make a new callback signing secret",
+        description="Returns the new secret once. For 24 hours callbacks and hooks carry two signatures in "
+        "`X-Signature`, comma-separated: the new secret's, then the previous one's.",
+        request=None,
+        responses={201: CallbackSecretSerializer, 401: schema.UNAUTHORIZED, 429: schema.THROTTLED},
+    )
+    def post(self, request: Request) -> Response:
+        secret = callback_secret_rotate(service=_service(request))
+        response = Response({"secret": secret}, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response

@@ -11,7 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models import F
 from django.utils import timezone
 
-from proxy.callbacks import CALLBACKS, RETRY_WINDOW, callback_body, callback_signature
+from proxy.callbacks import CALLBACKS, RETRY_WINDOW, callback_body, signature_header
 from proxy.models import CallbackDelivery
 from proxy.outbox import Outcome, truncate
 from proxy.safe_http import HostNotResolved, UnsafeCallbackUrl, callback_url_check, deadline, guarded_session
@@ -54,10 +54,9 @@ def callback_deliver(*, delivery_id: int, now: datetime | None = None) -> Outcom
         "X-Callback-Id": str(delivery.payload.get("id", "")),
         "X-Signature-Timestamp": str(timestamp),
     }
-    if delivery.service.callback_secret:
-        headers["X-Signature"] = callback_signature(
-            secret=delivery.service.callback_secret, timestamp=timestamp, body=body
-        )
+    signature = signature_header(service=delivery.service, timestamp=timestamp, body=body)
+    if signature is not None:
+        headers["X-Signature"] = signature
     try:
         # Only the status counts: the body is never read (stream=True, then closed), and
         # the whole exchange ends at TOTAL_SECONDS whatever the server drips.

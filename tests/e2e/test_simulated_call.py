@@ -112,3 +112,25 @@ def test_opening_a_conversation_texts_each_participant_their_proxy_number(server
     for person, number in ((alice, ALICE), (bob, BOB)):
         # "+1 201-555-0200": the last four digits survive any human formatting.
         assert person["proxy_number"][-4:] in texts[number]
+
+
+def test_simulate_call_plays_the_out_of_session_hook_over_http(server, api_key, capsys, settings):
+    from proxy.models import Service
+    from tests.conftest import CAROL
+    from tests.hook_server import hook_server, json_reply
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    with hook_server() as hook:
+        hook.reply = json_reply({"action": "open", "participant": {"number": "+" + BOB, "name": "Support"}})
+        Service.objects.filter(slug="e2e").update(out_of_session_url=hook.url)
+        call_command("simulate_call", "--from", "+" + CAROL, "--to", "12015550200", "--url", server, "--duration", "5")
+    out = capsys.readouterr().out
+    assert "marketplace hook call.out_of_session: open (HTTP 200" in out
+    assert f"ringing phone {BOB}" in out
+    assert hook.requests[0]["json"]["data"]["from"] == CAROL
+    (conversation,) = _api(server, api_key, "GET", "/conversations").json()["results"]
+    carol = next(p for p in conversation["participants"] if p["number"] == CAROL)
+    assert carol["proxy_number"] == "12015550200"
+    calls = _api(server, api_key, "GET", f"/conversations/{conversation['id']}/calls").json()["results"]
+    hooked = [call for call in calls if call["hook"] is not None]
+    assert [(c["hook"]["type"], c["hook"]["outcome"]) for c in hooked] == [("out_of_session", "open")]

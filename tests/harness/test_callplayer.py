@@ -133,3 +133,20 @@ def test_a_call_that_does_not_record_fetches_no_notice(conversation):
     assert result.ok
     assert not any(step.path == "/webhooks/record-notice" for step in result.steps)
     assert not any("before being connected" in line for line in result.transcript)
+
+
+def test_the_player_reports_what_the_intercept_hook_decided(conversation, service, settings):
+    from tests.hook_server import Reply, hook_server
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    with hook_server() as hook:
+        hook.reply = Reply(204)
+        service.intercept_url = hook.url
+        service.save()
+        result = call_play(
+            transport=ClientTransport(), caller=ALICE, proxy_number=_proxy_of(conversation, ALICE), secret=SECRET
+        )
+    assert result.ok, result.transcript
+    assert result.hook.startswith("call.intercept: allowed (HTTP 204")
+    assert any(line.startswith("  marketplace hook call.intercept: allowed") for line in result.transcript)
+    assert result.connected is not None and result.connected.to_number == BOB

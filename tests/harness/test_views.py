@@ -242,3 +242,20 @@ def test_a_forced_sandbox_keeps_the_page_despite_credentials(staff_client, setti
     settings.VONAGE_API_KEY, settings.VONAGE_API_SECRET = "key", "secret"
     settings.VONAGE_PROVIDER = "sandbox"
     assert staff_client.get(URL).status_code == 200
+
+
+def test_the_page_shows_what_the_marketplace_hook_answered(staff_client, conversation, service, settings):
+    from tests.hook_server import Reply, hook_server
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    alice = conversation.participants.get(real_number=ALICE)
+    with hook_server() as hook:
+        hook.reply = Reply(403)
+        service.intercept_url = hook.url
+        service.save()
+        response = staff_client.post(URL, {"participant": alice.pk, "outcome": "answered", "duration": 12})
+    html = response.content.decode()
+    assert "The marketplace hook answered: <strong>call.intercept: blocked (HTTP 403" in html
+    assert service.not_allowed_text in html
+    assert response.context["result"].connected is None
+    assert ALICE not in html and len(hook.requests) == 1

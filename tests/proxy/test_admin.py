@@ -118,6 +118,27 @@ def test_call_page_plays_the_recording(admin_client, conversation, settings, tmp
     assert b"".join(response.streaming_content) == b"ID3fake-audio"
 
 
+def test_call_pages_show_what_the_hook_decided(admin_client, conversation):
+    call = Call.objects.create(
+        uuid="hooked-call",
+        conversation=conversation,
+        service=conversation.service,
+        from_number=ALICE,
+        hook="intercept",
+        hook_outcome="blocked",
+        hook_status_code=403,
+        hook_detail="HTTP 403",
+        hook_ms=12,
+    )
+    detail = admin_client.get(reverse("admin:proxy_call_change", args=[call.pk])).content.decode()
+    assert "Intercept: blocked (HTTP 403, 12 ms)" in detail
+    listing = admin_client.get(reverse("admin:proxy_call_changelist"), {"hook_outcome": "blocked"}).content.decode()
+    assert "Intercept: blocked" in listing and ALICE not in listing
+    page = admin_client.get(reverse("admin:proxy_conversation_change", args=[conversation.pk])).content.decode()
+    assert "blocked" in page
+    assert admin_client.get(reverse("admin:proxy_callhangup_changelist")).status_code == 200
+
+
 def test_close_from_the_conversation_page_is_logged(admin_client, conversation):
     url = reverse("admin:proxy_conversation_close_one", args=[conversation.pk])
     assert "Close conversation" in admin_client.get(url).content.decode()
@@ -200,6 +221,10 @@ def test_service_settings_can_be_edited(admin_client, service):
         "auto_reply_text": "",
         "message_limit_conversation": 100,
         "message_limit_service": 6000,
+        "not_allowed_text": "Not allowed.",
+        "intercept_url": "",
+        "out_of_session_url": "",
+        "intercept_on_error": "block",
         "api_keys-TOTAL_FORMS": 0,
         "api_keys-INITIAL_FORMS": 0,
     }
@@ -208,6 +233,18 @@ def test_service_settings_can_be_edited(admin_client, service):
     service.refresh_from_db()
     assert (service.default_ttl, service.language, service.recording_policy) == (600, "en-GB", "always")
     assert (service.pin_mode, service.pin_prompt_text) == ("fallback", "Your PIN, please.")
+    assert (service.intercept_on_error, service.not_allowed_text) == ("block", "Not allowed.")
+
+    # Hook URLs keep the API's rules: https, and an address callbacks may reach.
+    refused = admin_client.post(
+        url, {**data, "intercept_url": "http://hooks.example.com/x", "out_of_session_url": "https://10.0.0.1/x"}
+    )
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert set(errors) == {"intercept_url", "out_of_session_url"}
+    assert "https" in errors["intercept_url"][0]
+    service.refresh_from_db()
+    assert service.intercept_url == ""
 
 
 def test_roles(client, conversation, fake):
@@ -269,6 +306,8 @@ def test_create_a_service_from_the_console(admin_client):
         "pin_invalid_text": "Wrong PIN.",
         "pin_no_input_text": "No PIN.",
         "pin_goodbye_text": "Bye.",
+        "not_allowed_text": "Not allowed.",
+        "intercept_on_error": "allow",
         "api_keys-TOTAL_FORMS": 0,
         "api_keys-INITIAL_FORMS": 0,
     }

@@ -37,6 +37,23 @@ def test_none_when_everything_is_held_or_cooling_with_someone_else():
     assert choose_proxy_number(candidates=US, holdings=holdings, counterpart="b", sticky=None) is None
 
 
+def test_a_kept_number_wins_over_sticky_when_it_is_free_for_the_person():
+    assert (
+        choose_proxy_number(candidates=US, holdings=NOTHING, counterpart="b", sticky=US[0].number, keep=US[1].number)
+        == US[1].number
+    )
+    held = Holdings(active=frozenset({US[1].number}), cooling={})
+    assert (
+        choose_proxy_number(candidates=US, holdings=held, counterpart="b", sticky=US[0].number, keep=US[1].number)
+        == US[0].number
+    )
+    cooling = Holdings(active=frozenset(), cooling={US[1].number: "someone else"})
+    assert (
+        choose_proxy_number(candidates=US, holdings=cooling, counterpart="b", sticky=None, keep=US[1].number)
+        != US[1].number
+    )
+
+
 def test_sticky_number_wins_even_when_cooling_from_the_same_counterpart():
     holdings = Holdings(active=frozenset(), cooling={US[1].number: "b"})
     assert choose_proxy_number(candidates=US, holdings=holdings, counterpart="b", sticky=US[1].number) == US[1].number

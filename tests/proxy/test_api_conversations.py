@@ -46,6 +46,8 @@ def test_create_returns_the_contract_shape(api, service, pool):
         "created_at",
         "participants",
         "closed_reason",
+        "call_time_limit",
+        "ring_timeout",
     }
     assert body["status"] == "open"
     assert body["external_id"] == "order-1"
@@ -134,6 +136,29 @@ def test_create_reads_national_numbers_in_the_service_default_country(api, servi
     assert [(p["number"], p["country"]) for p in people] == [("442079460000", "GB"), ("447400123456", "GB")]
 
 
+def test_call_time_limit_and_ring_timeout_are_kept_and_drive_the_connect(api, service, pool, client):
+    body = create(api, call_time_limit=300, ring_timeout=20).json()
+    assert (body["call_time_limit"], body["ring_timeout"]) == (300, 20)
+    alice = body["participants"][0]
+    ncco = client.get("/webhooks/answer", {"from": ALICE, "to": alice["proxy_number"]}).json()
+    assert (ncco[-1]["limit"], ncco[-1]["timeout"]) == (300, 20)
+
+
+def test_call_time_limit_and_ring_timeout_default_to_the_services(api, service, pool):
+    service.call_time_limit, service.connect_timeout = 900, 33
+    service.save()
+    body = create(api).json()
+    assert (body["call_time_limit"], body["ring_timeout"]) == (900, 33)
+    conversation = Conversation.objects.get(pk=body["id"])
+    assert (conversation.call_time_limit, conversation.ring_timeout) == (900, 33)
+    # A conversation from before these fields shows the service's values.
+    Conversation.objects.filter(pk=conversation.pk).update(call_time_limit=None, ring_timeout=None)
+    service.call_time_limit = 1200
+    service.save()
+    shown = api.get(f"{URL}/{conversation.pk}").json()
+    assert (shown["call_time_limit"], shown["ring_timeout"]) == (1200, 33)
+
+
 def test_create_defaults_ttl_to_the_service_default(api, service, pool):
     service.default_ttl = 7200
     service.save()
@@ -215,6 +240,10 @@ def test_participants_must_differ_after_normalisation(api, pool):
         ({"ttl": 1.5}, "ttl"),
         ({"record": "maybe"}, "record"),
         ({"notify": []}, "notify"),
+        ({"call_time_limit": 0}, "call_time_limit"),
+        ({"call_time_limit": 7201}, "call_time_limit"),
+        ({"ring_timeout": 4}, "ring_timeout"),
+        ({"ring_timeout": 121}, "ring_timeout"),
     ],
 )
 def test_limits_name_the_bad_field(api, pool, override, field):
@@ -402,7 +431,7 @@ def test_changes_read_the_conversation_once_in_full(api, service, django_assert_
         assert api.get(f"{URL}/{conversation.pk}/calls").status_code == 200
     with django_assert_max_num_queries(10):
         assert api.patch(f"{URL}/{conversation.pk}", {"metadata": {"x": 1}}, format="json").status_code == 200
-    with django_assert_max_num_queries(11):  # the close itself: lock, end, free, callbacks
+    with django_assert_max_num_queries(12):  # the close itself: lock, end, free, calls to hang up, callbacks
         assert api.delete(f"{URL}/{conversation.pk}").status_code == 204
 
 
@@ -532,7 +561,9 @@ def test_calls_newest_first_with_contract_shape(api, service, settings, tmp_path
         "price",
         "recording_url",
         "transcript_url",
+        "hook",
     }
+    assert second["hook"] is None
     assert second["from_participant"] == str(caller.public_id) and second["to_participant"] == str(callee.public_id)
     assert second["duration"] == 60
     assert Decimal(second["price"]) == Decimal("0.012") and isinstance(second["price"], str)

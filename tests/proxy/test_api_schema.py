@@ -25,6 +25,8 @@ def test_schema_lists_every_endpoint_and_method(openapi):
         "/api/v1/conversations/{conversation_id}/messages": {"get", "post"},
         "/api/v1/recordings/{recording_uuid}": {"get"},
         "/api/v1/recordings/{recording_uuid}/transcript": {"get"},
+        "/api/v1/service": {"get", "patch"},
+        "/api/v1/service/callback-secret": {"post"},
     }
 
 
@@ -36,7 +38,16 @@ def test_schema_documents_bodies_and_error_codes(openapi):
     body_ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     body = openapi["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
     assert body["required"] == ["participants"]
-    assert set(body["properties"]) == {"participants", "ttl", "external_id", "record", "notify", "metadata"}
+    assert set(body["properties"]) == {
+        "participants",
+        "ttl",
+        "external_id",
+        "record",
+        "notify",
+        "metadata",
+        "call_time_limit",
+        "ring_timeout",
+    }
     assert body["properties"]["ttl"]["maximum"] == 31536000
 
     listing = conversations["get"]
@@ -51,7 +62,29 @@ def test_schema_documents_bodies_and_error_codes(openapi):
     participant = schemas["ParticipantOutput"]["properties"]
     assert set(participant) == {"id", "number", "name", "country", "proxy_number", "pin", "notification"}
     assert participant["pin"]["nullable"] is True
-    assert set(schemas["CallOutput"]["properties"]) >= {"uuid", "price", "recording_url", "duration"}
+    assert set(schemas["CallOutput"]["properties"]) >= {"uuid", "price", "recording_url", "duration", "hook"}
+
+    service = openapi["paths"]["/api/v1/service"]
+    assert {"200", "400", "401"} <= set(service["patch"]["responses"])
+    fields = set(schemas["Service"]["properties"])
+    assert fields >= {
+        "slug",
+        "name",
+        "default_country",
+        "default_ttl",
+        "cooldown",
+        "rate_limit",
+        "callback_url",
+        "intercept_url",
+        "out_of_session_url",
+        "intercept_on_error",
+        "pin_mode",
+        "record_notice",
+        "transcribe",
+        "retention_days",
+    }
+    rotate = openapi["paths"]["/api/v1/service/callback-secret"]["post"]
+    assert "201" in rotate["responses"]
 
 
 def test_schema_declares_bearer_auth(openapi):

@@ -188,14 +188,14 @@ def test_expiry_sweep_calls_back_each_expired_conversation(
 
 @pytest.mark.django_db
 def test_call_completed_is_posted(local_callbacks, service, django_capture_on_commit_callbacks):
-    from proxy.side_effects import call_completed
+    from proxy.side_effects import call_progressed
 
     conversation = ConversationFactory(service=service)
     call = Call.objects.create(
         uuid="call-1", conversation=conversation, service=service, status="completed", duration=42
     )
     with django_capture_on_commit_callbacks(execute=True):
-        call_completed(call)
+        call_progressed(call, event="call.completed")
     (body,) = [_verify(r) for r in local_callbacks.requests]
     assert body["type"] == "call.completed"
     assert body["data"]["call"]["uuid"] == "call-1" and body["data"]["call"]["duration"] == 42
@@ -372,3 +372,31 @@ def test_staff_can_retry_a_failed_callback(local_callbacks, service, django_capt
     assert callback_retry(delivery=delivery) is False
     first, second = local_callbacks.requests
     assert first["body"] == second["body"]
+
+
+@pytest.mark.django_db
+def test_after_a_rotation_callbacks_carry_both_signatures(local_callbacks, service):
+    from proxy.service_settings import callback_secret_rotate
+
+    new = callback_secret_rotate(service=service)
+    delivery = _pending(service, local_callbacks.url)
+    assert callback_deliver(delivery_id=delivery.pk).result == "done"
+    (request,) = local_callbacks.requests
+    timestamp = request["headers"]["X-Signature-Timestamp"]
+    signed = timestamp.encode() + b"." + request["body"]
+    expected = ["sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in (new, SECRET)]
+    assert request["headers"]["X-Signature"] == ",".join(expected)
+
+
+def test_a_hooks_body_is_the_envelope_as_callbacks_send_it():
+    from datetime import UTC, datetime
+    from uuid import UUID
+
+    from proxy.callbacks import envelope, envelope_body, payload_body
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    data = {"b": UUID(int=1), "a": now, "c": {"z": [1, None]}}
+    envelope_id, body = envelope_body("call.intercept", data, now=now)
+    expected = envelope("call.intercept", data, now=now)
+    expected["id"] = envelope_id
+    assert body == payload_body(expected)

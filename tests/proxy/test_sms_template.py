@@ -97,6 +97,8 @@ def test_the_console_refuses_a_bad_template_naming_the_field(admin_client, servi
         "pin_invalid_text": "Wrong PIN.",
         "pin_no_input_text": "No PIN.",
         "pin_goodbye_text": "Bye.",
+        "not_allowed_text": "Not allowed.",
+        "intercept_on_error": "allow",
         "unknown_caller_text": "Unknown.",
         "ended_text": "Ended.",
         "unavailable_text": "Unavailable.",

@@ -534,3 +534,54 @@ def test_a_service_without_pins_pays_no_extra_query(client, service, pool, djang
 def test_a_number_nobody_owns_gets_the_generic_message(client, conversation):
     ncco = answer(client, STRANGER, "19999999999")
     assert actions(ncco) == ["talk"] and ncco[0]["text"] == GENERIC_UNKNOWN_TEXT
+
+
+# --- PIN calls and the marketplace's hooks ---------------------------------------------------------
+
+
+def test_a_call_routed_by_pin_is_intercepted_the_same_way(client, conversation, service, settings):
+    """DESIGN.md, "Intercept": a call routed by PIN asks the intercept hook, as the PIN's
+    owner calling from their own phone would; a 403 blocks it, a repeat of the event too."""
+    from tests.hook_server import Reply, hook_server
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    alice = person(conversation, ALICE)
+    with hook_server() as hook:
+        hook.reply = Reply(403)
+        service.intercept_url = hook.url
+        service.save()
+        prompt = answer(client, STRANGER, alice.proxy_number_id)
+        event = input_event(STRANGER, alice.proxy_number_id, keys=alice.pin)
+        blocked = send_input(client, prompt, event)
+        again = send_input(client, prompt, event)
+    assert actions(blocked) == ["talk"] and blocked[0]["text"] == service.not_allowed_text
+    assert again == blocked
+    (request,) = hook.requests  # the repeated event did not ask again
+    call = request["json"]["data"]["call"]
+    assert (call["uuid"], call["from_participant"]) == ("call-1", str(alice.public_id))
+    assert call["to_participant"] == str(person(conversation, BOB).public_id)
+    assert Call.objects.get(uuid="call-1").hook_outcome == "blocked"
+
+
+def test_after_the_last_wrong_try_the_out_of_session_hook_decides(client, conversation, service, settings):
+    """DESIGN.md, "Out of session": with PINs open on the number the prompt comes first; the
+    hook then decides instead of the goodbye after the third wrong try."""
+    from tests.hook_server import hook_server, json_reply
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    alice = person(conversation, ALICE)
+    wrong = "000000" if alice.pin != "000000" else "000001"
+    with hook_server() as hook:
+        hook.reply = json_reply({"action": "talk", "text": "Call our support line instead."})
+        service.out_of_session_url = hook.url
+        service.save()
+        ncco = answer(client, STRANGER, alice.proxy_number_id)
+        assert_prompt(ncco, service)
+        assert not hook.requests  # the prompt comes first
+        for _ in range(2):
+            ncco = send_input(client, ncco, input_event(STRANGER, alice.proxy_number_id, keys=wrong))
+        decided = send_input(client, ncco, input_event(STRANGER, alice.proxy_number_id, keys=wrong))
+    assert decided == [{"action": "talk", "text": "Call our support line instead.", "language": service.language}]
+    (request,) = hook.requests
+    assert request["json"]["type"] == "call.out_of_session"
+    assert (request["json"]["data"]["from"], request["json"]["data"]["to"]) == (STRANGER, alice.proxy_number_id)

@@ -32,6 +32,7 @@ _VIEW_ONLY = [
     "proxy.view_message",
     "proxy.view_messagecontact",
     "proxy.view_pincall",
+    "proxy.view_callhangup",
     "numbers.view_virtualnumber",
     "numbers.view_poolexhaustion",
     "numbers.view_numbercheck",
