@@ -13,7 +13,7 @@ from proxy.admin_support import numbers_from_search
 from proxy.api_keys import hash_key
 from proxy.models import ApiKey, Call, CallbackDelivery, CallEvent, Conversation, Notification, Recording, Service
 from tests.conftest import ALICE
-from tests.console import messages_of, staff_user
+from tests.console import messages_of, service_form, staff_user
 from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
 from virtual_numbers.models import PoolExhaustion, VirtualNumber
 
@@ -191,43 +191,16 @@ def test_issue_key_shows_it_once_and_stores_its_hash(admin_client, service):
 
 def test_service_settings_can_be_edited(admin_client, service):
     url = reverse("admin:proxy_service_change", args=[service.pk])
-    data = {
-        "name": "Acme Rides",
-        "slug": "acme",
-        "is_active": "on",
-        "default_country": "GB",
-        "rate_limit": 50,
-        "default_ttl": 600,
-        "cooldown": 0,
-        "recording_policy": "always",
-        "connect_timeout": 30,
-        "call_time_limit": 3600,
-        "language": "en-GB",
-        "voice_style": 0,
-        "greeting_text": "Hello",
-        "record_notice": "Recorded.",
-        "retention_days": "30",
-        "unknown_caller_text": "Unknown.",
-        "ended_text": "Ended.",
-        "unavailable_text": "Unavailable.",
-        "sms_template": "Call {proxy_number}",
-        "pin_mode": "fallback",
-        "pin_prompt_text": "Your PIN, please.",
-        "pin_invalid_text": "Wrong PIN.",
-        "pin_no_input_text": "No PIN.",
-        "pin_goodbye_text": "Bye.",
-        "callback_url": "",
-        "callback_secret": "",
-        "auto_reply_text": "",
-        "message_limit_conversation": 100,
-        "message_limit_service": 6000,
-        "not_allowed_text": "Not allowed.",
-        "intercept_url": "",
-        "out_of_session_url": "",
-        "intercept_on_error": "block",
-        "api_keys-TOTAL_FORMS": 0,
-        "api_keys-INITIAL_FORMS": 0,
-    }
+    data = service_form(
+        default_country="GB",
+        language="en-GB",
+        greeting_text="Hello",
+        pin_mode="fallback",
+        auto_reply_text="",
+        intercept_url="",
+        out_of_session_url="",
+        intercept_on_error="block",
+    )
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.content.decode()[:2000]
     service.refresh_from_db()
@@ -280,37 +253,17 @@ def test_setup_roles_is_idempotent_and_resets_drift():
 
 
 def test_create_a_service_from_the_console(admin_client):
-    data = {
-        "name": "Deliveries",
-        "slug": "deliveries",
-        "is_active": "on",
-        "default_country": "GB",
-        "rate_limit": 50,
-        "default_ttl": 3600,
-        "cooldown": 3600,
-        "recording_policy": "never",
-        "connect_timeout": 45,
-        "call_time_limit": 7200,
-        "language": "en-GB",
-        "voice_style": 0,
-        "record_notice": "Recorded.",
-        "retention_days": "30",
-        "unknown_caller_text": "Unknown.",
-        "ended_text": "Ended.",
-        "unavailable_text": "Unavailable.",
-        "sms_template": "Call {proxy_number}",
-        "message_limit_conversation": 100,
-        "message_limit_service": 6000,
-        "pin_mode": "off",
-        "pin_prompt_text": "Your PIN, please.",
-        "pin_invalid_text": "Wrong PIN.",
-        "pin_no_input_text": "No PIN.",
-        "pin_goodbye_text": "Bye.",
-        "not_allowed_text": "Not allowed.",
-        "intercept_on_error": "allow",
-        "api_keys-TOTAL_FORMS": 0,
-        "api_keys-INITIAL_FORMS": 0,
-    }
+    data = service_form(
+        name="Deliveries",
+        slug="deliveries",
+        default_country="GB",
+        default_ttl=3600,
+        cooldown=3600,
+        recording_policy="never",
+        connect_timeout=45,
+        call_time_limit=7200,
+        language="en-GB",
+    )
     response = admin_client.post(reverse("admin:proxy_service_add"), data)
     assert response.status_code == 302
     created = Service.objects.get(slug="deliveries")

@@ -6,49 +6,11 @@ import pytest
 from django.urls import reverse
 
 from proxy.models import Service
-from tests.console import staff_user
+from tests.console import service_form, staff_user
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "whsec-marketplace-0123456789abcdef"
-
-
-def _service_form(**changes: object) -> dict[str, object]:
-    data: dict[str, object] = {
-        "name": "Acme Rides",
-        "slug": "acme",
-        "is_active": "on",
-        "default_country": "US",
-        "rate_limit": 50,
-        "default_ttl": 600,
-        "cooldown": 0,
-        "recording_policy": "always",
-        "connect_timeout": 30,
-        "call_time_limit": 3600,
-        "language": "en-US",
-        "voice_style": 0,
-        "record_notice": "Recorded.",
-        "retention_days": "30",
-        "message_limit_conversation": 100,
-        "message_limit_service": 6000,
-        "pin_mode": "off",
-        "pin_prompt_text": "Your PIN, please.",
-        "pin_invalid_text": "Wrong PIN.",
-        "pin_no_input_text": "No PIN.",
-        "pin_goodbye_text": "Bye.",
-        "not_allowed_text": "Not allowed.",
-        "intercept_on_error": "allow",
-        "unknown_caller_text": "Unknown.",
-        "ended_text": "Ended.",
-        "unavailable_text": "Unavailable.",
-        "sms_template": "Call {proxy_number}",
-        "callback_url": "",
-        "callback_secret": "",
-        "api_keys-TOTAL_FORMS": 0,
-        "api_keys-INITIAL_FORMS": 0,
-    }
-    data.update(changes)
-    return data
 
 
 # A public address written as one: saving checks where a URL leads, and tests resolve no names.
@@ -78,7 +40,7 @@ def test_a_superuser_does_not_read_it_either(admin_client, with_secret):
 
 def test_saving_without_typing_a_secret_keeps_the_old_one(admin_client, with_secret):
     url = reverse("admin:proxy_service_change", args=[with_secret.pk])
-    response = admin_client.post(url, _service_form(callback_url=with_secret.callback_url, default_ttl=900))
+    response = admin_client.post(url, service_form(callback_url=with_secret.callback_url, default_ttl=900))
     assert response.status_code == 302, response.content.decode()[:3000]
     with_secret.refresh_from_db()
     assert (with_secret.callback_secret, with_secret.default_ttl) == (SECRET, 900)
@@ -86,7 +48,7 @@ def test_saving_without_typing_a_secret_keeps_the_old_one(admin_client, with_sec
 
 def test_a_typed_secret_replaces_the_old_one(admin_client, with_secret):
     url = reverse("admin:proxy_service_change", args=[with_secret.pk])
-    data = _service_form(callback_url=with_secret.callback_url, callback_secret="a-new-secret-of-some-length")
+    data = service_form(callback_url=with_secret.callback_url, callback_secret="a-new-secret-of-some-length")
     assert admin_client.post(url, data).status_code == 302
     with_secret.refresh_from_db()
     assert with_secret.callback_secret == "a-new-secret-of-some-length"
@@ -94,7 +56,7 @@ def test_a_typed_secret_replaces_the_old_one(admin_client, with_secret):
 
 def test_a_callback_url_needs_a_secret(admin_client, service):
     url = reverse("admin:proxy_service_change", args=[service.pk])
-    response = admin_client.post(url, _service_form(callback_url=MARKETPLACE))
+    response = admin_client.post(url, service_form(callback_url=MARKETPLACE))
     assert response.status_code == 200
     assert "callback_secret" in response.context["adminform"].form.errors
     service.refresh_from_db()
@@ -102,7 +64,7 @@ def test_a_callback_url_needs_a_secret(admin_client, service):
 
 
 def test_a_new_service_with_a_callback_url_needs_a_secret(admin_client):
-    data = _service_form(slug="rides", callback_url=MARKETPLACE)
+    data = service_form(slug="rides", callback_url=MARKETPLACE)
     response = admin_client.post(reverse("admin:proxy_service_add"), data)
     assert response.status_code == 200
     assert "callback_secret" in response.context["adminform"].form.errors

@@ -8,6 +8,7 @@ from django.urls import reverse
 from proxy.notifications import notification_text_render
 from proxy.sms_template import sms_template_errors, sms_template_render
 from tests.conftest import ALICE, BOB
+from tests.console import service_form
 from tests.factories import ConversationFactory, ParticipantFactory, ServiceFactory
 
 VALUES = {"service": "Acme", "name": "Alice", "counterpart": "Bob", "proxy_number": "+1 201-555-0200"}
@@ -75,39 +76,7 @@ def test_a_hostile_stored_template_never_breaks_the_sms(template):
 @pytest.mark.django_db
 def test_the_console_refuses_a_bad_template_naming_the_field(admin_client, service):
     url = reverse("admin:proxy_service_change", args=[service.pk])
-    data = {
-        "name": "Acme Rides",
-        "slug": "acme",
-        "is_active": "on",
-        "default_country": "US",
-        "rate_limit": 50,
-        "default_ttl": 600,
-        "cooldown": 0,
-        "recording_policy": "always",
-        "connect_timeout": 30,
-        "call_time_limit": 3600,
-        "language": "en-US",
-        "voice_style": 0,
-        "record_notice": "Recorded.",
-        "retention_days": "30",
-        "message_limit_conversation": 100,
-        "message_limit_service": 6000,
-        "pin_mode": "off",
-        "pin_prompt_text": "Your PIN, please.",
-        "pin_invalid_text": "Wrong PIN.",
-        "pin_no_input_text": "No PIN.",
-        "pin_goodbye_text": "Bye.",
-        "not_allowed_text": "Not allowed.",
-        "intercept_on_error": "allow",
-        "unknown_caller_text": "Unknown.",
-        "ended_text": "Ended.",
-        "unavailable_text": "Unavailable.",
-        "sms_template": "{counterpart.name} on {proxy_number}",
-        "callback_url": "",
-        "callback_secret": "",
-        "api_keys-TOTAL_FORMS": 0,
-        "api_keys-INITIAL_FORMS": 0,
-    }
+    data = service_form(sms_template="{counterpart.name} on {proxy_number}")
     response = admin_client.post(url, data)
     assert response.status_code == 200
     assert "sms_template" in response.context["adminform"].form.errors
