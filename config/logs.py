@@ -30,8 +30,9 @@ WEBHOOK_OUTCOME: ContextVar[str] = ContextVar("webhook_outcome", default="")
 TASK_HEADER = "request_id"
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # E.164 digits as the product stores them (formatted numbers appear only in SMS texts).
-# Not after a decimal point: "0.073088015000394" is a duration, not a number to hide.
-_DIGIT_RUN = re.compile(r"(?<![\d.])\+?\d{8,}")
+# Not next to a decimal point: "0.073088015000394" is a duration and "1796288694.19" a
+# time, not numbers to hide.
+_DIGIT_RUN = re.compile(r"(?<![\d.])\+?\d{8,}(?![\d]|\.\d)")
 # Ids are not numbers: a UUID's last group may be twelve digits, and Vonage's call and
 # recording uuids are what staff look calls up by.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

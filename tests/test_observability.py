@@ -75,6 +75,12 @@ def test_json_lines_carry_the_fields_and_mask_digit_runs():
     assert line["message"] == "sent to ********101"
 
 
+def test_times_and_durations_are_not_numbers():
+    assert logs.mask_digits("heartbeat 1796288694.1927032 after 0.073088015000394 s") == (
+        "heartbeat 1796288694.1927032 after 0.073088015000394 s"
+    )
+
+
 def test_uuids_are_ids_not_numbers():
     # A UUID's last group may be all digits; staff look calls and recordings up by them.
     text = "recording cccccccc-1111-2222-3333-444444444444 of 12015550101"
