@@ -370,6 +370,10 @@ def table(profiles: dict[str, Profile], measured: Measured) -> str:
         f"| requests profiled (wrk) / measured unprofiled | | {measured.requests_profiled['answer']:,} / "
         f"{measured.requests_measured['answer']:,} | | {measured.requests_profiled['bare']:,} / "
         f"{measured.requests_measured['bare']:,} |",
+        # How much the profiler inflates: the larger, the more the shares lean to code of many calls.
+        "| workers, CPU per request under the profiler (not used for µs) | "
+        + " | ".join(f"| {_profiled_us(profiles[n], measured.worker_ms[n])}" for n in PATHS)
+        + " |",
     ]
     for name, profile in profiles.items():
         # The rows split the whole profile: anything else means a part is counted twice.
@@ -379,6 +383,13 @@ def table(profiles: dict[str, Profile], measured: Measured) -> str:
     if negative:
         lines.append(f"\nNegative rows (a nested part is not inside its parent): {negative}")
     return "\n".join(lines)
+
+
+def _profiled_us(profile: Profile, unprofiled_ms: float) -> str:
+    if not profile.requests:
+        return "n/a"
+    us = profile.total / profile.requests * 1e6
+    return f"{us:,.0f} ({us / (unprofiled_ms * 1000):.1f}x)"
 
 
 def top_functions(profile: Profile, worker_ms: float, count: int = 25) -> str:
@@ -426,6 +437,8 @@ SMOKE = ProfileSizes(warmup_seconds=0, measure_seconds=1, measure_rounds=1, prof
 def run(context: Context) -> str:
     """Seed, measure, profile, print both tables; the Markdown of the two."""
     sizes = SMOKE if context.smoke else FULL
+    # Other work on the machine inflates CPU per request too (caches, frequency): say how busy it was.
+    load_before = os.getloadavg()
     connections = context.sizes.peak_connections
     pool = answer.seed(context, context.sizes.answer_conversations)
     callers = answer.callers_file(
@@ -504,7 +517,7 @@ def run(context: Context) -> str:
     missing = _never_seen(profiles)
     text = (
         f"### Where the CPU of a request goes ({context.workers} sync workers, {connections} connections, "
-        f"load average before {' '.join(f'{x:.2f}' for x in os.getloadavg())})\n\n"
+        f"load average before {_load(load_before)}, after {_load(os.getloadavg())})\n\n"
         + breakdown_table
         + "\n\n### The answer's top 25 functions by own time (tottime)\n\n"
         + top
@@ -513,6 +526,10 @@ def run(context: Context) -> str:
     )
     print("\n" + text, flush=True)
     return text
+
+
+def _load(average: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in average)
 
 
 def _never_seen(profiles: dict[str, Profile]) -> str:
