@@ -3,7 +3,8 @@
 Creates its PostgreSQL database when missing (default ``bench``), migrates it, and
 runs the benchmarks (issue 6; the retention job of issue 16; masked messages of issue 15)
 on this machine, printing each figure as it is measured and a Markdown table at the end
-(``--markdown FILE`` also writes it).
+(``--markdown FILE`` also writes it). ``--profile`` runs the CPU profile of the answer
+path instead (``bench/profile.py``, issue 17).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
         help="Redis for the broker and cache (env BENCH_REDIS_URL; empty: tasks wait in memory)",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="instead of the benchmarks: where the answer path's CPU goes"
+    )
     parser.add_argument("--workers", type=int, default=0, help="gunicorn workers (default: cores + 1)")
     parser.add_argument("--markdown", type=Path, help="also write the results table to this file")
     args = parser.parse_args(argv)
@@ -89,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     print(summary, flush=True)
     if not server_env["REDIS_URL"]:
         report.note("*", "Redis not reachable: enqueued tasks wait in the server's memory instead of a broker")
+
+    if args.profile:
+        from bench import profile
+
+        print(f"\n== {profile.TITLE} ==", flush=True)
+        text = profile.run(context)
+        if args.markdown:
+            args.markdown.write_text(summary + "\n\n" + text)
+        return 0
 
     import importlib
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,12 @@ def default_workers() -> int:
 
 
 @contextmanager
-def gunicorn(*, env: dict[str, str], workers: int, log_path: Path) -> Iterator[Server]:
-    """Run gunicorn (sync workers) on a socket this process binds, so no port race."""
+def gunicorn(*, env: dict[str, str], workers: int, log_path: Path, extra_args: Sequence[str] = ()) -> Iterator[Server]:
+    """Run gunicorn (sync workers) on a socket this process binds, so no port race.
+
+    ``extra_args`` go on gunicorn's command line after the benchmark's own (bench/profile.py
+    passes a configuration file whose hooks profile each worker).
+    """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -58,6 +62,7 @@ def gunicorn(*, env: dict[str, str], workers: int, log_path: Path) -> Iterator[S
         "warning",
         "--graceful-timeout",
         "5",
+        *extra_args,
     ]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
