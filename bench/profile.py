@@ -72,6 +72,7 @@ _CSRF = "django CsrfViewMiddleware"
 _JSON_RESPONSE = "django.http.response.JsonResponse.__init__"
 _HANDLER = "django.core.handlers.wsgi.WSGIHandler.__call__"
 _SEND = "django.dispatch.dispatcher.Signal.send"
+_BROWSERLESS = "config.middleware.BrowserlessRoutesMiddleware"
 
 
 def _django(label: str, middleware: str, *methods: str) -> Bucket:
@@ -88,7 +89,7 @@ ROUTE_READ = Bucket(
     (
         # Django's first cursor of a request checks the persistent connection (CONN_HEALTH_CHECKS).
         Bucket(
-            "connection health check (is_usable: SELECT 1)",
+            "connection health check (is_usable)",
             ("django.db.backends.postgresql.base.DatabaseWrapper.close_if_health_check_failed",),
         ),
         # Edge, not the whole of psycopg's execute: the health check's SELECT 1 runs it too.
@@ -112,9 +113,16 @@ ANSWER_VIEW = Bucket(
 )
 VIEW_DISPATCH = Bucket(
     "view dispatch: view decorators, response checks (own)",
-    ("django.core.handlers.base.BaseHandler._get_response",),
+    # Django's handler for the bare view; webhooks are dispatched by BrowserlessRoutesMiddleware.
+    ("django.core.handlers.base.BaseHandler._get_response", f"{_BROWSERLESS}._view_response"),
     (
-        Bucket("URL resolving", ("django.core.handlers.base.BaseHandler.resolve_request",)),
+        Bucket(
+            "URL resolving",
+            (
+                "django.core.handlers.base.BaseHandler.resolve_request",
+                f"{_BROWSERLESS}._view_response -> django.urls.resolvers.URLResolver.resolve",
+            ),
+        ),
         Bucket(_CSRF, ("django.middleware.csrf.CsrfViewMiddleware.process_view",)),
         Bucket(
             "signature check (webhooks.signatures.verify_voice_webhook)", ("webhooks.signatures.verify_voice_webhook",)
@@ -154,6 +162,7 @@ MIDDLEWARE = Bucket(
         ),
         Bucket("whitenoise WhiteNoiseMiddleware", _own("whitenoise.middleware.WhiteNoiseMiddleware.__call__")),
         Bucket("proxy RequestSizeLimitMiddleware", _own("proxy.middleware.RequestSizeLimitMiddleware.__call__")),
+        Bucket("config BrowserlessRoutesMiddleware (own)", _own(f"{_BROWSERLESS}.__call__")),
         _django(
             "django SessionMiddleware",
             "django.contrib.sessions.middleware.SessionMiddleware",

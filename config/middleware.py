@@ -1,4 +1,4 @@
-"""One log line and the metrics per request, under a request id.
+"""One log line and the metrics per request, under a request id; the short way for webhooks.
 
 The id is the caller's ``X-Request-ID`` when it is a sane token (a load balancer's or
 the marketplace's), else a new one; it goes back in the response's ``X-Request-ID``,
@@ -13,7 +13,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from django.conf import settings
+from django.core.handlers.exception import convert_exception_to_response
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
+from django.urls import get_resolver, get_urlconf
 
 from config.logs import REQUEST_ID, WEBHOOK_OUTCOME, request_id_from
 from config.metrics import observe_request
@@ -64,3 +68,45 @@ class RequestLogMiddleware:
         finally:
             WEBHOOK_OUTCOME.reset(outcome_token)
             REQUEST_ID.reset(id_token)
+
+
+class BrowserlessRoutesMiddleware:
+    """Serve the routes only Vonage calls without the browser middleware below this one.
+
+    Sessions, CSRF, authentication, messages, static files, clickjacking and security
+    headers, django-axes: none of them has anything to do with a signed machine-to-machine
+    request, and passing through them was a fifth of the answer webhook's CPU (issue 17,
+    bench/RESULTS.md). What stays for every request sits above this one in MIDDLEWARE:
+    trusted proxies, the request line and metrics, the body size limit.
+
+    A path under ``BROWSERLESS_PATH_PREFIXES`` is resolved and its view called here, the
+    way Django's handler would (an exception becomes the same error response and the same
+    ``got_request_exception`` signal). Two cases take the whole chain instead: a plain-HTTP
+    request while ``SECURE_SSL_REDIRECT`` is on (SecurityMiddleware redirects it, as before),
+    and any database with ``ATOMIC_REQUESTS`` (the handler wraps views in a transaction).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.prefixes = tuple(settings.BROWSERLESS_PATH_PREFIXES)
+        if any(connections.settings[alias].get("ATOMIC_REQUESTS") for alias in connections):
+            self.prefixes = ()
+        self.serve = convert_exception_to_response(self._view_response)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            self.prefixes
+            and request.path_info.startswith(self.prefixes)
+            and not (settings.SECURE_SSL_REDIRECT and not request.is_secure())
+        ):
+            return self.serve(request)
+        return self.get_response(request)
+
+    @staticmethod
+    def _view_response(request: HttpRequest) -> HttpResponse:
+        match = get_resolver(get_urlconf()).resolve(request.path_info)  # Resolver404 is an Http404: a 404
+        request.resolver_match = match
+        response = match.func(request, *match.args, **match.kwargs)
+        if response is None:
+            raise ValueError(f"The view {match.func.__module__}.{match.func.__qualname__} returned None.")
+        return response

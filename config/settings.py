@@ -62,9 +62,11 @@ MIDDLEWARE = [
     "proxy.middleware.TrustedProxyMiddleware",
     # Then the request line: its request id and duration cover everything below (config.middleware).
     "config.middleware.RequestLogMiddleware",
+    "proxy.middleware.RequestSizeLimitMiddleware",
+    # Vonage's webhooks leave here: what follows is for browsers and the API (config.middleware).
+    "config.middleware.BrowserlessRoutesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "proxy.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -76,6 +78,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# Paths only Vonage calls: served without the browser middleware (config.middleware).
+BROWSERLESS_PATH_PREFIXES = ("/webhooks/",)
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -111,10 +115,23 @@ else:
     # Persistent connections: the answer webhook must not pay for a new one.
     # (Tests close them after each request, so live-server threads leave no session behind.)
     _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0 if TESTING else 600)
-    # A persistent connection is checked (SELECT 1) before a request reuses it: after a
-    # PostgreSQL restart or a terminated backend the first request reconnects instead of
-    # failing, and its prepared statements go with the old connection.
+    # Django's backend with a health check that asks the socket, not the server (config/postgres).
+    _db["ENGINE"] = "config.postgres"
+    # A persistent connection is checked before a request reuses it: after a PostgreSQL
+    # restart or a terminated backend the first request reconnects instead of failing, and
+    # its prepared statements go with the old connection.
     _db["CONN_HEALTH_CHECKS"] = True
+    # TCP keepalives on idle connections: a peer gone without a word is noticed (the
+    # health check then drops the connection), and no NAT gateway or load balancer on the
+    # way forgets an idle connection it would then reset on the next request.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "keepalives": 1,
+            "keepalives_idle": env.int("DB_KEEPALIVES_IDLE", default=60),
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+    )
     # A PostgreSQL that is down refuses at once; one that does not answer at all must not
     # hold a request (the answer webhook then speaks its "try again" message).
     _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT", default=3)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.db import connection
 
 from tests.test_bench_smoke import ROOT, _bench_database_url
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    connection.vendor != "postgresql",
     reason="the profile runs on PostgreSQL only (set DATABASE_URL=postgres://...)",
 )
 def test_profile_smoke_run_prints_the_breakdown(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,7 @@ def _bench_database_url() -> str:
 
 
 @pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    connection.vendor != "postgresql",
     reason="the benchmarks run on PostgreSQL only (set DATABASE_URL=postgres://...)",
 )
 def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ MESSAGES_EXPECTED = [
 
 @pytest.mark.redis
 @pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not os.environ.get("REDIS_URL"),
+    connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"),
     reason="the messages benchmark needs PostgreSQL and Redis (set DATABASE_URL=postgres://... and REDIS_URL)",
 )
 def test_smoke_run_of_the_messages_benchmark_prints_every_figure() -> None:
