@@ -1,0 +1,49 @@
+"""proxy.selectors builds model instances from raw rows without Model.__init__ when nothing
+listens for its signals; they must be the instances the ORM would load."""
+
+from __future__ import annotations
+
+import pytest
+from django.db.models import signals
+
+from proxy.models import Conversation, Participant, Service
+from proxy.selectors import route_for_call
+from tests.conftest import ALICE, BOB
+
+
+def _as_loaded(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+@pytest.mark.django_db
+def test_the_route_read_loads_what_the_orm_loads(conversation, service):
+    route = route_for_call(caller=ALICE, proxy_number="12015550200")
+    assert route.kind == "connect"
+    callee = route.callee
+    assert _as_loaded(callee) == _as_loaded(Participant.objects.get(real_number=BOB))
+    assert _as_loaded(callee.service) == _as_loaded(Service.objects.get(pk=service.pk))
+    assert callee._state.adding is False and callee._state.db == "default"
+    # The conversation is read in part; the rest loads on first use, as with .only().
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert route.conversation.expires_at == stored.expires_at
+    assert route.conversation.metadata == stored.metadata
+    # The instances behave as loaded ones: saving one updates, never inserts.
+    callee.service.name = "Renamed"
+    callee.service.save(update_fields=["name"])
+    assert Service.objects.get(pk=service.pk).name == "Renamed"
+    assert Service.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_model_with_init_listeners_is_loaded_through_init(conversation):
+    seen: list[object] = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance)
+
+    signals.post_init.connect(listener, sender=Participant)
+    try:
+        route = route_for_call(caller=ALICE, proxy_number="12015550200")
+    finally:
+        signals.post_init.disconnect(listener, sender=Participant)
+    assert route.callee in seen
