@@ -159,7 +159,8 @@ def verify_voice_webhook(request: HttpRequest) -> None:
     secret = settings.VONAGE_SIGNATURE_SECRET
     if not secret:
         return
-    header = request.headers.get("Authorization", "")
+    # From META: request.headers would copy every header first, for this one.
+    header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise SignatureError("missing bearer token")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from proxy.models import CallEvent
 
@@ -26,3 +29,40 @@ def test_sms_inbound_with_a_nul_character_is_kept(client, db):
     response = client.get("/webhooks/sms/inbound", {"msisdn": "12015550101", "to": "12015550200", "text": "a\x00b"})
     assert response.status_code in (200, 204)
     assert "\x00" not in str(CallEvent.objects.get(source="sms-inbound").payload)
+
+
+# --- The query string, read without a QueryDict (webhooks.payloads.query_fields) -----------------
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("ab=&;+%20FFC3A9e9zZ0\u00e9\u20ac ")),
+        max_size=60,
+    )
+)
+@settings_hypothesis(max_examples=300, deadline=None)
+def test_query_fields_read_a_query_string_exactly_as_request_get_does(query):
+    from django.test import RequestFactory
+
+    from webhooks.payloads import query_fields
+
+    # A WSGI server hands over the raw bytes as latin-1 text.
+    raw = query.encode("utf-8").decode("latin-1")
+    fast = RequestFactory().get("/webhooks/answer")
+    fast.environ["QUERY_STRING"] = raw
+    slow = RequestFactory().get("/webhooks/answer")
+    slow.environ["QUERY_STRING"] = raw
+    assert query_fields(fast) == {k: v for k, v in slow.GET.items()}
+
+
+def test_query_fields_refuse_too_many_fields_as_request_get_does(settings):
+    from django.core.exceptions import TooManyFieldsSent
+    from django.test import RequestFactory
+
+    from webhooks.payloads import query_fields
+
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
+    request = RequestFactory().get("/webhooks/answer?a=1&b=2&c=3&d=4")
+    with pytest.raises(TooManyFieldsSent):
+        query_fields(request)
+    assert query_fields(RequestFactory().get("/webhooks/answer?a=1&b=2&a=3")) == {"a": "3", "b": "2"}
