@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
@@ -174,16 +177,105 @@ _SERVICE_FIELDS, _SERVICE_SQL = _select_list(Service, "service")
 # of participants that route by their number (participant_unique_open_pair_routed),
 # the other participant of its conversation, the conversation and its service: one read,
 # and no ORM query compilation on the hot path (that cost more than the read itself).
-_ROUTE_SQL = f"""
-SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
+_ROUTE_FROM = """
 FROM proxy_participant AS caller
 JOIN proxy_participant AS callee ON callee.conversation_id = caller.conversation_id AND callee.id <> caller.id
 JOIN proxy_conversation AS conversation ON conversation.id = caller.conversation_id
 JOIN proxy_service AS service ON service.id = conversation.service_id
+"""
+_ROUTE_WHERE = """
 WHERE caller.real_number = %s AND caller.proxy_number = %s AND caller.active AND caller.routes_by_pair
     AND callee.active
 LIMIT 1
-"""  # noqa: S608 (column lists come from model metadata)
+"""
+_ROUTE_SQL = f"""
+SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
+{_ROUTE_FROM}{_ROUTE_WHERE}"""
+
+# On PostgreSQL the route also names the service's row version, and the service comes
+# back (as one JSON column) only when this process does not hold that version already:
+# PostgreSQL no longer formats 42 columns, nor psycopg parses them, on every answer, and it
+# is still one read (issue 17). Every UPDATE writes a new version of the row, at a new
+# place (ctid), by its transaction (xmin): the pair names one version of one row (a place
+# is reused only once its old version is gone, and then by a later transaction), even for
+# two updates in one transaction. So any change to a service, through the ORM, .update()
+# or SQL, is seen by the very next route read.
+_SERVICE_VERSION = "(service.xmin::text || '/' || service.ctid::text)"
+_VERSIONED_ROUTE_SQL = f"""
+SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_VERSION},
+    CASE WHEN strpos(%s, ';' || {_SERVICE_VERSION} || ';') > 0 THEN NULL ELSE row_to_json(service)::text END
+{_ROUTE_FROM}{_ROUTE_WHERE}"""
+_SERVICE_VERSIONS_KEPT = 256
+# Service id -> (row version, its values as the ORM loads them); and row version -> service id.
+_service_rows: dict[Any, tuple[str, tuple]] = {}
+_service_versions: dict[str, Any] = {}
+# How a JSON value of row_to_json() becomes the value psycopg would have given for the column.
+_FROM_JSON: dict[str, Callable[[Any], Any]] = {
+    "DateTimeField": datetime.fromisoformat,
+    "DateField": date.fromisoformat,
+    "DecimalField": lambda value: Decimal(str(value)),
+    "UUIDField": UUID,
+}
+_AS_JSON = {
+    "AutoField", "BigAutoField", "BigIntegerField", "BooleanField", "CharField", "EmailField", "IntegerField",
+    "PositiveBigIntegerField", "PositiveIntegerField", "PositiveSmallIntegerField", "SlugField", "SmallIntegerField",
+    "TextField", "URLField",
+}  # fmt: skip
+_SERVICE_FROM_JSON = [(f.column, _FROM_JSON.get(f.get_internal_type())) for f in _SERVICE_FIELDS]
+_unreadable = [f.name for f in _SERVICE_FIELDS if f.get_internal_type() not in _FROM_JSON.keys() | _AS_JSON]
+if _unreadable:
+    raise TypeError(f"teach proxy.selectors._FROM_JSON to read these Service fields: {_unreadable}")
+
+
+@functools.cache
+def _held_versions() -> str:
+    """The versions this process holds, as the route read's parameter: ``;v1;v2;``. (A text:
+    psycopg adapts it at once, where a list has its items inspected on every execute.)"""
+    return ";" + "".join(f"{version};" for version in _service_versions)
+
+
+def _service_from_json(text: str) -> tuple:
+    data = json.loads(text)
+    raw = tuple(
+        parse(data[column]) if parse is not None and data[column] is not None else data[column]
+        for column, parse in _SERVICE_FROM_JSON
+    )
+    return _converted(Service, _SERVICE_FIELDS, raw)
+
+
+def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Service | None]:
+    """The route row (service columns left out) and the route's service, in one read."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_ROUTE_SQL, [caller, proxy_number])
+            row = cursor.fetchone()
+        if row is None:
+            return None, None
+        at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
+        return row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])
+    with connection.cursor() as cursor:
+        cursor.execute(_VERSIONED_ROUTE_SQL, [_held_versions(), caller, proxy_number])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
+    version, service_json = row[at], row[at + 1]
+    if service_json is None:
+        values = _service_rows[_service_versions[version]][1]
+    else:
+        values = _service_from_json(service_json)
+        if len(_service_rows) >= _SERVICE_VERSIONS_KEPT:
+            _service_rows.clear()
+            _service_versions.clear()
+        service_id = values[0]
+        stale = _service_rows.get(service_id)
+        if stale is not None:
+            _service_versions.pop(stale[0], None)
+        _service_rows[service_id] = (version, values)
+        _service_versions[version] = service_id
+        _held_versions.cache_clear()
+    # Each answer gets an instance of its own.
+    return row[:at], _instance(Service, _SERVICE_FIELDS, values, converted=True)
 
 
 # The dialled number's owner, whether it has open PIN conversations, and (only when it
@@ -210,16 +302,14 @@ WHERE v.number = %s
 def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None, str | None]:
     """The other participant of the caller's open pair, with its conversation and service,
     and the caller's own participant id and opaque id."""
-    with connection.cursor() as cursor:
-        cursor.execute(_ROUTE_SQL, [caller, proxy_number])
-        row = cursor.fetchone()
+    row, service = _open_route_row(caller, proxy_number)
     if row is None:
         return None, None, None
     a = 2 + len(_CALLEE_FIELDS)
     b = a + len(_CONVERSATION_FIELDS)
     callee = _instance(Participant, _CALLEE_FIELDS, row[2:a])
     callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
-    callee.service = _instance(Service, _SERVICE_FIELDS, row[b:])
+    callee.service = service
     # SQLite keeps a UUID as 32 hex digits: shown the way the API shows it.
     return callee, row[0], str(UUID(str(row[1]))) if row[1] is not None else None
 
@@ -476,18 +566,27 @@ def api_key_for_hash(*, key_hash: str) -> ApiKey | None:
     return api_key
 
 
-def _instance(model: type[Model], fields: list[Field], values: tuple) -> Any:
+def _converted(model: type[Model], fields: list[Field], values: tuple) -> tuple:
+    """Raw column values as the ORM would load them (dates, UUIDs on SQLite)."""
+    _, conversions = _reader(model, fields)
+    if not conversions:
+        return tuple(values)
+    converted = list(values)
+    for i, expression, converters in conversions:
+        for converter in converters:
+            converted[i] = converter(converted[i], expression, connection)
+    return tuple(converted)
+
+
+def _instance(model: type[Model], fields: list[Field], values: tuple, *, converted: bool = False) -> Any:
     """A model instance from raw column values, converted as the ORM would (dates, UUIDs on SQLite).
 
-    ``fields``: one of this module's column lists (they live as long as the process).
+    ``fields``: one of this module's column lists (they live as long as the process);
+    ``converted``: ``values`` came from ``_converted`` already.
     """
-    names, conversions = _reader(model, fields)
-    if conversions:
-        converted = list(values)
-        for i, expression, converters in conversions:
-            for converter in converters:
-                converted[i] = converter(converted[i], expression, connection)
-        values = tuple(converted)
+    names, _ = _reader(model, fields)
+    if not converted:
+        values = _converted(model, fields, values)
     if model.from_db.__func__ is not Model.from_db.__func__ or _init_listened(model):  # type: ignore[attr-defined]
         return model.from_db(connection.alias, names, values)
     # What from_db() leaves behind, without __init__'s walk over every field with its

@@ -22,6 +22,10 @@ def test_the_route_read_loads_what_the_orm_loads(conversation, service):
     callee = route.callee
     assert _as_loaded(callee) == _as_loaded(Participant.objects.get(real_number=BOB))
     assert _as_loaded(callee.service) == _as_loaded(Service.objects.get(pk=service.pk))
+    # Again, now that this process holds the service's row (PostgreSQL): the same values.
+    again = route_for_call(caller=ALICE, proxy_number="12015550200")
+    assert _as_loaded(again.service) == _as_loaded(callee.service)
+    assert again.service is not callee.service
     assert callee._state.adding is False and callee._state.db == "default"
     # The conversation is read in part; the rest loads on first use, as with .only().
     stored = Conversation.objects.get(pk=conversation.pk)
@@ -47,3 +51,21 @@ def test_a_model_with_init_listeners_is_loaded_through_init(conversation):
     finally:
         signals.post_init.disconnect(listener, sender=Participant)
     assert route.callee in seen
+
+
+@pytest.mark.django_db
+def test_a_changed_service_is_seen_by_the_next_route(conversation, service):
+    """The route's service is this process's copy only while its row is unchanged (PostgreSQL:
+    by row version), whichever way it changed, even inside one transaction."""
+    assert route_for_call(caller=ALICE, proxy_number="12015550200").service.greeting_text == ""
+    Service.objects.filter(pk=service.pk).update(greeting_text="Hello there")
+    assert route_for_call(caller=ALICE, proxy_number="12015550200").service.greeting_text == "Hello there"
+    service.refresh_from_db()
+    service.intercept_url = "https://hooks.example.com/intercept"
+    service.save()
+    route = route_for_call(caller=ALICE, proxy_number="12015550200")
+    assert route.service.intercept_url == "https://hooks.example.com/intercept"
+    assert route.service.greeting_text == "Hello there"
+    # Each route gets an instance of its own: changing one leaves the next alone.
+    route.service.greeting_text = "changed in memory"
+    assert route_for_call(caller=ALICE, proxy_number="12015550200").service.greeting_text == "Hello there"
