@@ -6,6 +6,7 @@ because an error sends the caller to the fallback URL and then drops the call.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -48,8 +49,10 @@ def signed_voice_webhook(view: View) -> View:
     return wrapper
 
 
-def _ncco_response(ncco: list[dict[str, Any]]) -> JsonResponse:
-    return JsonResponse(ncco, safe=False)
+def _ncco_response(ncco: list[dict[str, Any]]) -> HttpResponse:
+    # Plain JSON already (the SDK's models dumped in JSON mode, or a hook's parsed reply):
+    # no need for JsonResponse's encoder class, made anew for every response.
+    return HttpResponse(json.dumps(ncco), content_type="application/json")
 
 
 def _payload(request: HttpRequest) -> dict[str, Any]:
