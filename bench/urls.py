@@ -6,6 +6,8 @@
 - ``/bench/one-read``: the bare view plus one indexed read of the caller's participant
   row (the partial unique index on open (real_number, proxy_number)): the floor of any
   answer path that reads the database once.
+- ``/bench/route-read``: the bare view plus the answer webhook's own route read
+  (``proxy.selectors.route_for_call``, no signature): the floor of the product's read.
 - ``/bench/signed``: the bare view behind the answer webhook's own signature check
   (HS256 JWT): the ceiling of any answer that verifies Vonage's signature, as every
   webhook here must, before it reads anything.
@@ -24,6 +26,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from proxy.phone import from_webhook
+from proxy.selectors import route_for_call
 from webhooks.sms_views import signed_sms_webhook
 from webhooks.views import signed_voice_webhook
 
@@ -52,6 +56,11 @@ def one_read(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_CONSTANT_NCCO, safe=False)
 
 
+def route_read(request: HttpRequest) -> JsonResponse:
+    route_for_call(caller=from_webhook(request.GET.get("from")), proxy_number=from_webhook(request.GET.get("to")))
+    return JsonResponse(_CONSTANT_NCCO, safe=False)
+
+
 class BareApi(APIView):
     def post(self, request: Request) -> Response:
         body: Any = request.data
@@ -62,6 +71,7 @@ urlpatterns = [
     path("bench/bare", bare, name="bench-bare"),
     path("bench/signed", signed, name="bench-signed"),
     path("bench/one-read", one_read, name="bench-one-read"),
+    path("bench/route-read", route_read, name="bench-route-read"),
     path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
     path("bench/sms-signed", sms_signed, name="bench-sms-signed"),
     path("", include("config.urls")),

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.postgres
 EXPECTED = [
     r"\[1\] answer webhook peak throughput .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
     r"\[1\] answer webhook p99 at half its peak .*\| bare view, same rate: ",
+    r"\[1\] floor: bare view \+ the answer's own route read .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
     r"\[1\] answer webhook with an intercept hook on loopback answering at once, p99 .*\| plain answer, same loop: ",
     r"\[2\] route_for_call p50 at [\d,]+ open conversations .*\| at [\d,]+: ",
     r"\[2\] answer webhook p50 over HTTP at [\d,]+ .*\| at [\d,]+: ",
