@@ -16,6 +16,7 @@ from django.db.models import Field, Model, Prefetch, Q, QuerySet, signals
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
 from django.utils import timezone
+from psycopg.pq import Format
 
 from proxy.allocation import AllocationView, allocation_view_from_rows
 from proxy.models import (
@@ -254,6 +255,9 @@ def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Servi
         at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
         return row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])
     with connection.cursor() as cursor:
+        # Results in PostgreSQL's binary format: no timestamps, UUIDs or numbers written out
+        # as text by PostgreSQL and parsed back by psycopg (the same Python values).
+        cursor.cursor.format = Format.BINARY
         cursor.execute(_VERSIONED_ROUTE_SQL, [_held_versions(), caller, proxy_number])
         row = cursor.fetchone()
     if row is None:
