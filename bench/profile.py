@@ -552,11 +552,3 @@ def _never_seen(profiles: dict[str, Profile]) -> str:
     if not gone:
         return ""
     return "Configured but never seen in any profile (renamed? moved?): " + ", ".join(f"`{n}`" for n in gone)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from bench.__main__ import main
-
-    sys.exit(main(["--profile", *sys.argv[1:]]))

@@ -8,16 +8,13 @@ instead of reading as zero.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
-from tests.test_bench_smoke import ROOT, _bench_database_url
+from tests.test_bench_smoke import run_bench
 
 pytestmark = pytest.mark.postgres
 
@@ -27,22 +24,9 @@ pytestmark = pytest.mark.postgres
     reason="the profile runs on PostgreSQL only (set DATABASE_URL=postgres://...)",
 )
 def test_profile_smoke_run_prints_the_breakdown(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "BENCH_DATABASE_URL": _bench_database_url(),
-        "BENCH_REDIS_URL": os.environ.get("REDIS_URL", ""),
-    }
     markdown = tmp_path / "profile.md"
     # One worker: each gunicorn start (three of them) then loads Django once, not three times.
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--profile", "--smoke", "--workers", "1", "--markdown", str(markdown)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = run_bench("--profile", "--smoke", "--workers", "1", "--markdown", str(markdown), timeout=120)
     output = completed.stdout
     assert completed.returncode == 0, output[-3000:] + completed.stderr[-3000:]
     route = re.search(

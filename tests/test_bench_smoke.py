@@ -53,27 +53,32 @@ def _bench_database_url() -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="the benchmarks run on PostgreSQL only (set DATABASE_URL=postgres://...)",
-)
-def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
+def run_bench(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``python -m bench ARGS`` on a database of its own, with this run's Redis (if any)."""
     env = {
         **os.environ,
         "BENCH_DATABASE_URL": _bench_database_url(),
         # Without a REDIS_URL the server's tasks wait in memory instead of on a broker.
         "BENCH_REDIS_URL": os.environ.get("REDIS_URL", ""),
     }
-    markdown = tmp_path / "results.md"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--markdown", str(markdown)],
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="the benchmarks run on PostgreSQL only (set DATABASE_URL=postgres://...)",
+)
+def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
+    markdown = tmp_path / "results.md"
+    completed = run_bench("--smoke", "--markdown", str(markdown), timeout=300)
     output = completed.stdout
     assert completed.returncode == 0, output[-3000:] + completed.stderr[-3000:]
     for pattern in EXPECTED:
@@ -102,16 +107,7 @@ MESSAGES_EXPECTED = [
 )
 def test_smoke_run_of_the_messages_benchmark_prints_every_figure() -> None:
     """Benchmark 7 is left out of --smoke (its worker makes it slow); asked for, it runs."""
-    env = {**os.environ, "BENCH_DATABASE_URL": _bench_database_url(), "BENCH_REDIS_URL": os.environ["REDIS_URL"]}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--only", "7"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    completed = run_bench("--smoke", "--only", "7", timeout=300)
     output = completed.stdout
     assert completed.returncode == 0, output[-3000:] + completed.stderr[-3000:]
     for pattern in MESSAGES_EXPECTED:
