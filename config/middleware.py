@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
@@ -115,7 +116,7 @@ class BrowserlessRoutesMiddleware:
             and request.path_info.startswith(self.prefixes)
             and not (settings.SECURE_SSL_REDIRECT and not request.is_secure())
         ):
-            return self.serve(request)
+            return cast(HttpResponse, self.serve(request))
         return self.get_response(request)
 
     def _view_response(self, request: HttpRequest) -> HttpResponse:

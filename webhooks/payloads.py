@@ -49,7 +49,7 @@ def request_fields(request: HttpRequest) -> dict[str, Any]:
     return {k: v for k, v in request.POST.items()}
 
 
-def query_fields(request: HttpRequest) -> dict[str, str]:
+def query_fields(request: HttpRequest) -> dict[str, Any]:
     """``request.GET`` as a dict (a repeated name keeps its last value), read exactly as
     Django's QueryDict reads a query string, without building one: that was a tenth of the
     answer webhook's CPU (issue 17). Raises TooManyFieldsSent past
