@@ -349,8 +349,33 @@ def _valid_uuid_text(recording_uuid: str) -> bool:
     return len(recording_uuid) <= 64 and "\x00" not in recording_uuid
 
 
-class RecordingFileApi(APIView):
-    """A copied call recording, to the service whose conversation it is (never a public URL)."""
+class _CopiedFileApi(APIView):
+    """A copied recording or transcript of one of the calling service's calls (never a public URL)."""
+
+    kind = ""
+    content_type = ""
+    extension = ""
+
+    def find(self, service: Service, recording_uuid: str) -> Any:
+        raise NotImplementedError
+
+    def serve(self, request: Request, recording_uuid: str) -> HttpResponseBase:
+        service = _service(request)
+        copied = self.find(service, recording_uuid) if _valid_uuid_text(recording_uuid) else None
+        if copied is None:
+            raise NotFound(f"No such {self.kind}.")
+        return _file_response(
+            copied.file, content_type=self.content_type, filename=f"{copied.recording_uuid}.{self.extension}"
+        )
+
+
+class RecordingFileApi(_CopiedFileApi):
+    """A copied call recording, to the service whose conversation it is."""
+
+    kind, content_type, extension = "recording", "audio/mpeg", "mp3"
+
+    def find(self, service: Service, recording_uuid: str) -> Any:
+        return selectors.recording_for_service(service=service, recording_uuid=recording_uuid)
 
     @extend_schema(
         operation_id="recordings_download",
@@ -366,23 +391,20 @@ class RecordingFileApi(APIView):
         },
     )
     def get(self, request: Request, recording_uuid: str) -> HttpResponseBase:
-        service = _service(request)
-        recording = (
-            selectors.recording_for_service(service=service, recording_uuid=recording_uuid)
-            if _valid_uuid_text(recording_uuid)
-            else None
-        )
-        if recording is None:
-            raise NotFound("No such recording.")
-        return _file_response(recording.file, content_type="audio/mpeg", filename=f"{recording.recording_uuid}.mp3")
+        return self.serve(request, recording_uuid)
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # A client asking for audio/mpeg must not get 406: errors still go out as JSON.
         return super().perform_content_negotiation(request, force=True)
 
 
-class RecordingTranscriptApi(APIView):
+class RecordingTranscriptApi(_CopiedFileApi):
     """A copied transcript of a call recording, to the service whose conversation it is."""
+
+    kind, content_type, extension = "transcript", "application/json", "json"
+
+    def find(self, service: Service, recording_uuid: str) -> Any:
+        return selectors.transcript_for_service(service=service, recording_uuid=recording_uuid)
 
     @extend_schema(
         operation_id="recordings_transcript",
@@ -398,17 +420,7 @@ class RecordingTranscriptApi(APIView):
         },
     )
     def get(self, request: Request, recording_uuid: str) -> HttpResponseBase:
-        service = _service(request)
-        transcript = (
-            selectors.transcript_for_service(service=service, recording_uuid=recording_uuid)
-            if _valid_uuid_text(recording_uuid)
-            else None
-        )
-        if transcript is None:
-            raise NotFound("No such transcript.")
-        return _file_response(
-            transcript.file, content_type="application/json", filename=f"{transcript.recording_uuid}.json"
-        )
+        return self.serve(request, recording_uuid)
 
 
 class ServiceApi(APIView):
