@@ -244,6 +244,15 @@ def _service_from_json(text: str) -> tuple:
     return _converted(Service, _SERVICE_FIELDS, raw)
 
 
+def _versioned_route_row(caller: str, proxy_number: str, held_versions: str) -> tuple | None:
+    with connection.cursor() as cursor:
+        # Results in PostgreSQL's binary format: no timestamps, UUIDs or numbers written out
+        # as text by PostgreSQL and parsed back by psycopg (the same Python values).
+        cursor.cursor.format = Format.BINARY
+        cursor.execute(_VERSIONED_ROUTE_SQL, [held_versions, caller, proxy_number])
+        return cursor.fetchone()
+
+
 def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Service | None]:
     """The route row (service columns left out) and the route's service, in one read."""
     if connection.vendor != "postgresql":
@@ -254,18 +263,21 @@ def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Servi
             return None, None
         at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
         return row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])
-    with connection.cursor() as cursor:
-        # Results in PostgreSQL's binary format: no timestamps, UUIDs or numbers written out
-        # as text by PostgreSQL and parsed back by psycopg (the same Python values).
-        cursor.cursor.format = Format.BINARY
-        cursor.execute(_VERSIONED_ROUTE_SQL, [_held_versions(), caller, proxy_number])
-        row = cursor.fetchone()
+    row = _versioned_route_row(caller, proxy_number, _held_versions())
     if row is None:
         return None, None
     at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
     version, service_json = row[at], row[at + 1]
-    if service_json is None:
-        values = _service_rows[_service_versions[version]][1]
+    held = _service_rows.get(_service_versions.get(version)) if service_json is None else None
+    if service_json is None and (held is None or held[0] != version):
+        # Dropped by another thread since the read was asked (threaded servers): ask again
+        # for the whole service. Never with one thread per process, as under gunicorn sync.
+        row = _versioned_route_row(caller, proxy_number, "")
+        if row is None:
+            return None, None
+        version, service_json = row[at], row[at + 1]
+    if held is not None and service_json is None:
+        values = held[1]
     else:
         values = _service_from_json(service_json)
         if len(_service_rows) >= _SERVICE_VERSIONS_KEPT:

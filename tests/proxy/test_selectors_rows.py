@@ -3,6 +3,8 @@ listens for its signals; they must be the instances the ORM would load."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from django.db.models import signals
 
@@ -69,3 +71,23 @@ def test_a_changed_service_is_seen_by_the_next_route(conversation, service):
     # Each route gets an instance of its own: changing one leaves the next alone.
     route.service.greeting_text = "changed in memory"
     assert route_for_call(caller=ALICE, proxy_number="12015550200").service.greeting_text == "Hello there"
+
+
+@pytest.mark.django_db
+def test_a_version_dropped_by_another_thread_is_read_again(conversation, service, monkeypatch):
+    """Threaded servers: the read named a version this process held, and another thread
+    dropped it before the row came back. The service is then read whole, not lost."""
+    from django.db import connection
+
+    from proxy import selectors
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the service's row version is PostgreSQL's")
+    route_for_call(caller=ALICE, proxy_number="12015550200")
+    held = selectors._held_versions()
+    selectors._service_rows.clear()
+    selectors._service_versions.clear()
+    monkeypatch.setattr(selectors, "_held_versions", functools.cache(lambda: held))
+    route = route_for_call(caller=ALICE, proxy_number="12015550200")
+    assert route.kind == "connect"
+    assert _as_loaded(route.service) == _as_loaded(Service.objects.get(pk=service.pk))
