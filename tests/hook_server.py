@@ -109,6 +109,20 @@ def hook_server() -> Iterator[HookServer]:
         server.close()
 
 
+@contextmanager
+def service_hook(settings: Any, service: Any, *, url_field: str, secret: str | None = None) -> Iterator[HookServer]:
+    """A hook server on loopback as ``service``'s ``url_field`` (``intercept_url``,
+    ``out_of_session_url``), let through the address guard, with a short hook timeout."""
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    settings.HOOK_TIMEOUT = 0.3
+    with hook_server() as server:
+        setattr(service, url_field, server.url)
+        if secret is not None:
+            service.callback_secret = secret
+        service.save()
+        yield server
+
+
 def signature_ok(request: dict[str, Any], secret: str, *, position: int = 0) -> bool:
     """Whether the request's ``X-Signature`` carries, at ``position``, the signature made with ``secret``."""
     timestamp = request["headers"]["X-Signature-Timestamp"]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from proxy.models import Conversation
+from telephony.ncco import ncco_validate
 from tests.conftest import ALICE, BOB
 from tests.factories import ConversationFactory, ParticipantFactory
 
@@ -32,3 +33,18 @@ def conversation(service, pool) -> Conversation:
 
 def post_json(client, url: str, payload: Any, **headers: str):
     return client.post(url, json.dumps(payload), content_type="application/json", **headers)
+
+
+def answered(client, payload: dict[str, Any], *, method: str = "GET"):
+    """The answer webhook's response to ``payload``: a 200 whose NCCO the SDK's models accept."""
+    if method == "GET":
+        response = client.get("/webhooks/answer", payload)
+    else:
+        response = post_json(client, "/webhooks/answer", payload)
+    assert response.status_code == 200
+    ncco_validate(response.json())
+    return response
+
+
+def actions(ncco: list[dict[str, Any]]) -> list[str]:
+    return [action["action"] for action in ncco]

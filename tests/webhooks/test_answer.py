@@ -10,18 +10,11 @@ from proxy.ncco import GENERIC_UNKNOWN_TEXT
 from proxy.services import conversation_close
 from telephony.ncco import ncco_validate
 from tests.conftest import ALICE, BOB, CAROL
-from tests.webhooks.conftest import load_fixture, post_json
+from tests.webhooks.conftest import answered, load_fixture, post_json
 
 
 def _answer(client, payload, method="GET"):
-    if method == "GET":
-        response = client.get("/webhooks/answer", payload)
-    else:
-        response = post_json(client, "/webhooks/answer", payload)
-    assert response.status_code == 200
-    ncco = response.json()
-    ncco_validate(ncco)
-    return ncco
+    return answered(client, payload, method=method).json()
 
 
 @pytest.mark.parametrize("name", ["answer_get.json", "answer_post.json"])

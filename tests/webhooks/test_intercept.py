@@ -9,10 +9,9 @@ import pytest
 from django.utils import timezone
 
 from proxy.models import Call, CallbackDelivery
-from telephony.ncco import ncco_validate
 from tests.conftest import ALICE, BOB
-from tests.hook_server import DRIP, HANG, HookServer, Reply, hook_server, json_reply, signature_ok
-from tests.webhooks.conftest import post_json
+from tests.hook_server import DRIP, HANG, HookServer, Reply, json_reply, service_hook, signature_ok
+from tests.webhooks.conftest import actions, answered, post_json
 
 SECRET = "whsec_test"
 ANSWER = {"from": ALICE, "to": "12015550200", "uuid": "leg-1", "conversation_uuid": "CON-1"}
@@ -20,30 +19,18 @@ ANSWER = {"from": ALICE, "to": "12015550200", "uuid": "leg-1", "conversation_uui
 
 @pytest.fixture
 def hook(settings, service) -> Iterator[HookServer]:
-    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
-    settings.HOOK_TIMEOUT = 0.3
-    with hook_server() as server:
-        service.intercept_url = server.url
-        service.callback_secret = SECRET
-        service.save()
+    with service_hook(settings, service, url_field="intercept_url", secret=SECRET) as server:
         yield server
 
 
 def _answer(client, payload=ANSWER):
-    response = client.get("/webhooks/answer", payload)
-    assert response.status_code == 200
-    ncco = response.json()
-    ncco_validate(ncco)
-    return ncco, response
-
-
-def _actions(ncco) -> list[str]:
-    return [action["action"] for action in ncco]
+    response = answered(client, payload)
+    return response.json(), response
 
 
 def test_a_2xx_connects_and_the_hook_sees_ids_never_numbers(client, conversation, hook):
     ncco, response = _answer(client)
-    assert _actions(ncco) == ["connect"] and ncco[0]["endpoint"][0]["number"] == BOB
+    assert actions(ncco) == ["connect"] and ncco[0]["endpoint"][0]["number"] == BOB
     (request,) = hook.requests
     assert signature_ok(request, SECRET)
     assert request["headers"]["X-Callback-Event"] == "call.intercept"
@@ -84,7 +71,7 @@ def test_the_outcome_is_kept_on_the_call_and_linked(client, conversation, hook):
 def test_a_403_blocks_with_the_services_text(client, conversation, hook, service):
     hook.reply = Reply(403)
     ncco, response = _answer(client)
-    assert _actions(ncco) == ["talk"] and ncco[0]["text"] == service.not_allowed_text
+    assert actions(ncco) == ["talk"] and ncco[0]["text"] == service.not_allowed_text
     assert Call.objects.get(uuid="leg-1").hook_outcome == "blocked"
     assert "blocked (HTTP 403" in response["X-Hook-Outcome"]
 
@@ -115,9 +102,9 @@ def test_anything_else_falls_back_to_intercept_on_error(client, conversation, ho
     hook.reply = BAD_HOOKS[name]
     ncco, _ = _answer(client)
     if on_error == "allow":
-        assert _actions(ncco) == ["connect"] and ncco[0]["endpoint"][0]["number"] == BOB
+        assert actions(ncco) == ["connect"] and ncco[0]["endpoint"][0]["number"] == BOB
     else:
-        assert _actions(ncco) == ["talk"] and ncco[0]["text"] == service.not_allowed_text
+        assert actions(ncco) == ["talk"] and ncco[0]["text"] == service.not_allowed_text
     call = Call.objects.get(uuid="leg-1")
     assert call.hook_outcome == {"allow": "allowed_on_error", "block": "blocked_on_error"}[on_error]
     assert call.hook_detail
@@ -129,7 +116,7 @@ def test_anything_else_falls_back_to_intercept_on_error(client, conversation, ho
 def test_a_private_address_is_refused_unless_allowed(client, conversation, hook, settings):
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
     ncco, _ = _answer(client)
-    assert _actions(ncco) == ["connect"]  # intercept_on_error: allow (the default)
+    assert actions(ncco) == ["connect"]  # intercept_on_error: allow (the default)
     assert hook.requests == []
     call = Call.objects.get(uuid="leg-1")
     assert call.hook_outcome == "allowed_on_error" and "non-public" in call.hook_detail
@@ -166,16 +153,16 @@ def test_without_a_hook_the_answer_is_still_one_read(client, conversation, servi
     service.save()
     with django_assert_num_queries(1):
         ncco, response = _answer(client)
-    assert _actions(ncco) == ["connect"] and "X-Hook-Outcome" not in response
+    assert actions(ncco) == ["connect"] and "X-Hook-Outcome" not in response
     assert not Call.objects.exists()
 
 
 def test_a_hook_reply_with_json_does_not_matter_to_intercept(client, conversation, hook):
     hook.reply = json_reply({"action": "block"}, status=200)
     ncco, _ = _answer(client)
-    assert _actions(ncco) == ["connect"]
+    assert actions(ncco) == ["connect"]
 
 
 def test_a_withheld_or_unknown_caller_is_not_intercepted(client, conversation, hook):
     ncco, _ = _answer(client, {**ANSWER, "from": "Unknown"})
-    assert _actions(ncco) == ["talk"] and hook.requests == []
+    assert actions(ncco) == ["talk"] and hook.requests == []

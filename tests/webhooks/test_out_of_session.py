@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from proxy.models import Call, CallbackDelivery, Conversation, Notification, Participant
 from proxy.services import conversation_close
-from telephony.ncco import ncco_validate
 from tests.conftest import ALICE, BOB, CAROL
 from tests.factories import VirtualNumberFactory
-from tests.hook_server import HANG, HookServer, Reply, hook_server, json_reply, signature_ok
+from tests.hook_server import HANG, HookServer, Reply, json_reply, service_hook, signature_ok
+from tests.webhooks.conftest import actions, answered
 
 SECRET = "whsec_oos"
 DAVE = "12015550104"
@@ -23,31 +23,18 @@ CALL = {"from": CAROL, "to": "12015550200", "uuid": "leg-oos", "conversation_uui
 
 @pytest.fixture
 def hook(settings, service) -> Iterator[HookServer]:
-    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
-    settings.HOOK_TIMEOUT = 0.3
-    with hook_server() as server:
-        service.out_of_session_url = server.url
-        service.callback_secret = SECRET
-        service.save()
+    with service_hook(settings, service, url_field="out_of_session_url", secret=SECRET) as server:
         yield server
 
 
 def _answer(client, payload=CALL):
-    response = client.get("/webhooks/answer", payload)
-    assert response.status_code == 200
-    ncco = response.json()
-    ncco_validate(ncco)
-    return ncco
-
-
-def _actions(ncco) -> list[str]:
-    return [action["action"] for action in ncco]
+    return answered(client, payload).json()
 
 
 def test_an_unknown_caller_is_asked_about_with_their_number(client, conversation, hook):
     hook.reply = json_reply({"action": "talk", "text": "Please call our support line."})
     ncco = _answer(client)
-    assert _actions(ncco) == ["talk"] and ncco[0]["text"] == "Please call our support line."
+    assert actions(ncco) == ["talk"] and ncco[0]["text"] == "Please call our support line."
     (request,) = hook.requests
     assert signature_ok(request, SECRET)
     body = request["json"]
@@ -69,7 +56,7 @@ def test_an_ended_conversation_comes_with_the_hook(client, conversation, hook, s
     hook.reply = Reply(500)
     ncco = _answer(client, {**CALL, "from": ALICE})
     # The hook failed: the message the caller hears without it.
-    assert _actions(ncco) == ["talk"] and ncco[0]["text"] == service.ended_text
+    assert actions(ncco) == ["talk"] and ncco[0]["text"] == service.ended_text
     data = hook.requests[0]["json"]["data"]
     assert data["from"] == ALICE
     assert data["conversation"]["id"] == str(conversation.pk) and data["conversation"]["status"] == "closed"
@@ -87,13 +74,13 @@ def test_an_expired_conversation_is_out_of_session_too(client, conversation, hoo
 
 def test_a_known_caller_never_reaches_this_hook(client, conversation, hook):
     ncco = _answer(client, {**CALL, "from": ALICE})
-    assert _actions(ncco) == ["connect"] and hook.requests == []
+    assert actions(ncco) == ["connect"] and hook.requests == []
 
 
 def test_connect_rings_the_number_with_the_dialled_number_as_caller_id(client, conversation, hook, service):
     hook.reply = json_reply({"action": "connect", "number": "(201) 555-0104"})  # national, the service's US
     ncco = _answer(client)
-    assert _actions(ncco) == ["connect"]
+    assert actions(ncco) == ["connect"]
     connect = ncco[0]
     assert connect["endpoint"] == [{"type": "phone", "number": DAVE}]
     assert connect["from"] == "12015550200" and connect["eventType"] == "synchronous"
@@ -113,7 +100,7 @@ def test_connect_rings_the_number_with_the_dialled_number_as_caller_id(client, c
 def test_connect_to_a_bad_number_plays_the_default_message(client, conversation, hook, service, number, why):
     hook.reply = json_reply({"action": "connect", "number": number})
     ncco = _answer(client)
-    assert _actions(ncco) == ["talk"] and ncco[0]["text"] == service.unknown_caller_text
+    assert actions(ncco) == ["talk"] and ncco[0]["text"] == service.unknown_caller_text
     call = Call.objects.get(uuid="leg-oos")
     assert call.hook_outcome == "default" and why in call.hook_detail
     assert "0202" not in call.hook_detail and "900123" not in call.hook_detail
@@ -139,7 +126,7 @@ def test_open_opens_a_conversation_like_the_api_and_connects_at_once(client, con
     assert dave.real_number == DAVE and dave.name == "Dave"
     assert opened.metadata == {"why": "late call"} and opened.status == "open"
     assert timedelta(seconds=590) < opened.expires_at - timezone.now() <= timedelta(seconds=600)
-    assert _actions(ncco) == ["connect"]
+    assert actions(ncco) == ["connect"]
     assert ncco[0]["endpoint"][0]["number"] == DAVE and ncco[0]["from"] == dave.proxy_number_id
     # The same notifications and callbacks as an API creation.
     assert Notification.objects.filter(participant__conversation=opened).count() == 2
@@ -187,7 +174,7 @@ def test_open_with_an_exhausted_pool_plays_the_default_message(client, service, 
     conversation_create(service=service, participants=[{"number": DAVE}, {"number": BOB}], notify=False)
     hook.reply = json_reply({"action": "open", "participant": {"number": DAVE}})
     ncco = _answer(client)
-    assert _actions(ncco) == ["talk"] and ncco[0]["text"] == service.unknown_caller_text
+    assert actions(ncco) == ["talk"] and ncco[0]["text"] == service.unknown_caller_text
     assert Call.objects.get(uuid="leg-oos").hook_detail == "open: pool_exhausted"
     assert Conversation.objects.count() == 1
 
@@ -230,7 +217,7 @@ GARBAGE = {
 def test_anything_else_plays_todays_message(client, conversation, hook, service, name, caplog):
     hook.reply = GARBAGE[name]
     ncco = _answer(client)
-    assert _actions(ncco) == ["talk"] and ncco[0]["text"] == service.unknown_caller_text
+    assert actions(ncco) == ["talk"] and ncco[0]["text"] == service.unknown_caller_text
     call = Call.objects.get(uuid="leg-oos")
     assert call.hook_outcome == "default" and call.hook_detail
     assert Conversation.objects.count() == 1
@@ -246,7 +233,7 @@ def test_a_private_address_is_refused_unless_allowed(client, conversation, hook,
 
 def test_a_number_of_no_service_asks_nobody(client, conversation, hook):
     ncco = _answer(client, {**CALL, "to": "12015550299"})
-    assert _actions(ncco) == ["talk"] and hook.requests == []
+    assert actions(ncco) == ["talk"] and hook.requests == []
 
 
 def test_without_the_hook_the_unknown_caller_path_is_unchanged(

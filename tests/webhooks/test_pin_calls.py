@@ -18,7 +18,7 @@ from proxy.services import conversation_close, conversation_create
 from telephony.ncco import ncco_validate
 from tests.conftest import ALICE, BOB, CAROL
 from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
-from tests.webhooks.conftest import post_json
+from tests.webhooks.conftest import actions, answered, post_json
 from webhooks.signatures import sign_voice_webhook
 
 pytestmark = pytest.mark.django_db
@@ -61,13 +61,7 @@ def person(conversation, number) -> Participant:
 
 
 def answer(client, caller, dialled, uuid="call-1"):
-    response = client.get(
-        "/webhooks/answer", {"from": caller, "to": dialled, "uuid": uuid, "conversation_uuid": f"CON-{uuid}"}
-    )
-    assert response.status_code == 200
-    ncco = response.json()
-    ncco_validate(ncco)
-    return ncco
+    return answered(client, {"from": caller, "to": dialled, "uuid": uuid, "conversation_uuid": f"CON-{uuid}"}).json()
 
 
 def input_event(caller, dialled, *, keys="", uuid="call-1", speech=None, **extra):
@@ -92,10 +86,6 @@ def send_input(client, ncco, payload, **headers):
     answered = response.json()
     ncco_validate(answered)
     return answered
-
-
-def actions(ncco):
-    return [a["action"] for a in ncco]
 
 
 def assert_prompt(ncco, service, *, lead=""):
@@ -542,14 +532,11 @@ def test_a_number_nobody_owns_gets_the_generic_message(client, conversation):
 def test_a_call_routed_by_pin_is_intercepted_the_same_way(client, conversation, service, settings):
     """DESIGN.md, "Intercept": a call routed by PIN asks the intercept hook, as the PIN's
     owner calling from their own phone would; a 403 blocks it, a repeat of the event too."""
-    from tests.hook_server import Reply, hook_server
+    from tests.hook_server import Reply, service_hook
 
-    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
     alice = person(conversation, ALICE)
-    with hook_server() as hook:
+    with service_hook(settings, service, url_field="intercept_url") as hook:
         hook.reply = Reply(403)
-        service.intercept_url = hook.url
-        service.save()
         prompt = answer(client, STRANGER, alice.proxy_number_id)
         event = input_event(STRANGER, alice.proxy_number_id, keys=alice.pin)
         blocked = send_input(client, prompt, event)
@@ -566,15 +553,12 @@ def test_a_call_routed_by_pin_is_intercepted_the_same_way(client, conversation, 
 def test_after_the_last_wrong_try_the_out_of_session_hook_decides(client, conversation, service, settings):
     """DESIGN.md, "Out of session": with PINs open on the number the prompt comes first; the
     hook then decides instead of the goodbye after the third wrong try."""
-    from tests.hook_server import hook_server, json_reply
+    from tests.hook_server import json_reply, service_hook
 
-    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
     alice = person(conversation, ALICE)
     wrong = "000000" if alice.pin != "000000" else "000001"
-    with hook_server() as hook:
+    with service_hook(settings, service, url_field="out_of_session_url") as hook:
         hook.reply = json_reply({"action": "talk", "text": "Call our support line instead."})
-        service.out_of_session_url = hook.url
-        service.save()
         ncco = answer(client, STRANGER, alice.proxy_number_id)
         assert_prompt(ncco, service)
         assert not hook.requests  # the prompt comes first
