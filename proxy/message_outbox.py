@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +28,7 @@ from django.utils import timezone
 from proxy.callbacks import DELIVER_TASK, callback_create_for_message
 from proxy.models import Message, MessagePart
 from proxy.notifications import RECEIPT_STATUS
-from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_now, queue_on_commit, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_now, queue_on_commit, receipt_row, truncate
 from telephony.values import vonage_decimal
 
 logger = logging.getLogger(__name__)
@@ -149,22 +148,8 @@ def message_status_set(message: Message, *, status: str, **changes: Any) -> bool
 
 
 def _receipt_target(params: dict[str, str]) -> Message | None:
-    message_id = params.get("messageId") or params.get("message-id") or ""
-    candidate = None
     # Locked: a receipt that overtakes the worker recording its send waits for that record.
-    rows = Message.objects.select_for_update()
-    if message_id:
-        candidate = rows.filter(message_id=message_id).order_by("-pk").first()
-    ref = params.get("client-ref") or ""
-    if candidate is None and ref.startswith(CLIENT_REF_PREFIX) and ref[len(CLIENT_REF_PREFIX) :].isdigit():
-        candidate = rows.filter(pk=int(ref[len(CLIENT_REF_PREFIX) :])).first()
-        if candidate is not None and message_id and candidate.message_id not in ("", message_id):
-            # Another part of a multipart text: its first part's receipt speaks for it.
-            candidate = None
-    msisdn = re.sub(r"\D", "", params.get("msisdn") or params.get("to") or "")
-    if candidate is not None and msisdn and msisdn != candidate.to_number:
-        return None
-    return candidate
+    return receipt_row(Message.objects.select_for_update(), params, client_ref_prefix=CLIENT_REF_PREFIX)
 
 
 def message_receipt_apply(*, params: dict[str, str]) -> Message | None:

@@ -17,7 +17,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from proxy.models import Conversation, Notification, Participant, Service
-from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, receipt_row, truncate
 from proxy.phone import pretty
 from proxy.sms_template import sms_template_render
 from telephony.values import vonage_decimal
@@ -25,7 +25,6 @@ from telephony.values import vonage_decimal
 logger = logging.getLogger(__name__)
 
 CLIENT_REF_PREFIX = "notification-"
-_CLIENT_REF = re.compile(re.escape(CLIENT_REF_PREFIX) + r"([0-9]{1,18})")
 SEND_TASK = "proxy.tasks.send_notification"
 
 _MODEL_DEFAULT_TEMPLATE = Service._meta.get_field("sms_template").default
@@ -149,20 +148,7 @@ _FINAL = (Notification.Status.DELIVERED, Notification.Status.FAILED)
 
 
 def _receipt_target(params: dict[str, str]) -> Notification | None:
-    message_id = params.get("messageId") or params.get("message-id") or ""
-    candidate = None
-    if message_id:
-        candidate = Notification.objects.filter(message_id=message_id).order_by("-pk").first()
-    ref = params.get("client-ref") or ""
-    # ASCII digits only, and few enough for a bigint: isdigit() also takes "²" and other scripts' digits.
-    if candidate is None and (found := _CLIENT_REF.fullmatch(ref)):
-        candidate = Notification.objects.filter(pk=int(found.group(1))).first()
-        if candidate is not None and message_id and candidate.message_id not in ("", message_id):
-            candidate = None
-    msisdn = re.sub(r"\D", "", params.get("msisdn") or params.get("to") or "")
-    if candidate is not None and msisdn and msisdn != candidate.to_number:
-        return None
-    return candidate
+    return receipt_row(Notification.objects.all(), params, client_ref_prefix=CLIENT_REF_PREFIX)
 
 
 def notification_receipt_apply(*, params: dict[str, str]) -> Notification | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -292,3 +293,31 @@ def outbox_redrive(*, now: datetime | None = None, limit: int = REDRIVE_BATCH) -
     if any(counts.values()):
         logger.info("outbox redrive queued %s", counts)
     return counts
+
+
+# --- Delivery receipts of sent texts ------------------------------------------------------------
+
+
+def receipt_row(rows: QuerySet[Any], params: dict[str, str], *, client_ref_prefix: str) -> Any:
+    """The row of ``rows`` (an outbox of texts: ``message_id``, ``to_number``) a Vonage delivery
+    receipt is about, or None: by Vonage's message id, else by our ``client-ref``
+    (``<prefix><pk>``, ASCII digits few enough for a bigint: ``isdigit()`` also takes "²");
+    never when the receipt names another recipient."""
+    message_id = params.get("messageId") or params.get("message-id") or ""
+    candidate = None
+    if message_id:
+        candidate = rows.filter(message_id=message_id).order_by("-pk").first()
+    ref = params.get("client-ref") or ""
+    pk = ref[len(client_ref_prefix) :] if ref.startswith(client_ref_prefix) else ""
+    if candidate is None and _CLIENT_REF_PK.fullmatch(pk):
+        candidate = rows.filter(pk=int(pk)).first()
+        if candidate is not None and message_id and candidate.message_id not in ("", message_id):
+            # Another part of a multipart text: its first part's receipt speaks for it.
+            candidate = None
+    msisdn = re.sub(r"\D", "", params.get("msisdn") or params.get("to") or "")
+    if candidate is not None and msisdn and msisdn != candidate.to_number:
+        return None
+    return candidate
+
+
+_CLIENT_REF_PK = re.compile(r"[0-9]{1,18}")

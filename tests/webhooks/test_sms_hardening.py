@@ -95,3 +95,19 @@ def test_a_parameter_with_a_lone_surrogate_is_refused_not_an_error(client: Clien
     settings.VONAGE_SIGNATURE_SECRET = SECRET
     body = '{"messageId": "ABC", "text": "\\ud800", "sig": "' + "0" * 32 + '"}'
     assert client.post(INBOUND_URL, body, content_type="application/json").status_code in (400, 401)
+
+
+@pytest.mark.parametrize(
+    "client_ref",
+    ["message-²", "message-١٢", "message-" + "9" * 5000, "message-" + "9" * 30, "message--1"],
+    ids=["superscript", "arabic digits", "5000 digits", "past bigint", "negative"],
+)
+def test_a_text_receipt_with_an_odd_client_ref_matches_nothing_and_is_200(client: Client, db, settings, client_ref):
+    """Receipts of relayed texts read their client-ref by the same rule as notifications'."""
+    from proxy.message_outbox import message_receipt_apply
+
+    params = {"messageId": "UNKNOWN-ID", "msisdn": "12015550101", "status": "delivered", "client-ref": client_ref}
+    assert message_receipt_apply(params=params) is None
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    response = client.post(STATUS_URL, sms_sign_params(params, secret=SECRET))
+    assert response.status_code == 200
