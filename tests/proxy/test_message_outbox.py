@@ -65,10 +65,12 @@ def test_a_throttled_send_waits_with_backoff_then_goes(queued):
 def test_the_backoff_grows_and_gives_up(queued):
     delays = [MESSAGES.retry.delay(n) for n in (1, 2, 3, 8)]
     assert delays[0] <= 10 and delays[-1] <= 600
+    assert delays == sorted(delays) and delays[-1] > delays[0]
     Message.objects.filter(pk=queued.pk).update(attempts=MESSAGES.retry.max_attempts, last_error="throttled")
     assert message_send(message_id=queued.pk).result == "failed"
     queued.refresh_from_db()
-    assert queued.status == "failed" and queued.last_error.startswith("Gave up after 8 attempts")
+    assert queued.status == "failed"
+    assert queued.last_error.startswith(f"Gave up after {MESSAGES.retry.max_attempts} attempts")
 
 
 def test_a_permanent_refusal_fails_at_once_and_is_reported(queued, service):
@@ -306,11 +308,11 @@ def test_with_redis_down_the_webhook_wakes_nothing_and_the_redrive_sends(queued,
     def down():
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr("proxy.message_outbox._flag_raise", down)
-    messages_wake()
+    with monkeypatch.context() as patch:
+        patch.setattr("proxy.message_outbox._flag_raise", down)
+        messages_wake()
     assert published == []
     Message.objects.filter(pk=queued.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=2))
-    monkeypatch.undo()
     assert outbox_redrive()["messages"] == 1
     queued.refresh_from_db()
     assert queued.status == "sent"
