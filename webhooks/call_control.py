@@ -15,6 +15,7 @@ connected, ``call_out_of_session`` for one who holds no open conversation on the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -353,7 +354,10 @@ def _record(decision: CallDecision, *, service: Service, call: InboundCall) -> N
     )
     try:
         if not service.callback_url:
-            _call_upsert(row, linked=decision.conversation is not None)
+            # In a caller's transaction (a PIN's input event), a savepoint: a failed upsert
+            # must not abort the transaction the caller's answer is still being read in.
+            with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+                _call_upsert(row, linked=decision.conversation is not None)
             return
         with transaction.atomic():
             _call_upsert(row, linked=decision.conversation is not None)

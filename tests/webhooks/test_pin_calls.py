@@ -569,3 +569,29 @@ def test_after_the_last_wrong_try_the_out_of_session_hook_decides(client, conver
     (request,) = hook.requests
     assert request["json"]["type"] == "call.out_of_session"
     assert (request["json"]["data"]["from"], request["json"]["data"]["to"]) == (STRANGER, alice.proxy_number_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hook_decision_that_cannot_be_kept_leaves_the_callers_transaction_usable(service, monkeypatch):
+    """The PIN input event asks the hooks inside its transaction: a failed write of the
+    call's row (no callback URL: one statement) must not abort it (PostgreSQL would refuse
+    every later statement of the transaction)."""
+    from django.db import transaction
+
+    from proxy.models import Service
+    from webhooks import call_control
+
+    Service.objects.filter(pk=service.pk).update(callback_url="")
+    service.refresh_from_db()
+    sql = call_control._call_upsert_sql
+    # The statement as it is, into a table that does not exist: PostgreSQL itself refuses it.
+    monkeypatch.setattr(
+        call_control, "_call_upsert_sql", lambda vendor, linked: sql(vendor, linked).replace("proxy_call", "no_such")
+    )
+    decision = call_control.CallDecision(
+        ncco=[], hook="intercept", event="", outcome="allowed", status_code=204, detail="", elapsed_ms=1
+    )
+    call = call_control.InboundCall(uuid="leg-x", conversation_uuid="CON-x", caller="1", dialled="2")
+    with transaction.atomic():
+        call_control._record(decision, service=service, call=call)
+        assert Service.objects.filter(pk=service.pk).exists()
