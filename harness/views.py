@@ -16,7 +16,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -137,15 +137,7 @@ SANDBOX_PERMISSION = "numbers.change_virtualnumber"
 
 def administrators_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Staff are sent to log in (staff_member_required); staff without the permission get 403."""
-
-    @staff_member_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm(SANDBOX_PERMISSION):
-            raise PermissionDenied("The sandbox pages are for pool administrators.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+    return staff_member_required(permission_required(SANDBOX_PERMISSION, raise_exception=True)(view))
 
 
 def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -194,7 +186,7 @@ def _page(request: HttpRequest, **context: Any) -> HttpResponse:
 
 
 @sandbox_only
-@staff_member_required
+@administrators_only
 @require_POST
 def sandbox_sms(request: HttpRequest) -> HttpResponse:
     """Play an inbound SMS into this deployment; show what the sandbox sent on (the relay)."""

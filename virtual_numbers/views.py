@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
@@ -24,10 +24,9 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
 
 
 @staff_member_required
+# Staff alone is not a role: the page is for those who may see the pool.
+@permission_required("numbers.view_virtualnumber", raise_exception=True)
 def pool_health_view(request: HttpRequest) -> HttpResponse:
-    # Staff alone is not a role: the page is for those who may see the pool.
-    if not request.user.has_perm("numbers.view_virtualnumber"):
-        raise PermissionDenied("Pool health needs the permission to view numbers.")
     services = list(Service.objects.order_by("name"))
     service_id = _int_param(request, "service")
     service = next((s for s in services if s.pk == service_id), None)
