@@ -18,8 +18,15 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 
-from proxy.admin_calls import report_retries, retry_each
-from proxy.admin_support import STATUS_LABELS, CallEndsMixin, ReadOnlyMixin, numbers_from_search, with_pool_flags
+from proxy.admin_support import (
+    STATUS_LABELS,
+    CallEndsMixin,
+    ReadOnlyMixin,
+    numbers_from_search,
+    report_retries,
+    retry_each,
+    with_pool_flags,
+)
 from proxy.message_outbox import message_retry
 from proxy.models import Message, MessageContact
 from proxy.phone import mask

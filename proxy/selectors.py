@@ -81,17 +81,6 @@ def transcript_for_service(*, service: Service, recording_uuid: str) -> Transcri
     return _copied_for_service(Transcript, service, recording_uuid)
 
 
-def latest_conversation_of_pair(*, service: Service, real_number: str, proxy_number: str) -> Conversation | None:
-    """The latest conversation of ``service`` in which ``real_number`` held ``proxy_number``, if any."""
-    held = (
-        Participant.objects.filter(real_number=real_number, proxy_number__number=proxy_number, service=service)
-        .select_related("conversation")
-        .order_by("-created_at")
-        .first()
-    )
-    return held.conversation if held is not None else None
-
-
 def is_pool_number(number: str) -> bool:
     """Whether ``number`` is one of the account's virtual numbers (any service, any state)."""
     return VirtualNumber.objects.filter(number=number).exists()
@@ -370,14 +359,13 @@ class TextRoute:
 
 _SENDER_FIELDS, _SENDER_SQL = _select_list(Participant, "sender")
 _RECIPIENT_FIELDS, _RECIPIENT_SQL = _select_list(Participant, "recipient")
-_FULL_CONVERSATION_FIELDS, _FULL_CONVERSATION_SQL = _select_list(Conversation, "conversation")
 # The sender's open pair through the partial unique index, the other participant, the
 # conversation, its service, the recipient's opt-out and the conversation's recent
 # relays (for its cap): everything a relay decides on, in one read. A participant the
 # caller ID does not route (PIN mode always) has no pair: as for calls, the number alone
 # cannot tell which of their conversations a text is for.
 _TEXT_ROUTE_SQL = f"""
-SELECT {_SENDER_SQL}, {_RECIPIENT_SQL}, {_FULL_CONVERSATION_SQL}, {_SERVICE_SQL},
+SELECT {_SENDER_SQL}, {_RECIPIENT_SQL}, {_WHOLE_CONVERSATION_SQL}, {_SERVICE_SQL},
     EXISTS (
         SELECT 1 FROM proxy_messagecontact AS contact
         WHERE contact.service_id = service.id AND contact.real_number = recipient.real_number AND contact.opted_out
@@ -436,9 +424,9 @@ def route_for_text(
         if row is not None:
             a = len(_SENDER_FIELDS)
             b = a + len(_RECIPIENT_FIELDS)
-            c = b + len(_FULL_CONVERSATION_FIELDS)
+            c = b + len(_WHOLE_CONVERSATION_FIELDS)
             d = c + len(_SERVICE_FIELDS)
-            conversation = _instance(Conversation, _FULL_CONVERSATION_FIELDS, row[b:c])
+            conversation = _instance(Conversation, _WHOLE_CONVERSATION_FIELDS, row[b:c])
             service = _instance(Service, _SERVICE_FIELDS, row[c:d])
             if conversation.expires_at > now:
                 conversation.service = service
@@ -457,8 +445,7 @@ def route_for_text(
                     recent_relays=int(row[d + 1]),
                 )
             return TextRoute(service=service)
-    owner = VirtualNumber.objects.select_related("service").filter(number=proxy_number).first()
-    return TextRoute(service=owner.service if owner else None)
+    return TextRoute(service=service_of_number(number=proxy_number))
 
 
 def conversation_last_held(*, service: Service, real_number: str, proxy_number: str) -> Participant | None:

@@ -39,7 +39,7 @@ from proxy.hooks import HOOK_INTERCEPT, HOOK_OUT_OF_SESSION, HookExchange, hook_
 from proxy.models import Call, Conversation, Participant, Service
 from proxy.ncco import connect_ncco, connect_number_ncco, not_allowed_ncco, talk_ncco
 from proxy.outbox import queue_on_commit, truncate
-from proxy.selectors import conversation_whole, is_pool_number, latest_conversation_of_pair
+from proxy.selectors import conversation_last_held, conversation_whole, is_pool_number
 from webhooks.payloads import text
 
 logger = logging.getLogger(__name__)
@@ -196,11 +196,12 @@ def call_out_of_session(*, service: Service, call: InboundCall, default_ncco: li
     the one exchange that carries a real number: the caller's, to the service that owns
     the number dialled. ``call.dialled`` must be a number of ``service``'s pool.
     """
-    latest = (
-        latest_conversation_of_pair(service=service, real_number=call.caller, proxy_number=call.dialled)
+    held = (
+        conversation_last_held(service=service, real_number=call.caller, proxy_number=call.dialled)
         if call.caller and call.dialled
         else None
     )
+    latest = held.conversation if held is not None else None
     data = {
         "from": call.caller,
         "to": call.dialled,

@@ -63,7 +63,8 @@ def answer_call(*, payload: dict[str, Any]) -> Answer:
     uuid = text(payload, "uuid")
     # DEBUG: the request's own line (config.middleware) already says what happened (its
     # outcome), and the answer webhook keeps to one log line per call.
-    logger.debug("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
+    if logger.isEnabledFor(logging.DEBUG):  # masking costs more than the check, on every answer
+        logger.debug("answer %s: caller=%s dialled=%s -> %s", uuid or "-", mask(caller), dialled or "-", route.kind)
     if route.kind == "pin" and dialled:
         # The PIN prompt comes first; the input webhook asks the hooks once a PIN decided.
         return Answer(pin_answer(route=route, caller=caller, dialled=dialled, call_uuid=uuid))
