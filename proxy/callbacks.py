@@ -138,12 +138,23 @@ def callbacks_create_for_conversations(*, conversation_ids: list[Any], event: st
     return created
 
 
-def _public_id(participant_id: int | None) -> str | None:
-    """A participant's opaque id, as the API shows it (never the row's sequential key)."""
-    if participant_id is None:
-        return None
-    public_id = Participant.objects.filter(pk=participant_id).values_list("public_id", flat=True).first()
-    return str(public_id) if public_id is not None else None
+def _public_ids(row: Call | Message) -> tuple[str | None, str | None]:
+    """The opaque ids of a call's or a text's two participants, as the API shows them (never
+    the rows' sequential keys): from the participants already loaded, else in one query."""
+    found: dict[int, Any] = {}
+    missing = []
+    for name in ("from_participant", "to_participant"):
+        pk = getattr(row, f"{name}_id")
+        if pk is None:
+            continue
+        if type(row)._meta.get_field(name).is_cached(row):  # type: ignore[union-attr]
+            found[pk] = getattr(row, name).public_id
+        else:
+            missing.append(pk)
+    if missing:
+        found.update(Participant.objects.filter(pk__in=missing).values_list("pk", "public_id"))
+    shown = [found.get(pk) if pk is not None else None for pk in (row.from_participant_id, row.to_participant_id)]
+    return (str(shown[0]) if shown[0] is not None else None, str(shown[1]) if shown[1] is not None else None)
 
 
 CALL_EVENTS = ("call.ringing", "call.answered", "call.completed")
@@ -151,13 +162,14 @@ CALL_EVENTS = ("call.ringing", "call.answered", "call.completed")
 
 def call_data(call: Call) -> dict[str, Any]:
     """A call leg as callbacks show it: participant ids, never numbers."""
+    from_participant, to_participant = _public_ids(call)
     return {
         "uuid": call.uuid,
         "conversation_uuid": call.conversation_uuid,
         "status": call.status,
         "direction": call.direction,
-        "from_participant": _public_id(call.from_participant_id),
-        "to_participant": _public_id(call.to_participant_id),
+        "from_participant": from_participant,
+        "to_participant": to_participant,
         "started_at": _iso(call.started_at),
         "answered_at": _iso(call.answered_at),
         "ended_at": _iso(call.ended_at),
@@ -220,11 +232,12 @@ def callback_create_for_transcript(*, transcript: Transcript) -> CallbackDeliver
 
 def _message_data(message: Message, *, service: Service) -> dict[str, Any]:
     """A text in a callback: ids only; its words only when the service asks for them."""
+    from_participant, to_participant = _public_ids(message)
     data: dict[str, Any] = {
         "id": message.pk,
         "conversation": str(message.conversation_id) if message.conversation_id else None,
-        "from_participant": _public_id(message.from_participant_id),
-        "to_participant": _public_id(message.to_participant_id),
+        "from_participant": from_participant,
+        "to_participant": to_participant,
         "status": message.api_status,
         "reason": message.reason or None,
         "created_at": _iso(message.created_at),

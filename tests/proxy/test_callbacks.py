@@ -400,3 +400,17 @@ def test_a_hooks_body_is_the_envelope_as_callbacks_send_it():
     expected = envelope("call.intercept", data, now=now)
     expected["id"] = envelope_id
     assert body == payload_body(expected)
+
+
+def test_a_calls_participants_are_shown_by_opaque_id_in_at_most_one_query(conversation, django_assert_num_queries):
+    from proxy.callbacks import call_data
+    from proxy.models import Call
+
+    alice, bob = conversation.participants.order_by("position")
+    loaded = Call(uuid="leg-ids", from_participant=alice, to_participant=bob)
+    with django_assert_num_queries(0):  # the participants in hand
+        data = call_data(loaded)
+    assert (data["from_participant"], data["to_participant"]) == (str(alice.public_id), str(bob.public_id))
+    by_key = Call(uuid="leg-ids", from_participant_id=alice.pk, to_participant_id=bob.pk)
+    with django_assert_num_queries(1):  # both, in one read
+        assert call_data(by_key) == data
