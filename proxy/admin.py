@@ -50,7 +50,7 @@ from proxy.models import (
     Service,
 )
 from proxy.phone import mask
-from proxy.service_settings import URL_FIELDS, service_urls_check
+from proxy.service_settings import URL_FIELDS, callback_secret_replace, service_urls_check
 from proxy.sms_template import sms_template_errors
 from virtual_numbers.models import VirtualNumber
 
@@ -144,6 +144,14 @@ class ServiceForm(forms.ModelForm):
     def clean_callback_secret(self) -> str:
         typed = self.cleaned_data.get("callback_secret") or ""
         return typed or (self.instance.callback_secret if self.instance.pk else "")
+
+    def save(self, commit: bool = True) -> Service:
+        if "callback_secret" in self.changed_data:
+            # As a rotation over the API: the old secret signs beside the new one for a day.
+            callback_secret_replace(
+                self.instance, self.cleaned_data["callback_secret"], previous=self.initial.get("callback_secret") or ""
+            )
+        return super().save(commit)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -81,12 +81,18 @@ def callback_secret_rotate(*, service: Service, now: datetime | None = None) -> 
     marketplace can switch without missing one.
     """
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    if service.callback_secret:
-        service.callback_secret_previous = service.callback_secret
-        service.callback_secret_rotated_at = now or timezone.now()
-    service.callback_secret = secret
+    callback_secret_replace(service, secret, previous=service.callback_secret, now=now)
     service.save(
         update_fields=["callback_secret", "callback_secret_previous", "callback_secret_rotated_at", "updated_at"]
     )
     logger.info("service %s: callback secret rotated", service.slug)
     return secret
+
+
+def callback_secret_replace(service: Service, secret: str, *, previous: str, now: datetime | None = None) -> None:
+    """Give ``service`` (in memory; the caller saves) the callback secret ``secret``. The one it
+    replaces, ``previous``, keeps signing beside it for a day (proxy.callbacks.signature_header)."""
+    if previous and previous != secret:
+        service.callback_secret_previous = previous
+        service.callback_secret_rotated_at = now or timezone.now()
+    service.callback_secret = secret

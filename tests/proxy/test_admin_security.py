@@ -52,6 +52,9 @@ def test_a_typed_secret_replaces_the_old_one(admin_client, with_secret):
     assert admin_client.post(url, data).status_code == 302
     with_secret.refresh_from_db()
     assert with_secret.callback_secret == "a-new-secret-of-some-length"
+    # As a rotation over the API: the old secret keeps signing beside it for a day.
+    assert with_secret.callback_secret_previous == SECRET
+    assert with_secret.callback_secret_rotated_at is not None
 
 
 def test_a_callback_url_needs_a_secret(admin_client, service):
