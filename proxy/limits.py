@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from proxy.models import MAX_CALL_TIME_LIMIT, MAX_RING_TIMEOUT, MIN_CALL_TIME_LIMIT, MIN_RING_TIMEOUT
 from proxy.parsers import json_strings
+
+__all__ = ["MAX_CALL_TIME_LIMIT", "MAX_RING_TIMEOUT", "MIN_CALL_TIME_LIMIT", "MIN_RING_TIMEOUT"]
 
 MAX_EXTERNAL_ID = 200
 MAX_METADATA_BYTES = 8 * 1024
 MIN_TTL = 1
 MAX_TTL = 365 * 24 * 3600
-# Vonage's connect: ``limit`` at most 7200 s; ``timeout`` (ringing) is ours to bound.
-MIN_CALL_TIME_LIMIT = 1
-MAX_CALL_TIME_LIMIT = 7200
-MIN_RING_TIMEOUT = 5
-MAX_RING_TIMEOUT = 120
 
 
 def metadata_problem(value: Any) -> str | None:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
@@ -86,6 +87,14 @@ def _default_country() -> str:
 
 def _default_retention() -> int:
     return settings.RETENTION_DEFAULT_DAYS
+
+
+# Vonage's connect: ``limit`` at most 7200 s; ``timeout`` (ringing) is ours to bound. On the
+# model, so that every way of changing a service keeps them (the API, the admin's form).
+MIN_CALL_TIME_LIMIT = 1
+MAX_CALL_TIME_LIMIT = 7200
+MIN_RING_TIMEOUT = 5
+MAX_RING_TIMEOUT = 120
 
 
 def validate_retention_days(value: int) -> None:
@@ -182,8 +191,16 @@ class Service(models.Model):
         "sentence naming the PIN is added when the template has no {pin}).",
     )
     # Defaults of conversations' ring_timeout and call_time_limit.
-    connect_timeout = models.PositiveSmallIntegerField(default=45, help_text="Seconds the other party's phone rings.")
-    call_time_limit = models.PositiveIntegerField(default=7200, help_text="Maximum call length in seconds.")
+    connect_timeout = models.PositiveSmallIntegerField(
+        default=45,
+        validators=[MinValueValidator(MIN_RING_TIMEOUT), MaxValueValidator(MAX_RING_TIMEOUT)],
+        help_text="Seconds the other party's phone rings.",
+    )
+    call_time_limit = models.PositiveIntegerField(
+        default=MAX_CALL_TIME_LIMIT,
+        validators=[MinValueValidator(MIN_CALL_TIME_LIMIT), MaxValueValidator(MAX_CALL_TIME_LIMIT)],
+        help_text="Maximum call length in seconds.",
+    )
     recording_policy = models.CharField(
         max_length=20, choices=RecordingPolicy.choices, default=RecordingPolicy.PER_CONVERSATION
     )

@@ -26,7 +26,7 @@ from vonage_voice.models import ncco as actions
 from vonage_voice.models.connect_endpoints import OnAnswer, PhoneEndpoint
 from vonage_voice.models.input_types import Dtmf
 
-from proxy.models import Conversation, Participant, Service
+from proxy.models import MAX_CALL_TIME_LIMIT, Conversation, Participant, Service
 from proxy.selectors import Route
 
 DEFAULT_LANGUAGE = "en-US"
@@ -174,7 +174,7 @@ def _connect(
         from_=caller_id,
         eventType="synchronous",
         timeout=ring_timeout or service.connect_timeout,
-        limit=min(call_time_limit or service.call_time_limit, 7200),
+        limit=min(call_time_limit or service.call_time_limit, MAX_CALL_TIME_LIMIT),
         eventUrl=[f"{public_url}/webhooks/event"],
     )
 

@@ -369,7 +369,7 @@ class ServiceSerializer(serializers.Serializer):
     callback_url = ServiceUrlField(max_length=200, help_text="Where events are POSTed; https.")
     intercept_url = ServiceUrlField(max_length=500, help_text="Asked before a known caller is connected; https.")
     out_of_session_url = ServiceUrlField(max_length=500, help_text="Asked about out-of-session callers; https.")
-    intercept_on_error = serializers.ChoiceField(choices=["allow", "block"])
+    intercept_on_error = serializers.ChoiceField(choices=Service.InterceptOnError.values)
     call_time_limit = serializers.IntegerField(min_value=MIN_CALL_TIME_LIMIT, max_value=MAX_CALL_TIME_LIMIT)
     ring_timeout = serializers.IntegerField(
         source="connect_timeout", min_value=MIN_RING_TIMEOUT, max_value=MAX_RING_TIMEOUT

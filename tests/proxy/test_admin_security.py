@@ -216,3 +216,14 @@ def test_changelists_sort_only_on_indexed_columns_and_count_without_joins(admin_
     scans = [q["sql"].upper() for q in captured if q["sql"].upper().startswith(("SELECT COUNT(", "SELECT MIN("))]
     assert scans and all("JOIN" not in sql and "GROUP BY" not in sql for sql in scans), scans
     assert model_admin.show_full_result_count is False
+
+
+@pytest.mark.parametrize(("field", "value"), [("connect_timeout", 0), ("connect_timeout", 121), ("call_time_limit", 0)])
+def test_the_service_page_keeps_the_apis_ring_and_call_limits(admin_client, service, field, value):
+    """The bounds live on the model: a service the API would refuse cannot be saved here."""
+    url = reverse("admin:proxy_service_change", args=[service.pk])
+    response = admin_client.post(url, service_form(**{field: value}))
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    service.refresh_from_db()
+    assert getattr(service, field) != value
