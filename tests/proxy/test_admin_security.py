@@ -35,6 +35,7 @@ def test_no_role_reads_the_callback_secret(client, with_secret, role):
 
 def test_a_superuser_does_not_read_it_either(admin_client, with_secret):
     page = admin_client.get(reverse("admin:proxy_service_change", args=[with_secret.pk]))
+    assert page.status_code == 200
     assert SECRET not in page.content.decode()
 
 
@@ -175,7 +176,9 @@ def test_a_search_token_of_another_session_finds_nothing(client, admin_client, c
     location = admin_client.post(url, {"q": "+12015550101"})["Location"]
     other = django_user_model.objects.create_superuser("other", "o@example.com", "pw-12345-long")
     client.force_login(other)
-    assert "order-42" not in client.get(location).content.decode()
+    page = client.get(location)
+    assert page.status_code == 200 and page.context["cl"].result_count == 0
+    assert "order-42" not in page.content.decode()
 
 
 # --- Lists that stay cheap on a big table -----------------------------------------------------------

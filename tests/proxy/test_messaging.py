@@ -314,7 +314,7 @@ def test_an_opt_out_is_per_service(pair, send, service, pool):
 # --- Caps ----------------------------------------------------------------------------------------
 
 
-def test_over_the_conversation_cap_texts_are_held_and_reported(pair, send, service):
+def test_over_the_conversation_cap_texts_are_held_and_reported(pair, send, service, django_capture_on_commit_callbacks):
     service.message_limit_conversation = 2
     service.callback_url = "https://marketplace.example/hooks"
     service.save()
@@ -328,7 +328,11 @@ def test_over_the_conversation_cap_texts_are_held_and_reported(pair, send, servi
     [report] = _callbacks("message.held")
     assert report["data"]["message"]["reason"] == "conversation_limit"
     # Staff relay it after all.
-    assert message_retry(message=held)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert message_retry(message=held)
+    assert SandboxMessage.objects.filter(text="three").count() == 1
+    held.refresh_from_db()
+    assert held.status == "sent"
 
 
 def test_over_the_service_cap_texts_are_held(service, pool, send, settings):

@@ -53,6 +53,7 @@ def test_query_fields_read_a_query_string_exactly_as_request_get_does(query):
     slow = RequestFactory().get("/webhooks/answer")
     slow.environ["QUERY_STRING"] = raw
     assert query_fields(fast) == {k: v for k, v in slow.GET.items()}
+    assert "GET" not in fast.__dict__  # read on its own, not through Django's QueryDict
 
 
 def test_query_fields_refuse_too_many_fields_as_request_get_does(settings):
