@@ -193,7 +193,18 @@ def test_sentry_events_lose_real_numbers_and_query_strings():
     assert ALICE not in json.dumps(before_breadcrumb({"message": f"sms to {ALICE}"}, {}))
 
 
-def test_sentry_starts_only_with_a_dsn():
-    from config.sentry import sentry_init
+def test_sentry_starts_only_with_a_dsn(monkeypatch):
+    import sentry_sdk
 
+    from config.sentry import before_breadcrumb, before_send, sentry_init
+
+    started: list[dict] = []
+    monkeypatch.setattr(sentry_sdk, "init", lambda **options: started.append(options))
     assert sentry_init(dsn="", environment="", release="") is False
+    assert started == []
+    assert sentry_init(dsn="https://key@o1.ingest.example/1", environment="prod", release="abc") is True
+    (options,) = started
+    # Every event and breadcrumb through the scrubbers, and nothing personal sent by default.
+    assert options["before_send"] is before_send and options["before_breadcrumb"] is before_breadcrumb
+    assert options["send_default_pii"] is False and options["include_local_variables"] is False
+    assert options["max_request_body_size"] == "never"
