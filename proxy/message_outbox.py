@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.utils import timezone
 
+from config.redis_guard import REDIS
 from proxy.callbacks import DELIVER_TASK, callback_create_for_message
 from proxy.models import Message, MessagePart
 from proxy.notifications import RECEIPT_STATUS
@@ -88,13 +89,19 @@ def _flag_lower() -> None:
 
 def messages_wake() -> None:
     """Make sure a drain will run that sees what is committed now (at most one wake-up waits)."""
+    # Redis known to be down (the breaker the rate limit and task queuing share): not even
+    # tried, so no inbound webhook waits for its timeouts. The rows are safe; the redrive sends.
+    if not REDIS.allows():
+        return
     try:
         wanted = _flag_raise()
-    except Exception:
+    except Exception as exc:
         # Redis is down, so the broker is too: publishing would only hold the webhook for
         # its timeouts. The texts are safe in their rows; the redrive sends them.
+        REDIS.failed(exc)
         logger.warning("Redis unreachable: no drain woken; the outbox redrive will send the texts")
         return
+    REDIS.succeeded()
     if wanted:
         try:
             queue_now(DRAIN_TASK)

@@ -316,3 +316,19 @@ def test_with_redis_down_the_webhook_wakes_nothing_and_the_redrive_sends(queued,
     assert outbox_redrive()["messages"] == 1
     queued.refresh_from_db()
     assert queued.status == "sent"
+
+
+def test_with_redis_known_down_the_webhook_does_not_even_try(published, monkeypatch):
+    """The breaker the rate limit and task queuing share: while it is open, no inbound
+    webhook waits for Redis's timeouts to wake a drain."""
+    from config.redis_guard import REDIS
+    from proxy.message_outbox import messages_wake
+
+    tried: list[bool] = []
+    monkeypatch.setattr("proxy.message_outbox._flag_raise", lambda: tried.append(True) or True)
+    REDIS.failed(ConnectionError("Redis is down"))
+    messages_wake()
+    assert tried == [] and published == []
+    REDIS.succeeded()
+    messages_wake()
+    assert tried == [True] and [name for name, *_ in published] == ["proxy.tasks.send_messages"]
