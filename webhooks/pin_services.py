@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from proxy.models import Call, CallEvent, PinCall, Service
+from proxy.models import Call, CallEvent, PinCall, Service, insert_row
 from proxy.ncco import (
     GENERIC_UNKNOWN_TEXT,
     ncco_for_route,
@@ -268,21 +268,20 @@ def _input_kept(*, payload: dict[str, Any], source: str, now: datetime) -> bool:
     """Keep the input event once, its keys redacted. False when it was seen before."""
     stored = input_payload_redacted(payload)
     event = event_from_payload(stored)
-    try:
-        with transaction.atomic():
-            CallEvent.objects.create(
-                call_uuid=event.uuid,
-                conversation_uuid=event.conversation_uuid,
-                kind="input",
-                timestamp=event.timestamp,
-                received_at=now,
-                source=source,
-                dedup_key=event.dedup_key,
-                payload=stored,
-            )
-    except IntegrityError:
-        return False
-    return True
+    # One statement, no savepoint: the caller hears silence while this runs.
+    return insert_row(
+        CallEvent(
+            call_uuid=event.uuid,
+            conversation_uuid=event.conversation_uuid,
+            kind="input",
+            timestamp=event.timestamp,
+            received_at=now,
+            source=source,
+            dedup_key=event.dedup_key,
+            payload=stored,
+        ),
+        unless_exists="dedup_key",
+    )
 
 
 def _call_routed_by_pin(*, payload: dict[str, Any], prompt: Prompt, match: PinMatch, now: datetime) -> None:
