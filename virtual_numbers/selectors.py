@@ -107,6 +107,10 @@ def _live_participants(*, now: datetime) -> QuerySet[Participant]:
     return Participant.objects.live(now)
 
 
+# A service gone since its numbers were counted (deleted meanwhile).
+_UNKNOWN_SERVICE = ("?", "off")
+
+
 def pool_health(
     *, service: Service | None = None, now: datetime | None = None, threshold: int | None = None
 ) -> list[PoolHealth]:
@@ -135,9 +139,11 @@ def pool_health(
     # Grouped by the proxy number's country: that is the pool a participant drew from.
     pool_country = "proxy_number__country"
     for live in participants.values("service_id", pool_country).annotate(
-        conversations=Count("conversation_id", distinct=True)
+        conversations=Count("conversation_id", distinct=True), pin_only=Count("id", filter=Q(routes_by_pair=False))
     ):
-        counts[(live["service_id"], live[pool_country])]["open_conversations"] = live["conversations"]
+        bucket = counts[(live["service_id"], live[pool_country])]
+        bucket["open_conversations"] = live["conversations"]
+        bucket["pin_only"] = live["pin_only"]
     for person in (
         participants.filter(routes_by_pair=True)
         .values("service_id", pool_country, "real_number")
@@ -145,8 +151,6 @@ def pool_health(
     ):
         bucket = counts[(person["service_id"], person[pool_country])]
         bucket["busiest"] = max(bucket["busiest"], person["held"])
-    for pins in participants.filter(routes_by_pair=False).values("service_id", pool_country).annotate(n=Count("id")):
-        counts[(pins["service_id"], pins[pool_country])]["pin_only"] = pins["n"]
 
     for refused in exhaustions.values("service_id", "country").annotate(n=Count("id")):
         counts[(refused["service_id"], refused["country"])]["exhaustions"] = refused["n"]
@@ -160,7 +164,7 @@ def pool_health(
     rows = [
         PoolHealth(
             service_id=service_id,
-            service_name=services.get(service_id, ("?", ""))[0],
+            service_name=services.get(service_id, _UNKNOWN_SERVICE)[0],
             country=country,
             numbers=bucket["numbers"],
             usable=bucket["usable"],
@@ -169,7 +173,7 @@ def pool_health(
             busiest_concurrency=bucket["busiest"],
             exhaustions_24h=bucket["exhaustions"],
             warning_threshold=threshold,
-            pin_mode=services.get(service_id, ("?", "off"))[1],
+            pin_mode=services.get(service_id, _UNKNOWN_SERVICE)[1],
             pin_only=bucket["pin_only"],
             pin_capacity=settings.PIN_NUMBER_CAPACITY,
         )
