@@ -392,9 +392,9 @@ def message_send_for_service(*, conversation: Conversation, to_participant: Any,
 
 def _redact(rows: Any) -> int:
     """Blank the texts and the real numbers of ``rows`` (and their raw inbound events)."""
-    ids = list(rows.filter(redacted=False).values_list("pk", flat=True))
-    batches = Message.objects.filter(pk__in=ids).values_list("inbound_ids", flat=True)
-    vonage_ids = [vonage_id for batch in batches for vonage_id in batch]
+    found = list(rows.filter(redacted=False).values_list("pk", "inbound_ids"))
+    ids = [pk for pk, _ in found]
+    vonage_ids = [vonage_id for _, batch in found for vonage_id in batch]
     count = Message.objects.filter(pk__in=ids, redacted=False).update(
         text="",
         # Inbound rows came from a person's number; the others go to one. Pool numbers stay.
