@@ -517,22 +517,17 @@ class ConversationAdmin(PrivateSearchMixin, IndexedListMixin, ModelAdmin):
             .prefetch_related(Prefetch("participants", queryset=Participant.objects.order_by("position")))
         )
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
-    ) -> tuple[QuerySet[Conversation], bool]:
-        term = self.private_search_term(request, search_term.strip())
-        if term is None:
-            return queryset.none(), False
-        if not term:
-            return queryset, False
+    def search_by_term(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], term: str
+    ) -> QuerySet[Conversation]:
         digits = numbers_from_search(term)
         if digits:
             people = Participant.objects.filter(Q(real_number__in=digits) | Q(proxy_number_id__in=digits))
-            return queryset.filter(pk__in=people.values("conversation_id")), False
+            return queryset.filter(pk__in=people.values("conversation_id"))
         condition = Q(external_id=term) | Q(external_id__icontains=term)
         with contextlib.suppress(ValueError):
             condition |= Q(pk=uuid.UUID(term))
-        return queryset.filter(condition), False
+        return queryset.filter(condition)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are opened by the marketplace over the API

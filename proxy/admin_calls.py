@@ -116,14 +116,7 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
         recordings = Recording.objects.filter(call=OuterRef("pk"))
         return with_pool_flags(super().get_queryset(request)).annotate(n_recordings=Exists(recordings))
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
-    ) -> tuple[QuerySet[Call], bool]:
-        term = self.private_search_term(request, search_term.strip())
-        if term is None:
-            return queryset.none(), False
-        if not term:
-            return queryset, False
+    def search_by_term(self, request: HttpRequest, queryset: QuerySet[Call], term: str) -> QuerySet[Call]:
         condition = Q(uuid=term) | Q(conversation_uuid=term)
         with contextlib.suppress(ValueError):
             condition |= Q(conversation_id=uuid.UUID(term))
@@ -135,7 +128,7 @@ class CallAdmin(PrivateSearchMixin, IndexedListMixin, CallEndsMixin, ReadOnlyMix
                 | Q(from_participant__real_number__in=digits)
                 | Q(to_participant__real_number__in=digits)
             )
-        return queryset.filter(condition), False
+        return queryset.filter(condition)
 
     @display(description="Call")
     def short_uuid(self, obj: Call) -> str:

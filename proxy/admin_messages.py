@@ -21,6 +21,7 @@ from unfold.decorators import action, display
 from proxy.admin_support import (
     STATUS_LABELS,
     CallEndsMixin,
+    PrivateSearchMixin,
     ReadOnlyMixin,
     numbers_from_search,
     report_retries,
@@ -76,7 +77,7 @@ class MessageInline(CallEndsMixin, ReadOnlyMixin, TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
+class MessageAdmin(PrivateSearchMixin, CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     list_display = (
         "created_at",
         "kind",
@@ -122,19 +123,14 @@ class MessageAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return with_pool_flags(super().get_queryset(request))
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
-    ) -> tuple[QuerySet[Message], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_by_term(self, request: HttpRequest, queryset: QuerySet[Message], term: str) -> QuerySet[Message]:
         condition = Q(message_id=term)
         with contextlib.suppress(ValueError):
             condition |= Q(conversation_id=uuid.UUID(term))
         digits = numbers_from_search(term)
         if digits:
             condition |= Q(from_number__in=digits) | Q(to_number__in=digits)
-        return queryset.filter(condition), False
+        return queryset.filter(condition)
 
     @display(description="Conversation")
     def conversation_link(self, obj: Message) -> str:
@@ -169,7 +165,7 @@ class MessageAdmin(CallEndsMixin, ReadOnlyMixin, ModelAdmin):
 
 
 @admin.register(MessageContact)
-class OptOutAdmin(ReadOnlyMixin, ModelAdmin):
+class OptOutAdmin(PrivateSearchMixin, ReadOnlyMixin, ModelAdmin):
     """Numbers that texted STOP to a service (and whether they texted START since)."""
 
     list_display = ("service", "masked_number", "state", "opted_out_at", "opted_in_at")
@@ -184,13 +180,13 @@ class OptOutAdmin(ReadOnlyMixin, ModelAdmin):
         # The table also remembers auto-replies to strangers: only opt-outs are shown.
         return super().get_queryset(request).filter(opted_out_at__isnull=False)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[MessageContact], search_term: str
-    ) -> tuple[QuerySet[MessageContact], bool]:
-        digits = numbers_from_search(search_term)
+    def search_by_term(
+        self, request: HttpRequest, queryset: QuerySet[MessageContact], term: str
+    ) -> QuerySet[MessageContact]:
+        digits = numbers_from_search(term)
         if digits:
-            return queryset.filter(real_number__in=digits), False
-        return super().get_search_results(request, queryset, search_term)
+            return queryset.filter(real_number__in=digits)
+        return ModelAdmin.get_search_results(self, request, queryset, term)[0]
 
     @display(description="Number")
     def masked_number(self, obj: MessageContact) -> str:

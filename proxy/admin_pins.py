@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
-from proxy.admin_support import ReadOnlyMixin, numbers_from_search
+from proxy.admin_support import PrivateSearchMixin, ReadOnlyMixin, numbers_from_search
 from proxy.models import PinCall
 from proxy.phone import mask
 
@@ -41,7 +41,7 @@ class LockedOutFilter(admin.SimpleListFilter):
 
 
 @admin.register(PinCall)
-class PinCallAdmin(ReadOnlyMixin, ModelAdmin):
+class PinCallAdmin(PrivateSearchMixin, ReadOnlyMixin, ModelAdmin):
     list_display = (
         "created_at",
         "service",
@@ -72,16 +72,11 @@ class PinCallAdmin(ReadOnlyMixin, ModelAdmin):
         "updated_at",
     )
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[PinCall], search_term: str
-    ) -> tuple[QuerySet[PinCall], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_by_term(self, request: HttpRequest, queryset: QuerySet[PinCall], term: str) -> QuerySet[PinCall]:
         digits = numbers_from_search(term)
         if digits:
-            return queryset.filter(caller__in=digits) | queryset.filter(proxy_number__in=digits), False
-        return queryset.filter(call_uuid=term), False
+            return queryset.filter(Q(caller__in=digits) | Q(proxy_number__in=digits))
+        return queryset.filter(call_uuid=term)
 
     @display(description="Number dialled")
     def dialled(self, obj: PinCall) -> str:

@@ -120,9 +120,24 @@ class PrivateSearchMixin:
     The changelist's search form POSTs (templates/admin/proxy/<model>/search_form.html);
     a term that reads as a phone number is kept in the session and the list is shown at
     ``?q=~<token>``, so pagination and filter links carry the token, never the number.
-    Other terms are redirected to the ordinary ``?q=``. Subclasses read the term with
-    ``private_search_term``.
+    Other terms are redirected to the ordinary ``?q=``. Subclasses search in
+    ``search_by_term`` with the term the token stands for (never an empty one); a token
+    this session does not know finds nothing. Each model needs
+    ``templates/admin/proxy/<model>/search_form.html`` (the console's private form).
     """
+
+    def search_by_term(self, request: HttpRequest, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = self.private_search_term(request, search_term.strip())
+        if term is None:
+            return queryset.none(), False
+        if not term:
+            return queryset, False
+        return self.search_by_term(request, queryset, term), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if request.method == "POST" and SEARCH_VAR in request.POST and "action" not in request.POST:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from proxy.models import Service
 from tests.console import service_form, staff_user
@@ -139,7 +140,16 @@ def test_health_shows_no_exception_text_to_strangers(client, settings, monkeypat
 # --- Real numbers stay out of URLs -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changelist", ["admin:proxy_conversation_changelist", "admin:proxy_call_changelist"])
+@pytest.mark.parametrize(
+    "changelist",
+    [
+        "admin:proxy_conversation_changelist",
+        "admin:proxy_call_changelist",
+        "admin:proxy_message_changelist",
+        "admin:proxy_messagecontact_changelist",
+        "admin:proxy_pincall_changelist",
+    ],
+)
 def test_the_search_form_posts_so_a_typed_number_never_reaches_a_url(admin_client, conversation, changelist):
     page = admin_client.get(reverse(changelist)).content.decode()
     form = page.split('id="changelist-search"', 1)[1].split(">", 1)[0]
@@ -230,3 +240,18 @@ def test_the_service_page_keeps_the_apis_ring_and_call_limits(admin_client, serv
     assert field in response.context["adminform"].form.errors
     service.refresh_from_db()
     assert getattr(service, field) != value
+
+
+def test_texts_opt_outs_and_pin_calls_are_found_by_a_posted_number_kept_out_of_the_url(admin_client, service, pool):
+    from proxy.models import Message, MessageContact, PinCall
+    from tests.conftest import ALICE
+
+    Message.objects.create(service=service, kind="inbound", from_number=ALICE, to_number=pool[0], text="hi")
+    MessageContact.objects.create(service=service, real_number=ALICE, opted_out=True, opted_out_at=timezone.now())
+    PinCall.objects.create(service=service, call_uuid="pin-call-1", caller=ALICE, proxy_number=pool[0])
+    for name in ("message", "messagecontact", "pincall"):
+        response = admin_client.post(reverse(f"admin:proxy_{name}_changelist"), {"q": "+1 (201) 555-0101"})
+        assert response.status_code == 302
+        assert "0101" not in response["Location"] and "555" not in response["Location"]
+        page = admin_client.get(response["Location"])
+        assert page.status_code == 200 and page.context["cl"].result_count == 1, name
