@@ -185,9 +185,11 @@ class IssueKeyForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="What the key is for, e.g. 'production'.")
 
 
-def _count_per_service(rows: QuerySet[Any]) -> Coalesce:
-    """How many of ``rows`` belong to each service, as a correlated subquery (0 when none)."""
-    counted = rows.filter(service=OuterRef("pk")).order_by().values("service").annotate(n=Count("pk")).values("n")
+def _count_per(rows: QuerySet[Any], owner: str = "service") -> Coalesce:
+    """How many of ``rows`` belong to each listed row (through their ``owner`` foreign key), as a
+    correlated subquery (0 when none): an aggregate would make the changelist's own count join
+    and group the whole counted table."""
+    counted = rows.filter(**{owner: OuterRef("pk")}).order_by().values(owner).annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted), 0)
 
 
@@ -277,9 +279,9 @@ class ServiceAdmin(ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                n_numbers=_count_per_service(VirtualNumber.objects.filter(state="active")),
-                n_open=_count_per_service(Conversation.objects.filter(status="open", expires_at__gt=now)),
-                n_keys=_count_per_service(ApiKey.objects.filter(revoked_at__isnull=True)),
+                n_numbers=_count_per(VirtualNumber.objects.filter(state="active")),
+                n_open=_count_per(Conversation.objects.filter(status="open", expires_at__gt=now)),
+                n_keys=_count_per(ApiKey.objects.filter(revoked_at__isnull=True)),
             )
         )
 
@@ -500,20 +502,7 @@ class ConversationAdmin(PrivateSearchMixin, IndexedListMixin, ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            # A correlated count per row of the page: an aggregate here would make the
-            # changelist's own count join and group the whole call table.
-            .annotate(
-                call_count=Coalesce(
-                    Subquery(
-                        Call.objects.filter(conversation=OuterRef("pk"))
-                        .order_by()
-                        .values("conversation")
-                        .annotate(n=Count("*"))
-                        .values("n")
-                    ),
-                    0,
-                )
-            )
+            .annotate(call_count=_count_per(Call.objects.all(), "conversation"))
             .prefetch_related(Prefetch("participants", queryset=Participant.objects.order_by("position")))
         )
 
