@@ -268,6 +268,12 @@ def _socket_timeout(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
         sock.settimeout(max(seconds, 0.001))
 
 
+def _connect_failure(exc: BaseException) -> OutboundFailure:
+    if "non-public" in str(exc):
+        return OutboundFailure("refused: the host resolves to a non-public address")
+    return OutboundFailure(f"cannot connect ({_cause(exc)})")
+
+
 def post_bounded(
     url: str, *, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
 ) -> BoundedResponse:
@@ -296,15 +302,11 @@ def post_bounded(
             preload_content=False,
         )
     except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it one
-        if "non-public" in str(exc):
-            raise OutboundFailure("refused: the host resolves to a non-public address") from None
-        raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
+        raise _connect_failure(exc) from None
     except urllib3.exceptions.TimeoutError:
         raise OutboundFailure(f"no answer within {timeout:g} s") from None
     except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-        if "non-public" in str(exc):
-            raise OutboundFailure("refused: the host resolves to a non-public address") from None
-        raise OutboundFailure(f"cannot connect ({_cause(exc)})") from None
+        raise _connect_failure(exc) from None
     try:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
