@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from proxy.models import Call, CopiedFile, Recording, Transcript
-from proxy.outbox import LEASE, OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
+from proxy.outbox import OutboxKind, RetryPolicy, outbox_kind, queue_on_commit, truncate
 
 DOWNLOAD_TASK = "proxy.tasks.download_recording"
 TRANSCRIPT_TASK = "proxy.tasks.download_transcript"
@@ -30,19 +30,11 @@ NOT_VONAGE = "Not a Vonage file URL: never fetched"
 _RETRY = RetryPolicy(base_seconds=30.0, cap_seconds=1800.0, max_attempts=10)
 
 
-def download_lease() -> timedelta:
-    """How long a copy holds its row between signs of life: the outboxes' lease. A copy in
-    progress renews it as the file streams in (``proxy.delivery.recordings``), so a long
-    download is never doubled, and a worker that dies leaves the row due again within
-    the same two minutes as any other outbox work."""
-    return LEASE
-
-
 def _waiting_of(model: type[CopiedFile]) -> Callable[[], QuerySet[Any]]:
     def waiting() -> QuerySet[Any]:
         # Rows at their last attempt are included: their task fails them, so none stays
         # pending for ever. A dead attempt's row is due again at the end of its lease
-        # (``download_lease``), a failed one at its backoff.
+        # (``LEASE``; a copy in progress renews it as the file streams in), a failed one at its backoff.
         return model._default_manager.filter(status=CopiedFile.Status.PENDING)
 
     return waiting

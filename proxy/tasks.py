@@ -96,7 +96,7 @@ def hang_up_calls(hangup_ids: list[int]) -> int:
 
 
 # A copy may take the download's whole limit and as long again into storage; the row's
-# lease (proxy.recordings.download_lease) is renewed while it runs.
+# lease (proxy.outbox.LEASE) is renewed while it runs.
 _COPY_LIMIT = 2 * settings.RECORDING_DOWNLOAD_SECONDS
 
 

@@ -20,13 +20,13 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files import File
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from proxy import side_effects
 from proxy.models import CopiedFile, Recording, Transcript
-from proxy.outbox import Outcome, RetryPolicy, truncate
-from proxy.recordings import AVAILABLE_FOR, RECORDINGS, TRANSCRIPTS, call_for_file, download_lease
+from proxy.outbox import LEASE, OutboxKind, Outcome, truncate
+from proxy.recordings import AVAILABLE_FOR, RECORDINGS, TRANSCRIPTS, call_for_file
 from telephony.provider import ProviderError
 from telephony.registry import get_provider
 
@@ -43,7 +43,7 @@ class _Kind:
     url_field: str
     extension: str
     max_bytes: Callable[[], int]
-    retry: RetryPolicy
+    outbox: OutboxKind
     done: Callable[[CopiedFile], None] = lambda row: None
 
 
@@ -52,16 +52,14 @@ def _transcribed(row: CopiedFile) -> None:
     side_effects.transcript_stored(row)
 
 
-_RECORDING = _Kind(
-    Recording, "recording", "recording_url", "mp3", lambda: settings.RECORDING_MAX_BYTES, RECORDINGS.retry
-)
+_RECORDING = _Kind(Recording, "recording", "recording_url", "mp3", lambda: settings.RECORDING_MAX_BYTES, RECORDINGS)
 _TRANSCRIPT = _Kind(
     Transcript,
     "transcript",
     "transcription_url",
     "json",
     lambda: settings.TRANSCRIPT_MAX_BYTES,
-    TRANSCRIPTS.retry,
+    TRANSCRIPTS,
     _transcribed,
 )
 
@@ -80,15 +78,10 @@ def _copy(kind: _Kind, pk: int, now: datetime) -> Outcome:
     row = kind.model._default_manager.filter(pk=pk).first()
     if row is None or row.status != CopiedFile.Status.PENDING:
         return Outcome.skipped("not pending")
-    if kind.retry.exhausted(row.attempts) or row.created_at < now - AVAILABLE_FOR:
+    if kind.outbox.retry.exhausted(row.attempts) or row.created_at < now - AVAILABLE_FOR:
         return _fail(kind, row, f"Gave up after {row.attempts} attempts: {row.last_error}")
     # Due only: a row another worker holds (its lease) or waiting on a backoff is left alone.
-    claimed = (
-        kind.model._default_manager.filter(pk=pk, status=CopiedFile.Status.PENDING, attempts=row.attempts)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(attempts=F("attempts") + 1, next_attempt_at=now + download_lease())
-    )
-    if not claimed:
+    if not kind.outbox.claim(pk, now=now, attempts=F("attempts") + 1):
         return Outcome.skipped("claimed by another worker")
     attempt = row.attempts + 1
     if row.conversation_id is None and not _link(kind, row):
@@ -138,11 +131,11 @@ class _Lease:
         # Only this attempt's own hold: a row failed, deleted or taken over meanwhile is left alone.
         self.kind.model._default_manager.filter(
             pk=self.pk, status=CopiedFile.Status.PENDING, attempts=self.attempt
-        ).update(next_attempt_at=timezone.now() + download_lease() + extra)
+        ).update(next_attempt_at=timezone.now() + LEASE + extra)
         self.renewed = time.monotonic()
 
     def renew_if_due(self) -> None:
-        if time.monotonic() - self.renewed >= download_lease().total_seconds() / 3:
+        if time.monotonic() - self.renewed >= LEASE.total_seconds() / 3:
             self.renew()
 
 
@@ -170,9 +163,9 @@ def _link(kind: _Kind, row: CopiedFile) -> bool:
 def _retry_or_fail(
     kind: _Kind, row: CopiedFile, attempt: int, error: str, *, now: datetime, permanent: bool
 ) -> Outcome:
-    if permanent or kind.retry.exhausted(attempt):
+    if permanent or kind.outbox.retry.exhausted(attempt):
         return _fail(kind, row, error)
-    delay = kind.retry.delay(attempt)
+    delay = kind.outbox.retry.delay(attempt)
     # The redrive honours this too, so a lost retry waits its backoff instead of a minute.
     kind.model._default_manager.filter(pk=row.pk, status=CopiedFile.Status.PENDING).update(
         last_error=truncate(error), next_attempt_at=now + timedelta(seconds=delay)

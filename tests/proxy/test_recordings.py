@@ -16,8 +16,8 @@ from django.utils import timezone
 from proxy import tasks
 from proxy.delivery.recordings import UNKNOWN_CALL, recording_download, transcript_download
 from proxy.models import Call, CopiedFile, Recording, Transcript
-from proxy.outbox import REDRIVE_GRACE
-from proxy.recordings import RECORDINGS, TRANSCRIPTS, download_lease, recording_announce
+from proxy.outbox import LEASE, REDRIVE_GRACE
+from proxy.recordings import RECORDINGS, TRANSCRIPTS, recording_announce
 from telephony.provider import ProviderError
 from telephony.sandbox.engine import failure_inject, recording_create, transcript_create
 
@@ -203,7 +203,6 @@ def test_an_attempt_holds_its_row_for_a_lease(call, monkeypatch):
     """A running copy is not doubled by the redrive; a dead one is taken up once its lease passes."""
     from telephony.sandbox.provider import SandboxProvider
 
-    now = timezone.now()
     leased: list = []
 
     def dies(self, url, into, **kwargs):
@@ -212,12 +211,13 @@ def test_an_attempt_holds_its_row_for_a_lease(call, monkeypatch):
 
     monkeypatch.setattr(SandboxProvider, "download_file", dies)
     recording = _recording(call)
+    now = timezone.now()  # the task runs after the row was written
     with pytest.raises(SystemExit):
         recording_download(recording_id=recording.pk, now=now)
-    assert leased == [now + download_lease()]
+    assert leased == [now + LEASE]
     # Held until the lease ends (plus the redrive's grace); then due again.
-    assert recording.pk not in RECORDINGS.lost(now + download_lease(), 1000)
-    assert recording.pk in RECORDINGS.lost(now + download_lease() + REDRIVE_GRACE + timedelta(seconds=1), 1000)
+    assert recording.pk not in RECORDINGS.lost(now + LEASE, 1000)
+    assert recording.pk in RECORDINGS.lost(now + LEASE + REDRIVE_GRACE + timedelta(seconds=1), 1000)
 
 
 def test_a_lost_retry_waits_for_its_backoff(call):
