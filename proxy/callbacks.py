@@ -113,9 +113,7 @@ def callback_create_for_conversation(*, conversation: Conversation, event: str) 
     service = conversation.service
     if not service.callback_url:
         return None
-    delivery = _delivery(service, event, {"conversation": conversation_data(conversation)}, timezone.now())
-    delivery.save()
-    return delivery
+    return callback_create(service=service, event=event, data={"conversation": conversation_data(conversation)})
 
 
 def callbacks_create_for_conversations(*, conversation_ids: list[Any], event: str) -> list[int]:
@@ -185,9 +183,7 @@ def callback_create_for_call(*, call: Call, event: str = "call.completed") -> Ca
     if service is None or not service.callback_url:
         return None
     data = {"call": call_data(call), "conversation": conversation_data(conversation)}  # type: ignore[arg-type]
-    delivery = _delivery(service, event, data, timezone.now())
-    delivery.save()
-    return delivery
+    return callback_create(service=service, event=event, data=data)
 
 
 def callback_create(*, service: Service, event: str, data: dict[str, Any]) -> CallbackDelivery | None:
@@ -225,9 +221,7 @@ def callback_create_for_transcript(*, transcript: Transcript) -> CallbackDeliver
         "call": {"uuid": call.uuid, "conversation_uuid": call.conversation_uuid} if call else None,
         "conversation": conversation_data(conversation),
     }
-    delivery = _delivery(service, "recording.transcribed", data, timezone.now())
-    delivery.save()
-    return delivery
+    return callback_create(service=service, event="recording.transcribed", data=data)
 
 
 def _message_data(message: Message, *, service: Service) -> dict[str, Any]:
@@ -259,9 +253,7 @@ def callback_create_for_message(
         "message": _message_data(message, service=service),
         "conversation": conversation_data(conversation) if conversation is not None else None,
     }
-    delivery = _delivery(service, event, data, timezone.now())
-    delivery.save()
-    return delivery
+    return callback_create(service=service, event=event, data=data)
 
 
 def callback_create_for_text_out_of_session(
@@ -285,9 +277,7 @@ def callback_create_for_text_out_of_session(
         "participant": str(last_held.public_id) if last_held is not None else None,
         "conversation": conversation_data(last_held.conversation) if last_held is not None else None,
     }
-    delivery = _delivery(service, "message.out_of_session", data, timezone.now())
-    delivery.save()
-    return delivery
+    return callback_create(service=service, event="message.out_of_session", data=data)
 
 
 def callback_retry(*, delivery: CallbackDelivery) -> bool:
