@@ -4,8 +4,9 @@
   one), through the same middleware and server as the answer webhook: the ratio of
   the two throughputs is the cost of the product's own work.
 - ``/bench/one-read``: the bare view plus one indexed read of the caller's participant
-  row (the partial unique index on open (real_number, proxy_number)): the floor of any
-  answer path that reads the database once.
+  row (the partial unique index on open (real_number, proxy_number)), read the way the
+  answer reads (the PostgreSQL backend's ``fetch_row``): the floor of any answer path that
+  reads the database once.
 - ``/bench/route-read``: the bare view plus the answer webhook's own route read
   (``proxy.selectors.route_for_call``, no signature): the floor of the product's read.
 - ``/bench/signed``: the bare view behind the answer webhook's own signature check
@@ -46,13 +47,21 @@ def sms_signed(params: dict[str, str]) -> HttpResponse:
     return HttpResponse(status=200)
 
 
+_ONE_READ_SQL = (
+    "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active"
+)
+
+
 def one_read(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active",
-            [request.GET.get("from", ""), request.GET.get("to", "")],
-        )
-        cursor.fetchone()
+    # The way the answer reads: the backend's lean read (config/postgres) where there is one.
+    params = [request.GET.get("from", ""), request.GET.get("to", "")]
+    fetch_row = getattr(connection, "fetch_row", None)
+    if fetch_row is not None:
+        fetch_row(_ONE_READ_SQL, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_ONE_READ_SQL, params)
+            cursor.fetchone()
     return JsonResponse(_CONSTANT_NCCO, safe=False)
 
 

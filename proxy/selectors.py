@@ -16,7 +16,6 @@ from django.db.models import Field, Model, Prefetch, Q, QuerySet, signals
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
 from django.utils import timezone
-from psycopg.pq import Format
 
 from proxy.allocation import AllocationView, allocation_view_from_rows
 from proxy.models import (
@@ -136,10 +135,12 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 caller_id=caller_id,
                 caller_public_id=caller_public_id,
             )
-    with connection.cursor() as cursor:
-        at = connection.ops.adapt_datetimefield_value(now)
-        cursor.execute(_NUMBER_SQL, [caller or "", at, proxy_number])
-        row = cursor.fetchone()
+    if connection.vendor == "postgresql":
+        row = _fetch_row(_NUMBER_SQL, [caller or "", now.isoformat(), proxy_number])
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_NUMBER_SQL, [caller or "", connection.ops.adapt_datetimefield_value(now), proxy_number])
+            row = cursor.fetchone()
     if row is None:
         return Route(kind="unknown")
     service_id, pins_open, cooling = row[0], bool(row[1]), bool(row[2])
@@ -233,13 +234,19 @@ def _service_from_json(text: str) -> tuple:
     return _converted(Service, _SERVICE_FIELDS, raw)
 
 
-def _versioned_route_row(caller: str, proxy_number: str, held_versions: str) -> tuple | None:
+def _fetch_row(sql: str, params: list[str]) -> tuple | None:
+    """The first row of ``sql`` on PostgreSQL: by the product's backend's lean read
+    (config/postgres, binary results), else by a cursor (the same values)."""
+    fetch_row = getattr(connection, "fetch_row", None)
+    if fetch_row is not None:
+        return fetch_row(sql, params)
     with connection.cursor() as cursor:
-        # Results in PostgreSQL's binary format: no timestamps, UUIDs or numbers written out
-        # as text by PostgreSQL and parsed back by psycopg (the same Python values).
-        cursor.cursor.format = Format.BINARY
-        cursor.execute(_VERSIONED_ROUTE_SQL, [held_versions, caller, proxy_number])
+        cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def _versioned_route_row(caller: str, proxy_number: str, held_versions: str) -> tuple | None:
+    return _fetch_row(_VERSIONED_ROUTE_SQL, [held_versions, caller, proxy_number])
 
 
 def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Service | None]:

@@ -12,14 +12,43 @@ from proxy.models import Conversation, Participant, Service
 from proxy.selectors import route_for_call
 from tests.conftest import ALICE, BOB
 
+# In a transaction the route is read by a cursor; outside one, as the answer webhook reads
+# it, by the PostgreSQL backend's lean read (config.postgres fetch_row). Both must agree.
+both_ways = pytest.mark.parametrize(
+    "outside_a_transaction",
+    [
+        pytest.param(False, marks=pytest.mark.django_db, id="cursor"),
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True), id="lean"),
+    ],
+)
+
+
+def _lean_reads() -> int:
+    """How many statements the lean read prepared on this connection (PostgreSQL)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'fetch_row_%%'")
+        return cursor.fetchone()[0]
+
+
+def _postgres_read_the_lean_way(outside_a_transaction: bool) -> None:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        assert (_lean_reads() > 0) is outside_a_transaction
+
 
 def _as_loaded(instance) -> dict:
     return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
 
 
-@pytest.mark.django_db
-def test_the_route_read_loads_what_the_orm_loads(conversation, service):
+@both_ways
+def test_the_route_read_loads_what_the_orm_loads(outside_a_transaction, conversation, service):
     route = route_for_call(caller=ALICE, proxy_number="12015550200")
+    _postgres_read_the_lean_way(outside_a_transaction)
     assert route.kind == "connect"
     callee = route.callee
     assert _as_loaded(callee) == _as_loaded(Participant.objects.get(real_number=BOB))
@@ -55,11 +84,12 @@ def test_a_model_with_init_listeners_is_loaded_through_init(conversation):
     assert route.callee in seen
 
 
-@pytest.mark.django_db
-def test_a_changed_service_is_seen_by_the_next_route(conversation, service):
+@both_ways
+def test_a_changed_service_is_seen_by_the_next_route(outside_a_transaction, conversation, service):
     """The route's service is this process's copy only while its row is unchanged (PostgreSQL:
     by row version), whichever way it changed, even inside one transaction."""
     assert route_for_call(caller=ALICE, proxy_number="12015550200").service.greeting_text == ""
+    _postgres_read_the_lean_way(outside_a_transaction)
     Service.objects.filter(pk=service.pk).update(greeting_text="Hello there")
     assert route_for_call(caller=ALICE, proxy_number="12015550200").service.greeting_text == "Hello there"
     service.refresh_from_db()
@@ -92,3 +122,59 @@ def test_a_version_dropped_by_another_thread_is_read_again(conversation, service
     route = route_for_call(caller=ALICE, proxy_number="12015550200")
     assert route.kind == "connect"
     assert _as_loaded(route.service) == _as_loaded(Service.objects.get(pk=service.pk))
+
+
+@pytest.fixture
+def without_prepared_statements():
+    """The default connection as with DB_PREPARED_STATEMENTS off: parameters bound on the
+    client (psycopg's ClientCursor, which reads text results only), nothing prepared."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    from django.db.backends.postgresql.base import Cursor
+
+    options = connection.settings_dict["OPTIONS"]
+    saved = dict(options)
+    options.pop("server_side_binding", None)
+    options.pop("prepare_threshold", None)
+    # What a connection made with these options has (inside a test's transaction it cannot
+    # be made anew).
+    connection.ensure_connection()
+    psycopg_connection = connection.connection
+    factory, threshold = psycopg_connection.cursor_factory, psycopg_connection.prepare_threshold
+    psycopg_connection.cursor_factory, psycopg_connection.prepare_threshold = Cursor, None
+    yield
+    psycopg_connection.cursor_factory, psycopg_connection.prepare_threshold = factory, threshold
+    options.clear()
+    options.update(saved)
+
+
+@pytest.mark.parametrize("unknown_caller", [False, True], ids=["known", "unknown"])
+@both_ways
+def test_the_route_read_works_without_prepared_statements(
+    outside_a_transaction, unknown_caller, without_prepared_statements, conversation
+):
+    caller = "12015550999" if unknown_caller else ALICE
+    route = route_for_call(caller=caller, proxy_number="12015550200")
+    assert route.kind == ("unknown" if unknown_caller else "connect")
+    assert route.service == conversation.service
+    assert _lean_reads() == 0
+
+
+@both_ways
+def test_the_other_routes_are_read_alike(outside_a_transaction, conversation, service):
+    """Strangers, numbers nobody owns, pairs cooling down and PIN numbers: the number's read."""
+    from proxy.services import conversation_close
+    from tests.factories import ParticipantFactory, VirtualNumberFactory
+
+    assert route_for_call(caller="12015550999", proxy_number="12015550200").kind == "unknown"
+    assert route_for_call(caller=ALICE, proxy_number="12015550777") == route_for_call(caller=ALICE, proxy_number=None)
+    pin_number = VirtualNumberFactory(service=service, number="12015550300")
+    ParticipantFactory(conversation=conversation, proxy_number=pin_number, pin="123456")
+    pin_route = route_for_call(caller="12015550999", proxy_number="12015550300")
+    assert (pin_route.kind, pin_route.service) == ("pin", service)
+    conversation_close(conversation=conversation)
+    ended = route_for_call(caller=ALICE, proxy_number="12015550200")
+    assert (ended.kind, ended.service) == ("ended", service)
+    _postgres_read_the_lean_way(outside_a_transaction)
