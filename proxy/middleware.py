@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 from collections.abc import Callable
@@ -65,12 +66,21 @@ class RequestSizeLimitMiddleware:
         return None if size > limit else b"".join(chunks)
 
 
-def _trusted(address: str) -> bool:
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def _trusted_in(address: str, networks: Networks) -> bool:
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    return any(ip in network for network in settings.TRUSTED_PROXY_NETWORKS)
+    return any(ip in network for network in networks)
+
+
+# A server sees few peers (its proxies, a load balancer): each is parsed and matched once,
+# not on every request (issue 17). Keyed by the networks too, so a changed setting counts.
+# Forwarded hops, which anyone can write, are not kept.
+_trusted_peer = functools.lru_cache(maxsize=256)(_trusted_in)
 
 
 class TrustedProxyMiddleware:
@@ -103,13 +113,13 @@ def client_ip(request: HttpRequest, *args: object) -> str:
     if isinstance(cached, str):
         return cached
     peer = request.META.get("REMOTE_ADDR", "") or ""
-    if not _trusted(peer):
+    if not _trusted_peer(peer, tuple(settings.TRUSTED_PROXY_NETWORKS)):
         for name in _FORWARDED:
             request.META.pop(name, None)
         return peer
     chain = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     for hop in reversed(chain):
-        if not _trusted(hop):
+        if not _trusted_in(hop, tuple(settings.TRUSTED_PROXY_NETWORKS)):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:

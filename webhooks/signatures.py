@@ -14,6 +14,7 @@ followed by the secret ("md5hash"), or an HMAC of it keyed with the secret ("md5
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -88,6 +89,14 @@ def _json_object(segment: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+# Vonage sends the same header on every token: its verdict is kept rather than decoded again
+# (issue 17). A header that is not JSON raises, and raising is never kept.
+@functools.lru_cache(maxsize=64)
+def _is_hs256_header(segment: bytes) -> bool:
+    header = _json_object(segment, "header")
+    return header.get("alg") == "HS256" and "crit" not in header
+
+
 def _number(value: Any) -> int | float | None:
     """A JSON number claim as a finite int or float, else None (bools are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -117,8 +126,7 @@ def verify_token(
     if len(parts) != 3 or not all(parts):
         raise SignatureError("malformed token")
     head, claims_part, signature = parts
-    header = _json_object(head, "header")
-    if header.get("alg") != "HS256" or "crit" in header:
+    if not _is_hs256_header(head):
         raise SignatureError("token is not HS256")
     expected = base64.urlsafe_b64encode(hmac.digest(secret.encode(), head + b"." + claims_part, "sha256"))
     if not hmac.compare_digest(expected.rstrip(b"="), signature):
