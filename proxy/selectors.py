@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Field, Model, Prefetch, Q, QuerySet, signals
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
@@ -311,6 +311,10 @@ WHERE v.number = %s
 """  # noqa: S608 (column lists come from model metadata)
 
 
+_PARTICIPANT_CONVERSATION = Participant._meta.get_field("conversation")
+_PARTICIPANT_SERVICE = Participant._meta.get_field("service")
+
+
 def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None, str | None]:
     """The other participant of the caller's open pair, with its conversation and service,
     and the caller's own participant id and opaque id."""
@@ -320,10 +324,15 @@ def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, 
     a = 2 + len(_CALLEE_FIELDS)
     b = a + len(_CONVERSATION_FIELDS)
     callee = _instance(Participant, _CALLEE_FIELDS, row[2:a])
-    callee.conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:b])
-    callee.service = service
+    # Related rows cached as select_related() leaves them (their ids came with the row):
+    # assigning through the descriptors cost more than building the instances.
+    _PARTICIPANT_CONVERSATION.set_cached_value(callee, _instance(Conversation, _CONVERSATION_FIELDS, row[a:b]))
+    _PARTICIPANT_SERVICE.set_cached_value(callee, service)
+    public_id = row[1]
     # SQLite keeps a UUID as 32 hex digits: shown the way the API shows it.
-    return callee, row[0], str(UUID(str(row[1]))) if row[1] is not None else None
+    if public_id is not None and not isinstance(public_id, UUID):
+        public_id = UUID(str(public_id))
+    return callee, row[0], str(public_id) if public_id is not None else None
 
 
 _WHOLE_CONVERSATION_FIELDS, _WHOLE_CONVERSATION_SQL = _select_list(Conversation, "conversation")
@@ -594,19 +603,20 @@ def _instance(model: type[Model], fields: list[Field], values: tuple, *, convert
     ``fields``: one of this module's column lists (they live as long as the process);
     ``converted``: ``values`` came from ``_converted`` already.
     """
-    names, _ = _reader(model, fields)
-    if not converted:
+    names, conversions = _reader(model, fields)
+    if conversions and not converted:
         values = _converted(model, fields, values)
+    # This module reads through django.db.connection: the default database, always.
     if model.from_db.__func__ is not Model.from_db.__func__ or _init_listened(model):  # type: ignore[attr-defined]
-        return model.from_db(connection.alias, names, values)
+        return model.from_db(DEFAULT_DB_ALIAS, names, values)
     # What from_db() leaves behind, without __init__'s walk over every field with its
     # signals: a quarter of the route read's CPU (issue 17). Only where nothing listens
     # for those signals and the model keeps Django's from_db().
     instance = model.__new__(model)
     instance.__dict__.update(zip(names, values, strict=True))
-    instance._state = ModelState()
-    instance._state.adding = False
-    instance._state.db = connection.alias
+    state = instance._state = ModelState()
+    state.adding = False
+    state.db = DEFAULT_DB_ALIAS
     return instance
 
 
@@ -629,7 +639,8 @@ def _reader(model: type[Model], fields: list[Field]) -> tuple[list[str], list[tu
         # One database per process: the backend's converters are the same for every row.
         conversions = []
         for i, field in enumerate(fields):
-            expression = Col(model._meta.db_table, field)
+            # get_col(): a foreign key reads as the field it points to (a UUID on SQLite).
+            expression = field.get_col(model._meta.db_table)
             converters = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
             if converters:
                 conversions.append((i, expression, converters))
