@@ -84,18 +84,19 @@ def _django(label: str, middleware: str, *methods: str) -> Bucket:
 # no nested part names is left in its parent's row; what is outside every request, in
 # the first row (the worker's loop).
 ROUTE_READ = Bucket(
-    "route read (proxy.selectors.route_for_call): Django cursor, own",
+    "route read (proxy.selectors.route_for_call): own",
     ("proxy.selectors.route_for_call",),
     (
-        # Django's first cursor of a request checks the persistent connection (CONN_HEALTH_CHECKS).
         Bucket(
-            "connection health check (is_usable)",
-            ("django.db.backends.postgresql.base.DatabaseWrapper.close_if_health_check_failed",),
-        ),
-        # Edge, not the whole of psycopg's execute: the health check's SELECT 1 runs it too.
-        Bucket(
-            "psycopg execute + fetch",
-            ("django.db.backends.utils.CursorWrapper._execute -> psycopg.Cursor.execute", "psycopg.Cursor.fetchone"),
+            "the read (config.postgres fetch_row): libpq call and its row",
+            ("config.postgres.base.DatabaseWrapper.fetch_row",),
+            # The request's first query checks the persistent connection (CONN_HEALTH_CHECKS).
+            (
+                Bucket(
+                    "connection health check (is_usable)",
+                    ("django.db.backends.postgresql.base.DatabaseWrapper.close_if_health_check_failed",),
+                ),
+            ),
         ),
         Bucket("model instances (_instance)", ("proxy.selectors._instance",)),
     ),
