@@ -135,12 +135,9 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
                 caller_id=caller_id,
                 caller_public_id=caller_public_id,
             )
-    if connection.vendor == "postgresql":
-        row = _fetch_row(_NUMBER_SQL, [caller or "", now.isoformat(), proxy_number])
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(_NUMBER_SQL, [caller or "", connection.ops.adapt_datetimefield_value(now), proxy_number])
-            row = cursor.fetchone()
+    # As text: the lean read's parameters are text (PostgreSQL reads the ISO form as timestamptz).
+    at = now.isoformat() if connection.vendor == "postgresql" else str(connection.ops.adapt_datetimefield_value(now))
+    row = _fetch_row(_NUMBER_SQL, [caller or "", at, proxy_number])
     if row is None:
         return Route(kind="unknown")
     service_id, pins_open, cooling = row[0], bool(row[1]), bool(row[2])
@@ -235,8 +232,8 @@ def _service_from_json(text: str) -> tuple:
 
 
 def _fetch_row(sql: str, params: list[str]) -> tuple | None:
-    """The first row of ``sql`` on PostgreSQL: by the product's backend's lean read
-    (config/postgres, binary results), else by a cursor (the same values)."""
+    """The first row of ``sql``: by the PostgreSQL backend's lean read (config/postgres:
+    one libpq call, binary results), else by a cursor (SQLite; the same values)."""
     fetch_row = getattr(connection, "fetch_row", None)
     if fetch_row is not None:
         return fetch_row(sql, params)
@@ -245,49 +242,52 @@ def _fetch_row(sql: str, params: list[str]) -> tuple | None:
         return cursor.fetchone()
 
 
-def _versioned_route_row(caller: str, proxy_number: str, held_versions: str) -> tuple | None:
-    return _fetch_row(_VERSIONED_ROUTE_SQL, [held_versions, caller, proxy_number])
+# Where the route row's service columns begin (after the caller's ids, the callee, the conversation).
+_ROUTE_SERVICE_AT = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
 
 
 def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Service | None]:
     """The route row (service columns left out) and the route's service, in one read."""
+    at = _ROUTE_SERVICE_AT
     if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_ROUTE_SQL, [caller, proxy_number])
-            row = cursor.fetchone()
-        if row is None:
-            return None, None
-        at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
-        return row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])
-    row = _versioned_route_row(caller, proxy_number, _held_versions())
+        row = _fetch_row(_ROUTE_SQL, [caller, proxy_number])
+        return (row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])) if row is not None else (None, None)
+    row = _fetch_row(_VERSIONED_ROUTE_SQL, [_held_versions(), caller, proxy_number])
     if row is None:
         return None, None
-    at = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
     version, service_json = row[at], row[at + 1]
-    held = _service_rows.get(_service_versions.get(version)) if service_json is None else None
-    if service_json is None and (held is None or held[0] != version):
-        # Dropped by another thread since the read was asked (threaded servers): ask again
-        # for the whole service. Never with one thread per process, as under gunicorn sync.
-        row = _versioned_route_row(caller, proxy_number, "")
-        if row is None:
-            return None, None
-        version, service_json = row[at], row[at + 1]
-    if held is not None and service_json is None:
-        values = held[1]
-    else:
-        values = _service_from_json(service_json)
-        if len(_service_rows) >= _SERVICE_VERSIONS_KEPT:
-            _service_rows.clear()
-            _service_versions.clear()
-        service_id = values[0]
-        stale = _service_rows.get(service_id)
-        if stale is not None:
-            _service_versions.pop(stale[0], None)
-        _service_rows[service_id] = (version, values)
-        _service_versions[version] = service_id
-        _held_versions.cache_clear()
+    values = None
+    if service_json is None:
+        held = _service_rows.get(_service_versions.get(version))
+        if held is not None and held[0] == version:
+            values = held[1]
+        else:
+            # Dropped by another thread since the read was asked (threaded servers): ask again
+            # for the whole service. Never with one thread per process, as under gunicorn sync.
+            row = _fetch_row(_VERSIONED_ROUTE_SQL, ["", caller, proxy_number])
+            if row is None:
+                return None, None
+            version, service_json = row[at], row[at + 1]
+    if values is None:
+        values = _service_kept(version, service_json)
     # Each answer gets an instance of its own.
     return row[:at], _instance(Service, _SERVICE_FIELDS, values, converted=True)
+
+
+def _service_kept(version: str, service_json: str) -> tuple:
+    """The service's values from its JSON, now held by this process as that row version."""
+    values = _service_from_json(service_json)
+    if len(_service_rows) >= _SERVICE_VERSIONS_KEPT:
+        _service_rows.clear()
+        _service_versions.clear()
+    service_id = values[0]
+    stale = _service_rows.get(service_id)
+    if stale is not None:
+        _service_versions.pop(stale[0], None)
+    _service_rows[service_id] = (version, values)
+    _service_versions[version] = service_id
+    _held_versions.cache_clear()
+    return values
 
 
 # The dialled number's owner, whether it has open PIN conversations, and (only when it
@@ -322,11 +322,11 @@ def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, 
     if row is None:
         return None, None, None
     a = 2 + len(_CALLEE_FIELDS)
-    b = a + len(_CONVERSATION_FIELDS)
     callee = _instance(Participant, _CALLEE_FIELDS, row[2:a])
     # Related rows cached as select_related() leaves them (their ids came with the row):
     # assigning through the descriptors cost more than building the instances.
-    _PARTICIPANT_CONVERSATION.set_cached_value(callee, _instance(Conversation, _CONVERSATION_FIELDS, row[a:b]))
+    conversation = _instance(Conversation, _CONVERSATION_FIELDS, row[a:_ROUTE_SERVICE_AT])
+    _PARTICIPANT_CONVERSATION.set_cached_value(callee, conversation)
     _PARTICIPANT_SERVICE.set_cached_value(callee, service)
     public_id = row[1]
     # SQLite keeps a UUID as 32 hex digits: shown the way the API shows it.
