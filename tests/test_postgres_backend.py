@@ -1,4 +1,5 @@
-"""config.postgres: the persistent connection's health check asks the socket, not the server."""
+"""config.postgres: the persistent connection's health check asks the socket, not the server;
+``fetch_row`` reads one row through libpq, as a cursor would have read it."""
 
 from __future__ import annotations
 
@@ -163,12 +164,8 @@ def test_fetch_row_on_a_lost_connection_raises_and_marks_it_for_closing(postgres
 
 
 def test_fetch_row_leaves_transactions_and_logged_queries_to_a_cursor(postgres):
-    from django.db import transaction
     from django.test.utils import CaptureQueriesContext
 
-    with transaction.atomic(using=postgres.alias):
-        # Django's own connection here: the alias of the spare one is "default" too.
-        pass
     with CaptureQueriesContext(postgres) as queries:
         assert postgres.fetch_row("SELECT %s::int", ["3"]) == (3,)
     assert [query["sql"] for query in queries] == ["SELECT '3'::int"]

@@ -44,7 +44,7 @@ def _numbered(sql: str) -> bytes:
     return numbered.encode()
 
 
-def binary_results(cursor: Any) -> None:
+def _binary_results(cursor: Any) -> None:
     """Ask for ``cursor``'s results in PostgreSQL's binary format (the same Python values,
     without PostgreSQL writing timestamps, UUIDs and numbers out as text and psycopg parsing
     them back), where it can: a cursor binding parameters on the client (Django's default,
@@ -87,9 +87,9 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         Django's wrappers, around one libpq call that costs 53,000 with its row loaded. Here
         that call is made directly on Django's connection, 113,000 in all, with what Django
         does around a query kept: the health check before a request's first query, the
-        connection opened when needed, async contexts and other threads refused, a broken
-        transaction refused, and errors raised as Django's database errors (a lost
-        connection is then closed at the end of the request, as after a cursor's error).
+        connection opened when needed, async contexts and other threads refused, and errors
+        raised as Django's database errors (a lost connection is then closed at the end of
+        the request, as after a cursor's error).
 
         The statement is prepared once per connection (named ``fetch_row_N``), unless
         prepared statements are turned off (``DB_PREPARED_STATEMENTS``, for a pooler in
@@ -113,11 +113,12 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
             or self.execute_wrappers
         ):
             with self.cursor() as cursor:
-                binary_results(cursor)
+                _binary_results(cursor)
                 cursor.execute(sql, params)
                 return cursor.fetchone()
+        # Autocommit and idle: no transaction, so none that could be broken (atomic() turns
+        # autocommit off, and its reads took the cursor above).
         self.validate_thread_sharing()
-        self.validate_no_broken_transaction()
         lean = self._lean_state(connection)
         values = [param.encode() for param in params]
         with self.wrap_database_errors, connection.lock:
