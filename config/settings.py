@@ -255,7 +255,8 @@ STORAGES = {
 # from anyone else, so a client cannot claim https or another address).
 TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
 try:
-    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(value.strip(), strict=False) for value in TRUSTED_PROXIES]
+    # A tuple: proxy.middleware keeps each peer's verdict keyed by it.
+    TRUSTED_PROXY_NETWORKS = tuple(ipaddress.ip_network(value.strip(), strict=False) for value in TRUSTED_PROXIES)
 except ValueError as _exc:
     raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXIES: {_exc}") from _exc
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

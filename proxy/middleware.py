@@ -78,7 +78,8 @@ def _trusted_in(address: str, networks: Networks) -> bool:
 
 
 # A server sees few peers (its proxies, a load balancer): each is parsed and matched once,
-# not on every request (issue 17). Keyed by the networks too, so a changed setting counts.
+# not on every request (issue 17). Keyed by the networks too (a tuple, config/settings.py),
+# so a changed setting counts.
 # Forwarded hops, which anyone can write, are not kept.
 _trusted_peer = functools.lru_cache(maxsize=256)(_trusted_in)
 
@@ -113,13 +114,13 @@ def client_ip(request: HttpRequest, *args: object) -> str:
     if isinstance(cached, str):
         return cached
     peer = request.META.get("REMOTE_ADDR", "") or ""
-    if not _trusted_peer(peer, tuple(settings.TRUSTED_PROXY_NETWORKS)):
+    if not _trusted_peer(peer, settings.TRUSTED_PROXY_NETWORKS):
         for name in _FORWARDED:
             request.META.pop(name, None)
         return peer
     chain = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     for hop in reversed(chain):
-        if not _trusted_in(hop, tuple(settings.TRUSTED_PROXY_NETWORKS)):
+        if not _trusted_in(hop, settings.TRUSTED_PROXY_NETWORKS):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:
