@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import db, load
+from bench import db, load, reads
 from bench.context import SIGNATURE_SECRET, Context
 from bench.report import Figure
 from bench.server import ROOT, CpuMeter, Server
@@ -274,6 +274,8 @@ def run(context: Context) -> None:
         )
 
         intercept_latency(context, server, lines=lines, auth=auth)
+    # With the server stopped: each shape of read alone, on this process's connection.
+    reads.run(context, pool=pool, answer_cpu_ms=answer.cpu_ms)
 
 
 # --- The answer with an intercept hook --------------------------------------------------------------

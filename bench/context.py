@@ -22,6 +22,8 @@ class Sizes:
     peak_connections: int
     steady_seconds: float
     hook_seconds: float  # plain and intercepted answers, one connection, all rounds together
+    read_rounds: int  # bench/reads.py: rounds of each shape of read, in turn
+    read_count: int  # reads of each shape a round
     # 2. scale
     scale_steps: tuple[int, ...]
     route_samples: int
@@ -56,6 +58,8 @@ FULL = Sizes(
     peak_connections=16,
     steady_seconds=18,
     hook_seconds=18,
+    read_rounds=4,
+    read_count=4_000,
     scale_steps=(1_000, 100_000, 1_000_000),
     route_samples=3_000,
     scale_http_seconds=5,
@@ -84,6 +88,8 @@ SMOKE = Sizes(
     peak_connections=4,
     steady_seconds=0.5,
     hook_seconds=0.5,
+    read_rounds=1,
+    read_count=50,
     scale_steps=(100, 1_000, 3_000),
     route_samples=50,
     scale_http_seconds=0.3,

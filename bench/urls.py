@@ -47,14 +47,14 @@ def sms_signed(params: dict[str, str]) -> HttpResponse:
     return HttpResponse(status=200)
 
 
-_ONE_READ_SQL = (
+ONE_READ_SQL = (
     "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active"
 )
 
 
 def one_read(request: HttpRequest) -> JsonResponse:
     # The way the answer reads: the PostgreSQL backend's lean read (the benchmarks run on PostgreSQL).
-    connection.fetch_row(_ONE_READ_SQL, [request.GET.get("from", ""), request.GET.get("to", "")])  # type: ignore[attr-defined]
+    connection.fetch_row(ONE_READ_SQL, [request.GET.get("from", ""), request.GET.get("to", "")])  # type: ignore[attr-defined]
     return JsonResponse(_CONSTANT_NCCO, safe=False)
 
 

@@ -27,6 +27,8 @@ EXPECTED = [
     r"\[1\] answer webhook p99 at half its peak .*\| bare view, same rate: ",
     r"\[1\] floor: bare view \+ the answer's own route read .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
     r"\[1\] answer webhook with an intercept hook on loopback answering at once, p99 .*\| plain answer, same loop: ",
+    r"\[1\] PostgreSQL CPU per read: a route table, one probe, plus .*\| the answer's route read .*: [\d,.]+ us",
+    r"\[1\] at most saved per answer by a route table .*\| answer webhook CPU per request, server \+ database: ",
     r"\[2\] route_for_call p50 at [\d,]+ open conversations .*\| at [\d,]+: ",
     r"\[2\] answer webhook p50 over HTTP at [\d,]+ .*\| at [\d,]+: ",
     r"\[3\] numbers needed: two numbers per conversation \(Vonage sample\): [\d,]+ numbers \| lower bound",
