@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -117,6 +118,7 @@ class Peak:
 
     best: load.LoadResult
     cpu_ms: float  # server + database CPU per request, over all rounds
+    rates: list[float]  # every round's, in order: round r of each path ran back to back
 
 
 def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict[str, Peak]:
@@ -137,7 +139,8 @@ def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict
             rounds[name].append(result)
             cpu[name].append(meter.per_request_ms(result.requests + result.errors))
     return {
-        name: Peak(best=max(results, key=lambda x: x.rate), cpu_ms=min(cpu[name])) for name, results in rounds.items()
+        name: Peak(best=max(results, key=lambda x: x.rate), cpu_ms=min(cpu[name]), rates=[x.rate for x in results])
+        for name, results in rounds.items()
     }
 
 
@@ -173,6 +176,19 @@ def run(context: Context) -> None:
                 ratio >= 0.70,
             )
         )
+        # Each round's pair ran within seconds of each other: the median of their ratios is
+        # less at the mercy of one lucky or unlucky round than the best of each.
+        paired = [a / b for a, b in zip(answer.rates, bare.rates, strict=True) if b]
+        if paired:
+            report.add(
+                Figure(
+                    "1",
+                    f"answer webhook throughput / bare view, median of the {len(paired)} rounds' ratios",
+                    statistics.median(paired),
+                    "",
+                    comparison="per round: " + ", ".join(f"{r:.2f}" for r in paired),
+                )
+            )
         for baseline, label in (
             (signed, f"ceiling: bare view + signature check, peak throughput (CPU {signed.cpu_ms:.3g} ms a request)"),
             (floor, f"floor: bare view + one indexed read, peak throughput (CPU {floor.cpu_ms:.3g} ms a request)"),
