@@ -108,6 +108,7 @@ PATHS = {
     "signed": "/bench/signed",
     "one-read": "/bench/one-read",
     "route-read": "/bench/route-read",
+    "route-table-read": "/bench/route-table-read",
     "answer": "/webhooks/answer",
 }
 
@@ -146,9 +147,15 @@ def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict
 
 def run(context: Context) -> None:
     sizes = context.sizes
-    report = context.report
     pool = seed(context, sizes.answer_conversations)
     callers = callers_file(context, pool=pool, upto=sizes.answer_conversations, count=5000, name="answer.txt")
+    with reads.prototype():
+        _run(context, pool=pool, callers=callers)
+
+
+def _run(context: Context, *, pool: list[str], callers: Path) -> None:
+    sizes = context.sizes
+    report = context.report
     # The intercept hook's endpoint is on loopback: the address guard must let it through.
     with context.server(VONAGE_SIGNATURE_SECRET=SIGNATURE_SECRET, CALLBACK_ALLOW_PRIVATE_NETWORKS="true") as server:
         headers = signed_headers()
@@ -160,7 +167,7 @@ def run(context: Context) -> None:
             report.note("1", "wrk is not installed (apt-get install wrk): the Python driver stands in, slower")
         driver = "wrk" if load.wrk_available() and sizes.peak_seconds >= 1 else "python driver"
         measured = peaks(context, server, callers=callers, auth=auth)
-        bare, signed, floor, route_read, answer = (measured[name] for name in PATHS)
+        bare, signed, floor, route_read, route_table, answer = (measured[name] for name in PATHS)
         ratio = answer.best.rate / bare.best.rate if bare.best.rate else 0.0
         report.add(
             Figure(
@@ -189,6 +196,20 @@ def run(context: Context) -> None:
                     comparison="per round: " + ", ".join(f"{r:.2f}" for r in paired),
                 )
             )
+        # The route read against the prototype route table's, round by round (bench/reads.py).
+        table_paired = [t / r for t, r in zip(route_table.rates, route_read.rates, strict=True) if r]
+        if table_paired:
+            report.add(
+                Figure(
+                    "1",
+                    "floor with a route table (prototype) / floor with the route read, median of the "
+                    f"{len(table_paired)} rounds' ratios (CPU {route_table.cpu_ms:.3g} / {route_read.cpu_ms:.3g} ms "
+                    "a request)",
+                    statistics.median(table_paired),
+                    "",
+                    comparison="per round: " + ", ".join(f"{r:.2f}" for r in table_paired),
+                )
+            )
         for baseline, label in (
             (signed, f"ceiling: bare view + signature check, peak throughput (CPU {signed.cpu_ms:.3g} ms a request)"),
             (floor, f"floor: bare view + one indexed read, peak throughput (CPU {floor.cpu_ms:.3g} ms a request)"),
@@ -196,6 +217,11 @@ def run(context: Context) -> None:
                 route_read,
                 "floor: bare view + the answer's own route read (proxy.selectors.route_for_call), peak throughput "
                 f"(CPU {route_read.cpu_ms:.3g} ms a request)",
+            ),
+            (
+                route_table,
+                "floor: bare view + a route table's read (prototype, bench/reads.py), peak throughput "
+                f"(CPU {route_table.cpu_ms:.3g} ms a request)",
             ),
         ):
             report.add(

@@ -17,10 +17,12 @@ The lowest round of each is kept. The reads:
 - one indexed read of one table (the one-read floor's own statement, ``bench.urls``);
 - the answer's route read (``proxy.selectors``), the service held by this process as it
   is in a warm worker;
-- a **route table**: a temporary table of the open routes, one row per (caller's number,
-  proxy number) with every value the route read returns of the callee and the conversation,
-  under a unique index, read by one probe. This is the read a route table kept by the
-  services would give, without the writes that would keep it;
+- a **route table**: a table of the open routes (``PROTOTYPE``, made from the seeded data
+  for the benchmark and dropped after it), one row per (caller's number, proxy number) with
+  every value the route read returns of the callee and the conversation, under a unique
+  index, read by one probe. This is the read a route table kept by the services would
+  give, without the writes that would keep it. ``/bench/route-table-read`` reads it under
+  load, as the route-read floor reads the product's route;
 - the same route table joined to the service for its row version, which the answer still
   needs to know whether the service it holds is current (``proxy.selectors``).
 """
@@ -28,6 +30,8 @@ The lowest round of each is kept. The reads:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection
@@ -36,20 +40,25 @@ from bench import db
 from bench.context import Context
 from bench.report import Figure
 from bench.server import cpu_seconds
-from bench.urls import ONE_READ_SQL
 from proxy import selectors
+from proxy.models import Conversation, Participant, Service
 
-_PROTOTYPE = "bench_route_prototype"
+# The one-read floor's statement (``/bench/one-read``): the caller's participant row by the
+# partial unique index on open (real_number, proxy_number).
+ONE_READ_SQL = (
+    "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active"
+)
+PROTOTYPE = "bench_route_prototype"
 
 
 def _prototype_sql() -> tuple[str, str, str]:
-    """The temporary route table's definition, and its two reads (without and with the service)."""
+    """The route table's definition, and its two reads (without and with the service)."""
     values = [
         *(f'callee."{f.column}" AS "callee_{f.column}"' for f in selectors._CALLEE_FIELDS),
         *(f'conversation."{f.column}" AS "conversation_{f.column}"' for f in selectors._CONVERSATION_FIELDS),
     ]
     create = (
-        f"CREATE TEMPORARY TABLE {_PROTOTYPE} AS SELECT caller.real_number AS caller_real_number, "
+        f"CREATE TABLE {PROTOTYPE} AS SELECT caller.real_number AS caller_real_number, "
         f"caller.proxy_number AS caller_proxy_number, caller.id AS caller_id, caller.public_id AS caller_public_id, "
         f"{', '.join(values)} {selectors._ROUTE_FROM} "
         "WHERE caller.active AND caller.routes_by_pair AND callee.active"
@@ -58,15 +67,56 @@ def _prototype_sql() -> tuple[str, str, str]:
     columns += [f'"callee_{f.column}"' for f in selectors._CALLEE_FIELDS]
     columns += [f'"conversation_{f.column}"' for f in selectors._CONVERSATION_FIELDS]
     where = "WHERE route.caller_real_number = %s AND route.caller_proxy_number = %s"
-    plain = f"SELECT {', '.join(f'route.{c}' for c in columns)} FROM {_PROTOTYPE} AS route {where}"
+    plain = f"SELECT {', '.join(f'route.{c}' for c in columns)} FROM {PROTOTYPE} AS route {where}"
     version = selectors._SERVICE_VERSION
     with_service = (
         f"SELECT {', '.join(f'route.{c}' for c in columns)}, {version}, "
         f"CASE WHEN strpos(%s, ';' || {version} || ';') > 0 THEN NULL ELSE row_to_json(service)::text END "
-        f"FROM {_PROTOTYPE} AS route JOIN proxy_service AS service ON service.id = route.conversation_service_id "
+        f"FROM {PROTOTYPE} AS route JOIN proxy_service AS service ON service.id = route.conversation_service_id "
         f"{where}"
     )
     return create, plain, with_service
+
+
+_CREATE, ROUTE_TABLE_SQL, ROUTE_TABLE_SERVICE_SQL = _prototype_sql()
+
+
+@contextmanager
+def prototype() -> Iterator[None]:
+    """The prototype route table, from the open routes now in the database, for as long as
+    the block runs (a table of the benchmark's database: the server's workers read it too)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {PROTOTYPE}")
+        cursor.execute(_CREATE)
+        cursor.execute(f"CREATE UNIQUE INDEX ON {PROTOTYPE} (caller_real_number, caller_proxy_number)")
+        cursor.execute(f"ANALYZE {PROTOTYPE}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {PROTOTYPE}")
+
+
+def route_table_read(caller: str, proxy_number: str) -> tuple | None:
+    """The prototype's read as the answer would make it: the service's version checked against
+    the ones this process holds (the service kept when it comes back whole), and the callee,
+    conversation and service built as ``proxy.selectors`` builds them from its route row (the
+    two rows are laid out alike)."""
+    held = selectors._held_versions()
+    row = connection.fetch_row(ROUTE_TABLE_SERVICE_SQL, [held, caller, proxy_number])  # type: ignore[attr-defined]
+    if row is None:
+        return None
+    at = selectors._ROUTE_SERVICE_AT
+    version, service_json = row[at], row[at + 1]
+    if service_json is not None:
+        values = selectors._service_kept(version, service_json)
+    else:
+        values = selectors._service_rows[selectors._service_versions[version]][1]
+    service = selectors._instance(Service, selectors._SERVICE_FIELDS, values, converted=True)
+    a = 2 + len(selectors._CALLEE_FIELDS)
+    callee = selectors._instance(Participant, selectors._CALLEE_FIELDS, row[2:a])
+    conversation = selectors._instance(Conversation, selectors._CONVERSATION_FIELDS, row[a:at])
+    return callee, conversation, service
 
 
 @dataclass
@@ -82,19 +132,13 @@ def measure(context: Context, *, pool: list[str], conversations: int, rounds: in
     ]
     # The answer's own read once, so this process holds the service as a warm worker does.
     selectors.route_for_call(caller=callers[0][0], proxy_number=callers[0][1])
-    create, plain, with_service = _prototype_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {_PROTOTYPE}")
-        cursor.execute(create)
-        cursor.execute(f"CREATE UNIQUE INDEX ON {_PROTOTYPE} (caller_real_number, caller_proxy_number)")
-        cursor.execute(f"ANALYZE {_PROTOTYPE}")
     held = selectors._held_versions()
     shapes = {
         "select 1": ("SELECT 1", lambda real, proxy: []),
         "one read": (ONE_READ_SQL, lambda real, proxy: [real, proxy]),
         "route read": (selectors._VERSIONED_ROUTE_SQL, lambda real, proxy: [held, real, proxy]),
-        "route table": (plain, lambda real, proxy: [real, proxy]),
-        "route table + service": (with_service, lambda real, proxy: [held, real, proxy]),
+        "route table": (ROUTE_TABLE_SQL, lambda real, proxy: [real, proxy]),
+        "route table + service": (ROUTE_TABLE_SERVICE_SQL, lambda real, proxy: [held, real, proxy]),
     }
     arguments = {name: [make(real, proxy) for real, proxy in callers] for name, (_, make) in shapes.items()}
     rows: dict[str, tuple] = {}
@@ -111,22 +155,18 @@ def measure(context: Context, *, pool: list[str], conversations: int, rounds: in
     backend = connection.connection.info.backend_pid
     samples: dict[str, list[Cost]] = {name: [] for name in shapes}
     count = max(reads, len(callers))
-    try:
-        for _ in range(rounds):
-            for name, (sql, _) in shapes.items():
-                args = arguments[name]
-                for i in range(50):  # warm: the statement prepared, its pages and plan cached
-                    connection.fetch_row(sql, args[i % len(args)])  # type: ignore[attr-defined]
-                server_before, client_before = cpu_seconds(backend), time.process_time()
-                for i in range(count):
-                    connection.fetch_row(sql, args[i % len(args)])  # type: ignore[attr-defined]
-                server_after, client_after = cpu_seconds(backend), time.process_time()
-                samples[name].append(
-                    Cost((server_after - server_before) / count * 1e6, (client_after - client_before) / count * 1e6)
-                )
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {_PROTOTYPE}")
+    for _ in range(rounds):
+        for name, (sql, _) in shapes.items():
+            args = arguments[name]
+            for i in range(50):  # warm: the statement prepared, its pages and plan cached
+                connection.fetch_row(sql, args[i % len(args)])  # type: ignore[attr-defined]
+            server_before, client_before = cpu_seconds(backend), time.process_time()
+            for i in range(count):
+                connection.fetch_row(sql, args[i % len(args)])  # type: ignore[attr-defined]
+            server_after, client_after = cpu_seconds(backend), time.process_time()
+            samples[name].append(
+                Cost((server_after - server_before) / count * 1e6, (client_after - client_before) / count * 1e6)
+            )
     return {
         name: Cost(min(c.backend_us for c in costs), min(c.client_us for c in costs)) for name, costs in samples.items()
     }
@@ -135,7 +175,7 @@ def measure(context: Context, *, pool: list[str], conversations: int, rounds: in
 LABELS = {
     "select 1": "SELECT 1 (the round trip alone)",
     "one read": "one indexed read of one table (the one-read floor's)",
-    "route table": "a route table, one probe (prototype: a temporary table of the open routes)",
+    "route table": "a route table, one probe (prototype: a table of the open routes)",
     "route table + service": "a route table, one probe, plus the service's row version (what the answer needs)",
 }
 
@@ -165,7 +205,8 @@ def run(context: Context, *, pool: list[str], answer_cpu_ms: float) -> None:
     context.report.add(
         Figure(
             "1",
-            "at most saved per answer by a route table (PostgreSQL + client CPU, route read less the route table's)",
+            "saved per answer by a route table, the reads alone "
+            "(PostgreSQL + this process: route read less route table + service)",
             saved_us,
             "us",
             "answer webhook CPU per request, server + database",

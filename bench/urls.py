@@ -9,6 +9,9 @@
   reads the database once.
 - ``/bench/route-read``: the bare view plus the answer webhook's own route read
   (``proxy.selectors.route_for_call``, no signature): the floor of the product's read.
+- ``/bench/route-table-read``: the bare view plus the read of a prototype route table
+  (``bench.reads``; the table exists while benchmark 1 runs): the floor the answer's read
+  would have with a route table kept by the services.
 - ``/bench/signed``: the bare view behind the answer webhook's own signature check
   (HS256 JWT): the ceiling of any answer that verifies Vonage's signature, as every
   webhook here must, before it reads anything.
@@ -27,6 +30,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bench import reads
+from bench.reads import ONE_READ_SQL
 from proxy.phone import from_webhook
 from proxy.selectors import route_for_call
 from webhooks.sms_views import signed_sms_webhook
@@ -47,15 +52,17 @@ def sms_signed(params: dict[str, str]) -> HttpResponse:
     return HttpResponse(status=200)
 
 
-ONE_READ_SQL = (
-    "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active"
-)
-
-
 def one_read(request: HttpRequest) -> JsonResponse:
     # The way the answer reads: the PostgreSQL backend's lean read (the benchmarks run on PostgreSQL).
     connection.fetch_row(ONE_READ_SQL, [request.GET.get("from", ""), request.GET.get("to", "")])  # type: ignore[attr-defined]
     return JsonResponse(_CONSTANT_NCCO, safe=False)
+
+
+def route_table_read(request: HttpRequest) -> JsonResponse:
+    caller, dialled = from_webhook(request.GET.get("from")), from_webhook(request.GET.get("to"))
+    found = reads.route_table_read(caller or "", dialled or "")
+    # A miss would be a cheaper read: counted as a failure by the load generator instead.
+    return JsonResponse(_CONSTANT_NCCO, safe=False, status=200 if found is not None else 404)
 
 
 def route_read(request: HttpRequest) -> JsonResponse:
@@ -74,6 +81,7 @@ urlpatterns = [
     path("bench/signed", signed, name="bench-signed"),
     path("bench/one-read", one_read, name="bench-one-read"),
     path("bench/route-read", route_read, name="bench-route-read"),
+    path("bench/route-table-read", route_table_read, name="bench-route-table-read"),
     path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
     path("bench/sms-signed", sms_signed, name="bench-sms-signed"),
     path("", include("config.urls")),
