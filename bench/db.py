@@ -132,14 +132,10 @@ def insert_select(model: Any, *, values: dict[str, Expr], source: str, params: l
         replica = _session_replication_role(cur, "replica")
         try:
             cur.execute(statement, [*select_params, *(params or [])])
-            written = cur.rowcount
+            return cur.rowcount
         finally:
             if replica:
                 _session_replication_role(cur, "origin")
-        if replica and model._meta.db_table in ("proxy_participant", "proxy_conversation"):
-            # The route table's triggers were off too (migration 0018): its rows from the tables.
-            cur.execute("SELECT proxy_route_rebuild()")
-        return written
 
 
 def _session_replication_role(cur: Any, role: str) -> bool:

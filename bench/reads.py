@@ -1,10 +1,10 @@
-"""What one read costs, by shape: the answer's route read against the reads around it.
+"""What one read costs, by shape: the answer's route read against the reads it could become.
 
-Part of benchmark 1 (issue 17). The answer webhook reads the database once: one probe of
-the route table (``proxy_route``, migration 0018). Each read is made the way the answer
-makes it (``connection.fetch_row``: prepared, binary results, on Django's own connection
-in this process) for known callers of benchmark 1's data, in rounds that take the reads in
-turn, and measured twice:
+Part of benchmark 1 (issue 17). The answer webhook reads the database once; the question
+this answers is how much of that read a different shape of data would save. Each read is
+made the way the answer makes it (``connection.fetch_row``: prepared, binary results, on
+Django's own connection in this process) for known callers of benchmark 1's data, in
+rounds that take the reads in turn, and measured twice:
 
 - the **PostgreSQL backend's CPU** per read, from ``/proc`` (the backend serves this
   process alone, so nothing else is counted);
@@ -14,17 +14,24 @@ turn, and measured twice:
 The lowest round of each is kept. The reads:
 
 - ``SELECT 1``: the round trip alone, with no table;
-- one indexed read of one table (the one-read floor's own statement, ``ONE_READ_SQL``);
+- one indexed read of one table (the one-read floor's own statement, ``bench.urls``);
 - the answer's route read (``proxy.selectors``), the service held by this process as it
   is in a warm worker;
-- the **four-table join** the answer made before the route table (``JOIN_SQL``: the
-  caller's participant, the callee's, the conversation and the service), which returns the
-  same row; ``/bench/join-read`` reads it under load, beside the route-read floor.
+- a **route table**: a table of the open routes (``PROTOTYPE``, made from the seeded data
+  for the benchmark and dropped after it), one row per (caller's number, proxy number) with
+  every value the route read returns of the callee and the conversation, under a unique
+  index, read by one probe. This is the read a route table kept by the services would
+  give, without the writes that would keep it. ``/bench/route-table-read`` reads it under
+  load, as the route-read floor reads the product's route;
+- the same route table joined to the service for its row version, which the answer still
+  needs to know whether the service it holds is current (``proxy.selectors``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection
@@ -41,21 +48,62 @@ from proxy.models import Conversation, Participant, Service
 ONE_READ_SQL = (
     "SELECT id, conversation_id FROM proxy_participant WHERE real_number = %s AND proxy_number = %s AND active"
 )
-_VERSION = selectors._SERVICE_VERSION
-# The answer's read before the route table: the same row, from the tables it mirrors.
-JOIN_SQL = f"""
-SELECT caller.id, caller.public_id, {selectors._CALLEE_SQL}, {selectors._CONVERSATION_SQL}, {_VERSION},
-    CASE WHEN strpos(%s, ';' || {_VERSION} || ';') > 0 THEN NULL ELSE row_to_json(service)::text END
-{selectors._ROUTE_FROM}{selectors._ROUTE_WHERE}"""
+PROTOTYPE = "bench_route_prototype"
 
 
-def join_read(caller: str, proxy_number: str) -> tuple | None:
-    """The join's read as the answer made it: the service's version checked against the ones
-    this process holds (the service kept when it comes back whole), and the callee,
-    conversation and service built as ``proxy.selectors`` builds them (the rows are laid out
-    alike)."""
+def _prototype_sql() -> tuple[str, str, str]:
+    """The route table's definition, and its two reads (without and with the service)."""
+    values = [
+        *(f'callee."{f.column}" AS "callee_{f.column}"' for f in selectors._CALLEE_FIELDS),
+        *(f'conversation."{f.column}" AS "conversation_{f.column}"' for f in selectors._CONVERSATION_FIELDS),
+    ]
+    create = (
+        f"CREATE TABLE {PROTOTYPE} AS SELECT caller.real_number AS caller_real_number, "
+        f"caller.proxy_number AS caller_proxy_number, caller.id AS caller_id, caller.public_id AS caller_public_id, "
+        f"{', '.join(values)} {selectors._ROUTE_FROM} "
+        "WHERE caller.active AND caller.routes_by_pair AND callee.active"
+    )
+    columns = ["caller_id", "caller_public_id"]
+    columns += [f'"callee_{f.column}"' for f in selectors._CALLEE_FIELDS]
+    columns += [f'"conversation_{f.column}"' for f in selectors._CONVERSATION_FIELDS]
+    where = "WHERE route.caller_real_number = %s AND route.caller_proxy_number = %s"
+    plain = f"SELECT {', '.join(f'route.{c}' for c in columns)} FROM {PROTOTYPE} AS route {where}"
+    version = selectors._SERVICE_VERSION
+    with_service = (
+        f"SELECT {', '.join(f'route.{c}' for c in columns)}, {version}, "
+        f"CASE WHEN strpos(%s, ';' || {version} || ';') > 0 THEN NULL ELSE row_to_json(service)::text END "
+        f"FROM {PROTOTYPE} AS route JOIN proxy_service AS service ON service.id = route.conversation_service_id "
+        f"{where}"
+    )
+    return create, plain, with_service
+
+
+_CREATE, ROUTE_TABLE_SQL, ROUTE_TABLE_SERVICE_SQL = _prototype_sql()
+
+
+@contextmanager
+def prototype() -> Iterator[None]:
+    """The prototype route table, from the open routes now in the database, for as long as
+    the block runs (a table of the benchmark's database: the server's workers read it too)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {PROTOTYPE}")
+        cursor.execute(_CREATE)
+        cursor.execute(f"CREATE UNIQUE INDEX ON {PROTOTYPE} (caller_real_number, caller_proxy_number)")
+        cursor.execute(f"ANALYZE {PROTOTYPE}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {PROTOTYPE}")
+
+
+def route_table_read(caller: str, proxy_number: str) -> tuple | None:
+    """The prototype's read as the answer would make it: the service's version checked against
+    the ones this process holds (the service kept when it comes back whole), and the callee,
+    conversation and service built as ``proxy.selectors`` builds them from its route row (the
+    two rows are laid out alike)."""
     held = selectors._held_versions()
-    row = connection.fetch_row(JOIN_SQL, [held, caller, proxy_number])  # type: ignore[attr-defined]
+    row = connection.fetch_row(ROUTE_TABLE_SERVICE_SQL, [held, caller, proxy_number])  # type: ignore[attr-defined]
     if row is None:
         return None
     at = selectors._ROUTE_SERVICE_AT
@@ -89,7 +137,8 @@ def measure(context: Context, *, pool: list[str], conversations: int, rounds: in
         "select 1": ("SELECT 1", lambda real, proxy: []),
         "one read": (ONE_READ_SQL, lambda real, proxy: [real, proxy]),
         "route read": (selectors._VERSIONED_ROUTE_SQL, lambda real, proxy: [held, real, proxy]),
-        "join": (JOIN_SQL, lambda real, proxy: [held, real, proxy]),
+        "route table": (ROUTE_TABLE_SQL, lambda real, proxy: [real, proxy]),
+        "route table + service": (ROUTE_TABLE_SERVICE_SQL, lambda real, proxy: [held, real, proxy]),
     }
     arguments = {name: [make(real, proxy) for real, proxy in callers] for name, (_, make) in shapes.items()}
     rows: dict[str, tuple] = {}
@@ -97,12 +146,12 @@ def measure(context: Context, *, pool: list[str], conversations: int, rounds: in
         row = connection.fetch_row(sql, arguments[name][0])  # type: ignore[attr-defined]
         if row is None:
             raise RuntimeError(f"{name}: a known caller read nothing: the figures would measure a miss")
-        if name in ("route read", "join") and row[-1] is not None:
+        if name in ("route read", "route table + service") and row[-1] is not None:
             raise RuntimeError(f"{name}: the service came back whole: this process does not hold it")
         rows[name] = row
-    # The join gives the route table's own values: the two measure the same answer.
-    if rows["route read"] != rows["join"]:
-        raise RuntimeError("the route table's row differs from the join's")
+    # The route table gives the route read's own values: the two measure the same answer.
+    if rows["route read"][: len(rows["route table"])] != rows["route table"]:
+        raise RuntimeError("the route table's row differs from the route read's")
     backend = connection.connection.info.backend_pid
     samples: dict[str, list[Cost]] = {name: [] for name in shapes}
     count = max(reads, len(callers))
@@ -126,12 +175,13 @@ def measure(context: Context, *, pool: list[str], conversations: int, rounds: in
 LABELS = {
     "select 1": "SELECT 1 (the round trip alone)",
     "one read": "one indexed read of one table (the one-read floor's)",
-    "join": "the four-table join the answer read before the route table (the same row)",
+    "route table": "a route table, one probe (prototype: a table of the open routes)",
+    "route table + service": "a route table, one probe, plus the service's row version (what the answer needs)",
 }
 
 
 def run(context: Context, *, pool: list[str], answer_cpu_ms: float) -> None:
-    """Benchmark 1's figures of the read's shapes, and what the route table saves an answer."""
+    """Benchmark 1's figures of the read's shapes, and what a route table would save an answer."""
     sizes = context.sizes
     costs = measure(
         context, pool=pool, conversations=sizes.answer_conversations, rounds=sizes.read_rounds, reads=sizes.read_count
@@ -150,13 +200,13 @@ def run(context: Context, *, pool: list[str], answer_cpu_ms: float) -> None:
                 f"{cost.backend_us / route.backend_us:.2f}x" if route.backend_us else "",
             )
         )
-    join = costs["join"]
-    saved_us = (join.backend_us + join.client_us) - (route.backend_us + route.client_us)
+    table = costs["route table + service"]
+    saved_us = (route.backend_us + route.client_us) - (table.backend_us + table.client_us)
     context.report.add(
         Figure(
             "1",
-            "saved per answer by the route table, the reads alone "
-            "(PostgreSQL + this process: the join less the route read)",
+            "saved per answer by a route table, the reads alone "
+            "(PostgreSQL + this process: route read less route table + service)",
             saved_us,
             "us",
             "answer webhook CPU per request, server + database",
