@@ -109,9 +109,8 @@ class Route:
 def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetime | None = None) -> Route:
     """Reverse-map (caller's real number, number dialled) to the other participant.
 
-    The connect case is one indexed read: on PostgreSQL one probe of the route table
-    (proxy_route, kept by triggers, migration 0018); elsewhere the partial unique index on
-    open (real_number, proxy_number) of participants that route by their number finds the
+    The connect case is one indexed read: the partial unique index on open
+    (real_number, proxy_number) of participants that route by their number finds the
     caller's row, joined to the callee's. Any other case is one more read, of the
     number's owner: a number with open PIN conversations asks for a PIN (before saying
     that a cooling pair's conversation has ended); otherwise a cooling pair hears that
@@ -181,11 +180,7 @@ _ROUTE_SQL = f"""
 SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_SQL}
 {_ROUTE_FROM}{_ROUTE_WHERE}"""
 
-# On PostgreSQL the route is one probe of the route table (proxy_route, migration 0018),
-# which triggers keep in the same transaction as every write of the participants and
-# conversations it mirrors: the same values as the join above, without three more index
-# probes (issue 17: +8 to 9 % throughput of the read under load, bench/RESULTS.md). The
-# route also names the service's row version, and the service comes
+# On PostgreSQL the route also names the service's row version, and the service comes
 # back (as one JSON column) only when this process does not hold that version already:
 # PostgreSQL no longer formats 42 columns, nor psycopg parses them, on every answer, and it
 # is still one read (issue 17). Every UPDATE writes a new version of the row, at a new
@@ -194,20 +189,10 @@ SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVIC
 # two updates in one transaction. So any change to a service, through the ORM, .update()
 # or SQL, is seen by the very next route read.
 _SERVICE_VERSION = "(service.xmin::text || '/' || service.ctid::text)"
-_ROUTE_TABLE_COLUMNS = ", ".join(
-    [
-        "route.caller_id",
-        "route.caller_public_id",
-        *(f'route."callee_{f.column}"' for f in _CALLEE_FIELDS),
-        *(f'route."conversation_{f.column}"' for f in _CONVERSATION_FIELDS),
-    ]
-)
 _VERSIONED_ROUTE_SQL = f"""
-SELECT {_ROUTE_TABLE_COLUMNS}, {_SERVICE_VERSION},
+SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVICE_VERSION},
     CASE WHEN strpos(%s, ';' || {_SERVICE_VERSION} || ';') > 0 THEN NULL ELSE row_to_json(service)::text END
-FROM proxy_route AS route JOIN proxy_service AS service ON service.id = route.conversation_service_id
-WHERE route.caller_real_number = %s AND route.caller_proxy_number = %s
-"""  # noqa: S608 (column lists come from model metadata)
+{_ROUTE_FROM}{_ROUTE_WHERE}"""
 _SERVICE_VERSIONS_KEPT = 256
 # Service id -> (row version, its values as the ORM loads them); and row version -> service id.
 _service_rows: dict[Any, tuple[str, tuple]] = {}

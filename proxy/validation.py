@@ -9,12 +9,9 @@ before any SMS goes out; a number Number Insight cannot check in time is marked
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.db.models import QuerySet
 
 from proxy.models import Conversation, Participant
@@ -33,39 +30,22 @@ def participant_validation_record(*, participant: Participant, valid: bool | Non
         validation = Participant.Validation.VALID
     else:
         validation = Participant.Validation.UNKNOWN
-    with _conversation_locked(participant.conversation_id):
-        Participant.objects.filter(pk=participant.pk).update(
-            validation=validation, number_type=number_type, validation_due_at=None
-        )
+    Participant.objects.filter(pk=participant.pk).update(
+        validation=validation, number_type=number_type, validation_due_at=None
+    )
     return validation
 
 
 def participant_validation_unknown(*, participant: Participant) -> None:
     """The number could not be checked and nobody will try again: go ahead without knowing."""
-    with _conversation_locked(participant.conversation_id):
-        Participant.objects.filter(pk=participant.pk).update(
-            validation=Participant.Validation.UNKNOWN, validation_due_at=None
-        )
+    Participant.objects.filter(pk=participant.pk).update(
+        validation=Participant.Validation.UNKNOWN, validation_due_at=None
+    )
 
 
 def participants_validation_postpone(*, conversation_id: Any, until: datetime) -> None:
     """A look-up failed for now: the conversation's unchecked numbers are due again at ``until``."""
-    with _conversation_locked(conversation_id):
-        _waiting().filter(conversation_id=conversation_id).update(validation_due_at=until)
-
-
-@contextmanager
-def _conversation_locked(conversation_id: Any) -> Iterator[None]:
-    """A transaction holding the conversation's row before its participants are written.
-
-    On PostgreSQL the route table's triggers lock the conversation after a participant's
-    row (migration 0018), and closing and the expiry sweep lock the conversation first and
-    its participants next: a writer of one participant that took its row first could wait
-    for a close that waits for it.
-    """
-    with transaction.atomic():
-        list(Conversation.objects.select_for_update().filter(pk=conversation_id).values_list("pk"))
-        yield
+    _waiting().filter(conversation_id=conversation_id).update(validation_due_at=until)
 
 
 def conversation_has_invalid_number(*, conversation: Conversation) -> bool:

@@ -145,7 +145,7 @@ def test_the_answer_read_is_a_prepared_statement_on_postgresql(client, conversat
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-    assert [s for s in prepared if "FROM proxy_route AS route" in s]
+    assert [s for s in prepared if "FROM proxy_participant AS caller" in s]
 
 
 def test_database_failure_still_answers_with_a_message(client, conversation, monkeypatch):
