@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench import db, load, reads
 from bench.context import SIGNATURE_SECRET, Context
-from bench.report import Figure
+from bench.report import Figure, Report
 from bench.server import ROOT, CpuMeter, Server
 
 TITLE = "Answer webhook: throughput and latency against a bare view"
@@ -145,6 +145,22 @@ def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict
     }
 
 
+def _paired_median(report: Report, path: Peak, baseline: Peak, label: str) -> None:
+    """The median of ``path``'s rate over ``baseline``'s, round by round (rounds where the
+    baseline served nothing left out; no figure when that is all of them)."""
+    ratios = [a / b for a, b in zip(path.rates, baseline.rates, strict=True) if b]
+    if ratios:
+        report.add(
+            Figure(
+                "1",
+                label,
+                statistics.median(ratios),
+                "",
+                comparison="per round: " + ", ".join(f"{r:.2f}" for r in ratios),
+            )
+        )
+
+
 def run(context: Context) -> None:
     sizes = context.sizes
     pool = seed(context, sizes.answer_conversations)
@@ -169,6 +185,7 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
         measured = peaks(context, server, callers=callers, auth=auth)
         bare, signed, floor, route_read, route_table, answer = (measured[name] for name in PATHS)
         ratio = answer.best.rate / bare.best.rate if bare.best.rate else 0.0
+        rounds = sizes.peak_rounds
         report.add(
             Figure(
                 "1",
@@ -185,31 +202,17 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
         )
         # Each round's pair ran within seconds of each other: the median of their ratios is
         # less at the mercy of one lucky or unlucky round than the best of each.
-        paired = [a / b for a, b in zip(answer.rates, bare.rates, strict=True) if b]
-        if paired:
-            report.add(
-                Figure(
-                    "1",
-                    f"answer webhook throughput / bare view, median of the {len(paired)} rounds' ratios",
-                    statistics.median(paired),
-                    "",
-                    comparison="per round: " + ", ".join(f"{r:.2f}" for r in paired),
-                )
-            )
+        _paired_median(
+            report, answer, bare, f"answer webhook throughput / bare view, median of the {rounds} rounds' ratios"
+        )
         # The route read against the prototype route table's, round by round (bench/reads.py).
-        table_paired = [t / r for t, r in zip(route_table.rates, route_read.rates, strict=True) if r]
-        if table_paired:
-            report.add(
-                Figure(
-                    "1",
-                    "floor with a route table (prototype) / floor with the route read, median of the "
-                    f"{len(table_paired)} rounds' ratios (CPU {route_table.cpu_ms:.3g} / {route_read.cpu_ms:.3g} ms "
-                    "a request)",
-                    statistics.median(table_paired),
-                    "",
-                    comparison="per round: " + ", ".join(f"{r:.2f}" for r in table_paired),
-                )
-            )
+        _paired_median(
+            report,
+            route_table,
+            route_read,
+            f"floor with a route table (prototype) / floor with the route read, median of the {rounds} rounds' "
+            f"ratios (CPU {route_table.cpu_ms:.3g} / {route_read.cpu_ms:.3g} ms a request)",
+        )
         for baseline, label in (
             (signed, f"ceiling: bare view + signature check, peak throughput (CPU {signed.cpu_ms:.3g} ms a request)"),
             (floor, f"floor: bare view + one indexed read, peak throughput (CPU {floor.cpu_ms:.3g} ms a request)"),

@@ -14,7 +14,7 @@ rounds that take the reads in turn, and measured twice:
 The lowest round of each is kept. The reads:
 
 - ``SELECT 1``: the round trip alone, with no table;
-- one indexed read of one table (the one-read floor's own statement, ``bench.urls``);
+- one indexed read of one table (``ONE_READ_SQL``, the one-read floor's own statement);
 - the answer's route read (``proxy.selectors``), the service held by this process as it
   is in a warm worker;
 - a **route table**: a table of the open routes (``PROTOTYPE``, made from the seeded data
@@ -41,7 +41,7 @@ from bench.context import Context
 from bench.report import Figure
 from bench.server import cpu_seconds
 from proxy import selectors
-from proxy.models import Conversation, Participant, Service
+from proxy.models import Participant
 
 # The one-read floor's statement (``/bench/one-read``): the caller's participant row by the
 # partial unique index on open (real_number, proxy_number).
@@ -97,26 +97,14 @@ def prototype() -> Iterator[None]:
             cursor.execute(f"DROP TABLE IF EXISTS {PROTOTYPE}")
 
 
-def route_table_read(caller: str, proxy_number: str) -> tuple | None:
-    """The prototype's read as the answer would make it: the service's version checked against
-    the ones this process holds (the service kept when it comes back whole), and the callee,
-    conversation and service built as ``proxy.selectors`` builds them from its route row (the
-    two rows are laid out alike)."""
-    held = selectors._held_versions()
-    row = connection.fetch_row(ROUTE_TABLE_SERVICE_SQL, [held, caller, proxy_number])  # type: ignore[attr-defined]
-    if row is None:
-        return None
-    at = selectors._ROUTE_SERVICE_AT
-    version, service_json = row[at], row[at + 1]
-    if service_json is not None:
-        values = selectors._service_kept(version, service_json)
-    else:
-        values = selectors._service_rows[selectors._service_versions[version]][1]
-    service = selectors._instance(Service, selectors._SERVICE_FIELDS, values, converted=True)
-    a = 2 + len(selectors._CALLEE_FIELDS)
-    callee = selectors._instance(Participant, selectors._CALLEE_FIELDS, row[2:a])
-    conversation = selectors._instance(Conversation, selectors._CONVERSATION_FIELDS, row[a:at])
-    return callee, conversation, service
+def route_table_read(caller: str, proxy_number: str) -> Participant | None:
+    """The prototype read the way the answer reads its route (``proxy.selectors``, with this
+    statement in place of the join): the service checked by version against the ones this
+    process holds, the callee, conversation and service built as for an answer."""
+    callee, _, _ = selectors._open_route(
+        caller=caller, proxy_number=proxy_number, versioned_sql=ROUTE_TABLE_SERVICE_SQL
+    )
+    return callee
 
 
 @dataclass
@@ -125,7 +113,7 @@ class Cost:
     client_us: float
 
 
-def measure(context: Context, *, pool: list[str], conversations: int, rounds: int, reads: int) -> dict[str, Cost]:
+def measure(*, pool: list[str], conversations: int, rounds: int, reads: int) -> dict[str, Cost]:
     """CPU per read of each shape (µs), lowest round of ``rounds``; ``reads`` reads a round."""
     callers = [
         db.seeded_participant(i % conversations, pool=pool, seller=i % 2 == 0) for i in range(min(reads, conversations))
@@ -184,7 +172,7 @@ def run(context: Context, *, pool: list[str], answer_cpu_ms: float) -> None:
     """Benchmark 1's figures of the read's shapes, and what a route table would save an answer."""
     sizes = context.sizes
     costs = measure(
-        context, pool=pool, conversations=sizes.answer_conversations, rounds=sizes.read_rounds, reads=sizes.read_count
+        pool=pool, conversations=sizes.answer_conversations, rounds=sizes.read_rounds, reads=sizes.read_count
     )
     route = costs["route read"]
     for name, label in LABELS.items():

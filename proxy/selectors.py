@@ -246,13 +246,18 @@ def _fetch_row(sql: str, params: list[str]) -> tuple | None:
 _ROUTE_SERVICE_AT = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
 
 
-def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Service | None]:
-    """The route row (service columns left out) and the route's service, in one read."""
+def _open_route_row(
+    caller: str, proxy_number: str, versioned_sql: str = _VERSIONED_ROUTE_SQL
+) -> tuple[tuple | None, Service | None]:
+    """The route row (service columns left out) and the route's service, in one read.
+
+    ``versioned_sql``: on PostgreSQL, the statement that reads it (the benchmarks pass
+    another of the same columns and parameters, bench/reads.py)."""
     at = _ROUTE_SERVICE_AT
     if connection.vendor != "postgresql":
         row = _fetch_row(_ROUTE_SQL, [caller, proxy_number])
         return (row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])) if row is not None else (None, None)
-    row = _fetch_row(_VERSIONED_ROUTE_SQL, [_held_versions(), caller, proxy_number])
+    row = _fetch_row(versioned_sql, [_held_versions(), caller, proxy_number])
     if row is None:
         return None, None
     version, service_json = row[at], row[at + 1]
@@ -264,7 +269,7 @@ def _open_route_row(caller: str, proxy_number: str) -> tuple[tuple | None, Servi
         else:
             # Dropped by another thread since the read was asked (threaded servers): ask again
             # for the whole service. Never with one thread per process, as under gunicorn sync.
-            row = _fetch_row(_VERSIONED_ROUTE_SQL, ["", caller, proxy_number])
+            row = _fetch_row(versioned_sql, ["", caller, proxy_number])
             if row is None:
                 return None, None
             version, service_json = row[at], row[at + 1]
@@ -315,10 +320,12 @@ _PARTICIPANT_CONVERSATION = Participant._meta.get_field("conversation")
 _PARTICIPANT_SERVICE = Participant._meta.get_field("service")
 
 
-def _open_route(*, caller: str, proxy_number: str) -> tuple[Participant | None, int | None, str | None]:
+def _open_route(
+    *, caller: str, proxy_number: str, versioned_sql: str = _VERSIONED_ROUTE_SQL
+) -> tuple[Participant | None, int | None, str | None]:
     """The other participant of the caller's open pair, with its conversation and service,
     and the caller's own participant id and opaque id."""
-    row, service = _open_route_row(caller, proxy_number)
+    row, service = _open_route_row(caller, proxy_number, versioned_sql)
     if row is None:
         return None, None, None
     a = 2 + len(_CALLEE_FIELDS)

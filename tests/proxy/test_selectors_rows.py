@@ -11,6 +11,7 @@ from django.db.models import signals
 from proxy.models import Conversation, Participant, Service
 from proxy.selectors import route_for_call
 from tests.conftest import ALICE, BOB
+from tests.test_postgres_backend import _lean_statements
 
 # In a transaction the route is read by a cursor; outside one, as the answer webhook reads
 # it, by the PostgreSQL backend's lean read (config.postgres fetch_row). Both must agree.
@@ -27,11 +28,7 @@ def _lean_reads() -> int:
     """How many statements the lean read prepared on this connection (PostgreSQL)."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'fetch_row_%%'")
-        return cursor.fetchone()[0]
+    return len(_lean_statements(connection))
 
 
 def _postgres_read_the_lean_way(outside_a_transaction: bool) -> None:
