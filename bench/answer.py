@@ -19,7 +19,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -274,10 +273,8 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
         # Rounds alternate bare and answer; the quietest round of each is kept, as
         # for the peaks. The driver's own CPU is measured: it shares the two cores.
         steady_rounds: dict[str, list[load.LoadResult]] = {"bare": [], "answer": []}
-        driver_cpu = 0.0
         for _ in range(sizes.peak_rounds):
             for name, path in (("bare", "/bench/bare"), ("answer", "/webhooks/answer")):
-                before = time.process_time()
                 steady_rounds[name].append(
                     load.open_loop(
                         port=server.port,
@@ -286,15 +283,16 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
                         seconds=sizes.steady_seconds / sizes.peak_rounds,
                     )
                 )
-                driver_cpu += time.process_time() - before
+        every_round = [x for rounds in steady_rounds.values() for x in rounds]
+        driver_cpu = sum(x.driver_cpu_s for x in every_round)
         steady_bare = min(steady_rounds["bare"], key=lambda x: x.p(99))
         steady = min(steady_rounds["answer"], key=lambda x: x.p(99))
         worst = max(x.p(99) for x in steady_rounds["answer"])
-        sent = sum(x.requests + x.errors for rounds in steady_rounds.values() for x in rounds)
+        sent = sum(x.requests + x.errors for x in every_round)
         report.note(
             "1",
             f"open loop: p99 of the answer webhook per round {[round(x.p(99), 1) for x in steady_rounds['answer']]}"
-            f" ms (worst {worst:.3g}); the Python driver used {driver_cpu / sent * 1000:.2f} ms CPU a request",
+            f" ms (worst {worst:.3g}); the {steady.driver} driver used {driver_cpu / sent * 1000:.3f} ms CPU a request",
         )
         for q in (50, 99):
             report.add(
