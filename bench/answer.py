@@ -108,6 +108,7 @@ PATHS = {
     "one-read": "/bench/one-read",
     "route-read": "/bench/route-read",
     "route-table-read": "/bench/route-table-read",
+    "webhook-minimum": "/bench/webhook/minimum",
     "answer": "/webhooks/answer",
 }
 
@@ -182,7 +183,7 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
             report.note("1", "wrk is not installed (apt-get install wrk): the Python driver stands in, slower")
         driver = "wrk" if load.wrk_available() and sizes.peak_seconds >= 1 else "python driver"
         measured = peaks(context, server, callers=callers, auth=auth)
-        bare, signed, floor, route_read, route_table, answer = (measured[name] for name in PATHS)
+        bare, signed, floor, route_read, route_table, minimum, answer = (measured[name] for name in PATHS)
         ratio = answer.best.rate / bare.best.rate if bare.best.rate else 0.0
         rounds = sizes.peak_rounds
         report.add(
@@ -204,6 +205,14 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
         _paired_median(
             report, answer, bare, f"answer webhook throughput / bare view, median of the {rounds} rounds' ratios"
         )
+        # What the answer's own work costs beyond the two things no answer can skip (bench/urls.py).
+        _paired_median(
+            report,
+            answer,
+            minimum,
+            f"answer webhook / the webhook minimum (signature check + one indexed read, served as the answer is), "
+            f"median of the {rounds} rounds' ratios (CPU {answer.cpu_ms:.3g} / {minimum.cpu_ms:.3g} ms a request)",
+        )
         # The route read against the prototype route table's, round by round (bench/reads.py).
         _paired_median(
             report,
@@ -224,6 +233,11 @@ def _run(context: Context, *, pool: list[str], callers: Path) -> None:
                 route_table,
                 "floor: bare view + a route table's read (prototype, bench/reads.py), peak throughput "
                 f"(CPU {route_table.cpu_ms:.3g} ms a request)",
+            ),
+            (
+                minimum,
+                "floor: the webhook minimum, the answer's signature check + one indexed read + a constant NCCO "
+                f"without the browser middleware, peak throughput (CPU {minimum.cpu_ms:.3g} ms a request)",
             ),
         ):
             report.add(

@@ -14,3 +14,6 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 # Cache keys (throttle counters) of the benchmark stay apart from any other user of that Redis.
 CACHES["default"]["KEY_PREFIX"] = "bench"  # noqa: F405
+
+# The webhook minimum's floor (bench/urls.py) is served the way the webhooks are.
+BROWSERLESS_PATH_PREFIXES = (*BROWSERLESS_PATH_PREFIXES, "/bench/webhook/")  # noqa: F405

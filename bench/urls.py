@@ -15,12 +15,19 @@
 - ``/bench/signed``: the bare view behind the answer webhook's own signature check
   (HS256 JWT): the ceiling of any answer that verifies Vonage's signature, as every
   webhook here must, before it reads anything.
+- ``/bench/webhook/minimum``: the least any answer webhook can do here, served the way the
+  answer is (a browserless route: ``bench.settings`` adds its prefix): the answer's own
+  signature check, one indexed read made as the answer reads, and a constant NCCO. The
+  signature check and a read per call are what the issue rules keep (no weaker check,
+  no cache that could connect an ended conversation): the answer against this floor is
+  what its own work costs beyond them.
 - ``/bench/bare-api``: a DRF view with the API's own authentication (API key look-up),
   throttle and JSON parser, answering 201: the ceiling for conversation creation.
 - ``/bench/sms-signed``: the inbound SMS webhook's own reading and ``sig`` check, answering
   200 with no work: the ceiling of any inbound SMS webhook.
 """
 
+import json
 from typing import Any
 
 from django.db import connection
@@ -58,6 +65,15 @@ def one_read(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_CONSTANT_NCCO, safe=False)
 
 
+_CONSTANT_NCCO_JSON = json.dumps(_CONSTANT_NCCO)
+
+
+@signed_voice_webhook
+def webhook_minimum(request: HttpRequest) -> HttpResponse:
+    connection.fetch_row(ONE_READ_SQL, [request.GET.get("from", ""), request.GET.get("to", "")])  # type: ignore[attr-defined]
+    return HttpResponse(_CONSTANT_NCCO_JSON, content_type="application/json")
+
+
 def route_table_read(request: HttpRequest) -> JsonResponse:
     caller, dialled = from_webhook(request.GET.get("from")), from_webhook(request.GET.get("to"))
     found = reads.route_table_read(caller or "", dialled or "")
@@ -82,6 +98,7 @@ urlpatterns = [
     path("bench/one-read", one_read, name="bench-one-read"),
     path("bench/route-read", route_read, name="bench-route-read"),
     path("bench/route-table-read", route_table_read, name="bench-route-table-read"),
+    path("bench/webhook/minimum", webhook_minimum, name="bench-webhook-minimum"),
     path("bench/bare-api", BareApi.as_view(), name="bench-bare-api"),
     path("bench/sms-signed", sms_signed, name="bench-sms-signed"),
     path("", include("config.urls")),

@@ -26,6 +26,8 @@ EXPECTED = [
     r"\[1\] answer webhook peak throughput .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
     r"\[1\] answer webhook throughput / bare view, median of the \d+ rounds' ratios: [\d.]+ \| per round: [\d.]+",
     r"\[1\] answer webhook p99 at half its peak .*\| bare view, same rate: ",
+    r"\[1\] answer webhook / the webhook minimum .*median of the \d+ rounds' ratios .*: [\d.]+ \| per round: ",
+    r"\[1\] floor: the webhook minimum, .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
     r"\[1\] floor with a route table \(prototype\) / floor with the route read, median .*: [\d.]+ \| per round: ",
     r"\[1\] floor: bare view \+ the answer's own route read .*\| bare view: [\d,]+ req/s \| ratio [\d.]+",
     r"\[1\] answer webhook with an intercept hook on loopback answering at once, p99 .*\| plain answer, same loop: ",
