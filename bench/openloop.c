@@ -208,11 +208,15 @@ int main(int argc, char **argv) {
             struct epoll_event event = {.events = EPOLLOUT, .data.u64 = (uint64_t)slot};
             if (epoll_ctl(epoll, EPOLL_CTL_ADD, c->fd, &event) != 0) fail("epoll_ctl");
         }
-        if (next < total) {
+        /* The next due time, while a connection is free to send it (else a response frees
+         * one, and its event wakes the loop): an expired timer would spin. */
+        struct itimerspec when = {0};
+        if (next < total && free_count > 0) {
             int64_t due = DUE(next);
-            struct itimerspec when = {.it_value = {.tv_sec = due / 1000000000LL, .tv_nsec = due % 1000000000LL}};
-            if (timerfd_settime(timer, TFD_TIMER_ABSTIME, &when, NULL) != 0) fail("timerfd_settime");
+            when.it_value.tv_sec = due / 1000000000LL;
+            when.it_value.tv_nsec = due % 1000000000LL;
         }
+        if (timerfd_settime(timer, TFD_TIMER_ABSTIME, &when, NULL) != 0) fail("timerfd_settime");
         /* Wake at least every 100 ms to time out requests that hang. */
         int ready = epoll_wait(epoll, events, 256, 100);
         if (ready < 0) {
