@@ -126,16 +126,27 @@ def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict
     sizes = context.sizes
     rounds: dict[str, list[load.LoadResult]] = {name: [] for name in PATHS}
     cpu: dict[str, list[float]] = {name: [] for name in PATHS}
-    common = {"callers": callers, "auth": auth, "connections": sizes.peak_connections}
+
+    def run(path: str, *, seconds: float, seed: int) -> load.LoadResult:
+        return drive(
+            server,
+            path=path,
+            callers=callers,
+            auth=auth,
+            connections=sizes.peak_connections,
+            seconds=seconds,
+            seed=seed,
+        )
+
     if sizes.warmup_seconds:
         for path in PATHS.values():
-            drive(server, path=path, **common, seconds=sizes.warmup_seconds, seed=context.seed + 1)
+            run(path, seconds=sizes.warmup_seconds, seed=context.seed + 1)
     for r in range(sizes.peak_rounds):
         # Interleaved, so that a burst of other work hurts every path alike.
         for name, path in PATHS.items():
             meter = CpuMeter(server)
             meter.start()
-            result = drive(server, path=path, **common, seconds=sizes.peak_seconds, seed=context.seed + r)
+            result = run(path, seconds=sizes.peak_seconds, seed=context.seed + r)
             meter.stop()
             rounds[name].append(result)
             cpu[name].append(meter.per_request_ms(result.requests + result.errors))

@@ -117,7 +117,8 @@ def _pin_callers(count: int, rng: random.Random) -> list[tuple[str, str, str]]:
     rows = list(
         Participant.objects.filter(active=True, pin__isnull=False).values_list("real_number", "proxy_number", "pin")
     )
-    return [rng.choice(rows) for _ in range(count)]
+    # A proxy number is its virtual number's key (the digits); the filter leaves no PIN empty.
+    return [(real, str(proxy), str(pin)) for real, proxy, pin in (rng.choice(rows) for _ in range(count))]
 
 
 def round_trips(context: Context, *, samples: int) -> Timings:

@@ -94,12 +94,28 @@ def run(context: Context) -> None:
                 context, pool=pool, upto=step, samples=sizes.route_samples, rounds=sizes.scale_rounds
             )
             callers = answer.callers_file(context, pool=pool, upto=step, count=5000, name=f"scale-{step}.txt")
-            common = {"path": "/webhooks/answer", "callers": callers, "auth": headers["Authorization"]}
+            auth = headers["Authorization"]
             if sizes.warmup_seconds:
-                answer.drive(server, **common, connections=1, seconds=sizes.warmup_seconds, seed=context.seed + 1)
+                answer.drive(
+                    server,
+                    path="/webhooks/answer",
+                    callers=callers,
+                    auth=auth,
+                    connections=1,
+                    seconds=sizes.warmup_seconds,
+                    seed=context.seed + 1,
+                )
             seconds = sizes.scale_http_seconds / sizes.scale_rounds
             over_http[step] = [
-                answer.drive(server, **common, connections=1, seconds=seconds, seed=context.seed + r)
+                answer.drive(
+                    server,
+                    path="/webhooks/answer",
+                    callers=callers,
+                    auth=auth,
+                    connections=1,
+                    seconds=seconds,
+                    seed=context.seed + r,
+                )
                 for r in range(sizes.scale_rounds)
             ]
 

@@ -79,7 +79,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 # Paths only Vonage calls: served without the browser middleware (config.middleware).
-BROWSERLESS_PATH_PREFIXES = ("/webhooks/",)
+BROWSERLESS_PATH_PREFIXES: tuple[str, ...] = ("/webhooks/",)
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
