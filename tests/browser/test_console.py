@@ -58,6 +58,9 @@ def test_staff_provision_a_pool_and_find_a_conversation(live_server, browser_pag
     _nav(page, "Buy numbers")
     page.fill("#id_country", "US")
     page.click("#search-form button[type=submit]")
+    # count() does not wait: the results page must have loaded first (CI read the old page once).
+    page.wait_for_url(re.compile(r"[?&]search=1"))
+    page.wait_for_selector("#buy-form input[name=number]")
     boxes = page.locator("#buy-form input[name=number]")
     assert boxes.count() >= 2
     boxes.nth(0).check()
