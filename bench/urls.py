@@ -1,4 +1,4 @@
-"""The product's URLs, plus two baselines that do no work of their own.
+"""The product's URLs, plus the baselines, ceilings and floors that benchmark 1 compares the answer with.
 
 - ``/bench/bare``: a plain Django view returning a constant JSON list (an NCCO-sized
   one), through the same middleware and server as the answer webhook: the ratio of
@@ -20,7 +20,9 @@
   signature check, one indexed read made as the answer reads, and a constant NCCO. The
   signature check and a read per call are what the issue rules keep (no weaker check,
   no cache that could connect an ended conversation): the answer against this floor is
-  what its own work costs beyond them.
+  what its own work costs beyond them, the numbers' normalisation included (the minimum
+  reads the query's values as they come). A miss answers 404, so that the load generator
+  counts it instead of measuring a cheaper read.
 - ``/bench/bare-api``: a DRF view with the API's own authentication (API key look-up),
   throttle and JSON parser, answering 201: the ceiling for conversation creation.
 - ``/bench/sms-signed``: the inbound SMS webhook's own reading and ``sig`` check, answering
@@ -70,8 +72,8 @@ _CONSTANT_NCCO_JSON = json.dumps(_CONSTANT_NCCO)
 
 @signed_voice_webhook
 def webhook_minimum(request: HttpRequest) -> HttpResponse:
-    connection.fetch_row(ONE_READ_SQL, [request.GET.get("from", ""), request.GET.get("to", "")])  # type: ignore[attr-defined]
-    return HttpResponse(_CONSTANT_NCCO_JSON, content_type="application/json")
+    row = connection.fetch_row(ONE_READ_SQL, [request.GET.get("from", ""), request.GET.get("to", "")])  # type: ignore[attr-defined]
+    return HttpResponse(_CONSTANT_NCCO_JSON, content_type="application/json", status=200 if row is not None else 404)
 
 
 def route_table_read(request: HttpRequest) -> JsonResponse:

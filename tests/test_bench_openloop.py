@@ -17,7 +17,7 @@ import pytest
 
 from bench import load
 
-pytestmark = pytest.mark.skipif(
+needs_compiler = pytest.mark.skipif(
     shutil.which("cc") is None and shutil.which("gcc") is None, reason="the C driver needs a C compiler"
 )
 
@@ -41,6 +41,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             received += chunk
         path = received.split(b" ", 2)[1].partition(b"?")[0]
+        if path == b"/pieces":
+            # One response in three writes, with Nagle off and a pause between them, so that
+            # the driver most likely reads it in pieces (the assertion holds either way).
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            answer = ANSWERS[b"/ok"]
+            for piece in (answer[:10], answer[10:-1], answer[-1:]):
+                self.request.sendall(piece)
+                threading.Event().wait(0.005)
+            return
         self.request.sendall(ANSWERS[path])
 
 
@@ -65,6 +74,7 @@ def maker(paths: list[str], port: int):
     return lambda i: load.get_request(f"{paths[i % len(paths)]}?i={i}", port)
 
 
+@needs_compiler
 def test_the_c_driver_is_built_and_used() -> None:
     assert load.openloop_binary() is not None
     with server() as port:
@@ -79,6 +89,7 @@ def test_the_c_driver_is_built_and_used() -> None:
     assert result.driver_cpu_s > 0
 
 
+@needs_compiler
 def test_each_request_is_read_by_its_status_and_length() -> None:
     paths = ["/ok", "/missing", "/unsized", "/truncated", "/garbage"]
     with server() as port:
@@ -90,6 +101,7 @@ def test_each_request_is_read_by_its_status_and_length() -> None:
     assert len(result.latencies_ms) == 30
 
 
+@needs_compiler
 def test_a_refused_connection_is_an_error_not_a_hang() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,3 +120,22 @@ def test_the_report_is_parsed_request_by_request() -> None:
     assert result.errors == 1
     assert result.latencies_ms == [1.5, 20.0, 0.7]
     assert result.p(50) == 1.5
+
+
+@needs_compiler
+def test_a_response_in_pieces_is_read_whole() -> None:
+    with server() as port:
+        result = load.open_loop(port=port, make=maker(["/pieces"], port), rate=200, seconds=0.1)
+    assert result.driver == "C"
+    assert result.statuses == {200: 20}
+    assert result.errors == 0
+
+
+def test_without_the_c_driver_the_asyncio_one_reads_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(load, "openloop_binary", lambda: None)
+    paths = ["/ok", "/missing", "/unsized", "/truncated", "/garbage"]
+    with server() as port:
+        result = load.open_loop(port=port, make=maker(paths, port), rate=500, seconds=0.1)
+    assert result.driver == "asyncio"
+    assert result.statuses == {200: 20, 404: 10}
+    assert result.errors == 20
