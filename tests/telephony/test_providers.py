@@ -22,7 +22,7 @@ RETRYABLE = ["throttle", "5xx", "timeout"]
 
 
 def _fail(path, mode):
-    # A short hold: the SDK's timeout is 1 s in these tests; the server lets go at teardown anyway.
+    # A short hold: the SDK's timeout is 1 s in the "timeout" mode (conftest); the server lets go at teardown anyway.
     failure_inject(path=path, mode=mode, hold_seconds=3)
 
 
