@@ -10,6 +10,7 @@ at random from every conversation seeded so far.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
 from dataclasses import dataclass
@@ -94,29 +95,14 @@ def run(context: Context) -> None:
                 context, pool=pool, upto=step, samples=sizes.route_samples, rounds=sizes.scale_rounds
             )
             callers = answer.callers_file(context, pool=pool, upto=step, count=5000, name=f"scale-{step}.txt")
-            auth = headers["Authorization"]
+            one_connection = functools.partial(
+                answer.drive, server, path="/webhooks/answer", callers=callers, auth=headers["Authorization"]
+            )
             if sizes.warmup_seconds:
-                answer.drive(
-                    server,
-                    path="/webhooks/answer",
-                    callers=callers,
-                    auth=auth,
-                    connections=1,
-                    seconds=sizes.warmup_seconds,
-                    seed=context.seed + 1,
-                )
+                one_connection(connections=1, seconds=sizes.warmup_seconds, seed=context.seed + 1)
             seconds = sizes.scale_http_seconds / sizes.scale_rounds
             over_http[step] = [
-                answer.drive(
-                    server,
-                    path="/webhooks/answer",
-                    callers=callers,
-                    auth=auth,
-                    connections=1,
-                    seconds=seconds,
-                    seed=context.seed + r,
-                )
-                for r in range(sizes.scale_rounds)
+                one_connection(connections=1, seconds=seconds, seed=context.seed + r) for r in range(sizes.scale_rounds)
             ]
 
     smallest, largest = sizes.scale_steps[0], sizes.scale_steps[-1]
