@@ -44,7 +44,9 @@ class _QuietServer(ThreadingHTTPServer):
 class HookServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.reply: Reply | str | Responder = Reply(204)
+        # Told of every new ``reply`` (service_hook: the hook timeout to match).
+        self.on_reply: Callable[[Reply | str | Responder], None] | None = None
+        self.reply = Reply(204)
         self.release = threading.Event()
         server = self
 
@@ -94,6 +96,16 @@ class HookServer:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
+    @property
+    def reply(self) -> Reply | str | Responder:
+        return self._reply
+
+    @reply.setter
+    def reply(self, value: Reply | str | Responder) -> None:
+        self._reply = value
+        if self.on_reply is not None:
+            self.on_reply(value)
+
     def close(self) -> None:
         self.release.set()
         self.server.shutdown()
@@ -112,10 +124,14 @@ def hook_server() -> Iterator[HookServer]:
 @contextmanager
 def service_hook(settings: Any, service: Any, *, url_field: str, secret: str | None = None) -> Iterator[HookServer]:
     """A hook server on loopback as ``service``'s ``url_field`` (``intercept_url``,
-    ``out_of_session_url``), let through the address guard, with a short hook timeout."""
+    ``out_of_session_url``), let through the address guard. The hook timeout is short
+    (0.3 s) while the server is told to stay silent or stall, so those tests end quickly;
+    otherwise the product's default, so that a loaded machine does not turn a prompt
+    reply into a timeout (CI once saw a 403 arrive after 0.3 s)."""
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
-    settings.HOOK_TIMEOUT = 0.3
     with hook_server() as server:
+        server.on_reply = lambda reply: setattr(settings, "HOOK_TIMEOUT", 0.3 if reply in (HANG, DRIP) else 2.0)
+        server.reply = server.reply
         setattr(service, url_field, server.url)
         if secret is not None:
             service.callback_secret = secret
