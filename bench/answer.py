@@ -13,6 +13,7 @@ p99 of each, and what the hook adds.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 import socket
@@ -126,27 +127,16 @@ def peaks(context: Context, server: Server, *, callers: Path, auth: str) -> dict
     sizes = context.sizes
     rounds: dict[str, list[load.LoadResult]] = {name: [] for name in PATHS}
     cpu: dict[str, list[float]] = {name: [] for name in PATHS}
-
-    def run(path: str, *, seconds: float, seed: int) -> load.LoadResult:
-        return drive(
-            server,
-            path=path,
-            callers=callers,
-            auth=auth,
-            connections=sizes.peak_connections,
-            seconds=seconds,
-            seed=seed,
-        )
-
+    run = functools.partial(drive, server, callers=callers, auth=auth, connections=sizes.peak_connections)
     if sizes.warmup_seconds:
         for path in PATHS.values():
-            run(path, seconds=sizes.warmup_seconds, seed=context.seed + 1)
+            run(path=path, seconds=sizes.warmup_seconds, seed=context.seed + 1)
     for r in range(sizes.peak_rounds):
         # Interleaved, so that a burst of other work hurts every path alike.
         for name, path in PATHS.items():
             meter = CpuMeter(server)
             meter.start()
-            result = run(path, seconds=sizes.peak_seconds, seed=context.seed + r)
+            result = run(path=path, seconds=sizes.peak_seconds, seed=context.seed + r)
             meter.stop()
             rounds[name].append(result)
             cpu[name].append(meter.per_request_ms(result.requests + result.errors))

@@ -126,12 +126,13 @@ def service_hook(settings: Any, service: Any, *, url_field: str, secret: str | N
     """A hook server on loopback as ``service``'s ``url_field`` (``intercept_url``,
     ``out_of_session_url``), let through the address guard. The hook timeout is short
     (0.3 s) while the server is told to stay silent or stall, so those tests end quickly;
-    otherwise the product's default, so that a loaded machine does not turn a prompt
+    otherwise the configured one (2 s by default), so that a loaded machine does not turn a prompt
     reply into a timeout (CI once saw a 403 arrive after 0.3 s)."""
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = True
+    configured = settings.HOOK_TIMEOUT
     with hook_server() as server:
-        server.on_reply = lambda reply: setattr(settings, "HOOK_TIMEOUT", 0.3 if reply in (HANG, DRIP) else 2.0)
-        server.reply = server.reply
+        server.on_reply = lambda reply: setattr(settings, "HOOK_TIMEOUT", 0.3 if reply in (HANG, DRIP) else configured)
+        server.on_reply(server.reply)
         setattr(service, url_field, server.url)
         if secret is not None:
             service.callback_secret = secret
