@@ -98,7 +98,7 @@ ROUTE_READ = Bucket(
                 ),
             ),
         ),
-        Bucket("model instances (_instance)", ("proxy.selectors._instance",)),
+        Bucket("model instances (_instance)", ("proxy.selectors._instance", "proxy.selectors._instance_from")),
     ),
 )
 ANSWER_VIEW = Bucket(

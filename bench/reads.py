@@ -101,10 +101,8 @@ def route_table_read(caller: str, proxy_number: str) -> Participant | None:
     """The prototype read the way the answer reads its route (``proxy.selectors``, with this
     statement in place of the join): the service checked by version against the ones this
     process holds, the callee, conversation and service built as for an answer."""
-    callee, _, _ = selectors._open_route(
-        caller=caller, proxy_number=proxy_number, versioned_sql=ROUTE_TABLE_SERVICE_SQL
-    )
-    return callee
+    found = selectors._open_route(caller=caller, proxy_number=proxy_number, versioned_sql=ROUTE_TABLE_SERVICE_SQL)
+    return found.callee if found is not None else None
 
 
 @dataclass

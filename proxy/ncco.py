@@ -19,6 +19,7 @@ costs nothing here: no notice, no record, no onAnswer (the answer webhook is the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -83,6 +84,24 @@ def connect_ncco(
     ``conversation`` needs only ``record``, ``ring_timeout`` and ``call_time_limit`` (the
     route read's columns); the last two fall back to the service's defaults.
     """
+    if not conversation.record:
+        plain = _plain_connect_ncco(
+            service,
+            number=callee.real_number,
+            caller_id=callee.proxy_number_id,
+            ring_timeout=conversation.ring_timeout,
+            call_time_limit=conversation.call_time_limit,
+            public_url=public_url,
+        )
+        if plain is not None:
+            return plain
+    return _modelled_connect_ncco(service=service, conversation=conversation, callee=callee, public_url=public_url)
+
+
+def _modelled_connect_ncco(
+    *, service: Service, conversation: Conversation, callee: Participant, public_url: str
+) -> list[dict[str, Any]]:
+    """``connect_ncco`` built with the SDK's models (which refuse what Vonage would)."""
     steps: list[BaseModel] = []
     if service.greeting_text:
         steps.append(_talk(service.greeting_text, service))
@@ -104,6 +123,79 @@ def connect_ncco(
         )
     )
     return _dump(steps)
+
+
+# The SDK's own pattern for a phone number (vonage_utils.types.PhoneNumber), and its
+# longest text for a talk action (actions.Talk.text).
+_PHONE_NUMBER = re.compile(r"[1-9]\d{6,14}")
+_MAX_TALK_TEXT = 1500
+
+
+def _plain_connect_ncco(
+    service: Service,
+    *,
+    number: str,
+    caller_id: str,
+    ring_timeout: int | None,
+    call_time_limit: int | None,
+    public_url: str,
+) -> list[dict[str, Any]] | None:
+    """The NCCO of a conversation that does not record (the greeting, if any, then the
+    connect) as plain dicts: exactly what the models' dump gives, without building and
+    dumping three models on every answer (a seventh of the answer's instructions, issue 17).
+
+    Only values the models would take, checked as they check them: anything else gives
+    None, and the models' path then raises as it always did.
+    """
+    timeout = ring_timeout or service.connect_timeout
+    limit = min(call_time_limit or service.call_time_limit, MAX_CALL_TIME_LIMIT)
+    if (
+        type(number) is not str
+        or type(caller_id) is not str
+        or not _PHONE_NUMBER.fullmatch(number)
+        or not _PHONE_NUMBER.fullmatch(caller_id)
+        or type(timeout) is not int
+        or type(limit) is not int
+    ):
+        return None
+    steps: list[dict[str, Any]] = []
+    greeting = service.greeting_text
+    if greeting:
+        talk = _plain_talk(greeting, service)
+        if talk is None:
+            return None
+        steps.append(talk)
+    steps.append(
+        {
+            "endpoint": [{"number": number, "type": "phone"}],
+            "from": caller_id,
+            "eventType": "synchronous",
+            "timeout": timeout,
+            "limit": limit,
+            "eventUrl": [f"{public_url}/webhooks/event"],
+            "action": "connect",
+        }
+    )
+    return steps
+
+
+def _plain_talk(text: str, service: Service) -> dict[str, Any] | None:
+    """``_talk(text, service)`` dumped, or None when the model would refuse a value."""
+    language, style = service.language, service.voice_style or None
+    if (
+        type(text) is not str
+        or len(text) > _MAX_TALK_TEXT
+        or (language is not None and type(language) is not str)
+        or (style is not None and type(style) is not int)
+    ):
+        return None
+    talk: dict[str, Any] = {"text": text}
+    if language is not None:
+        talk["language"] = language
+    if style is not None:
+        talk["style"] = style
+    talk["action"] = "talk"
+    return talk
 
 
 def _notice(service: Service | None) -> actions.Talk:

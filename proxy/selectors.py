@@ -8,10 +8,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, Prefetch, Q, QuerySet, signals
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
@@ -119,34 +120,37 @@ def route_for_call(*, caller: str | None, proxy_number: str | None, now: datetim
     if not proxy_number:
         return Route(kind="unknown")
     now = now or timezone.now()
+    # The default database's connection, looked up once for both reads.
+    db = connections[DEFAULT_DB_ALIAS]
     if caller:
-        found, caller_id, caller_public_id = _open_route(caller=caller, proxy_number=proxy_number)
+        found = _open_route(caller=caller, proxy_number=proxy_number, db=db)
         if found is not None:
-            if found.conversation.expires_at <= now:
+            callee, conversation, service, caller_id, caller_public_id = found
+            if conversation.expires_at <= now:
                 # Expired before any sweep wrote it down: ended during the cooldown, then unknown.
-                cooling_until = found.conversation.expires_at + timedelta(seconds=found.service.cooldown)
+                cooling_until = conversation.expires_at + timedelta(seconds=service.cooldown)
                 kind: Literal["ended", "unknown"] = "ended" if now < cooling_until else "unknown"
-                return Route(kind=kind, service=found.service, conversation=found.conversation)
+                return Route(kind=kind, service=service, conversation=conversation)
             return Route(
                 kind="connect",
-                service=found.service,
-                conversation=found.conversation,
-                callee=found,
+                service=service,
+                conversation=conversation,
+                callee=callee,
                 caller_id=caller_id,
                 caller_public_id=caller_public_id,
             )
     # As text: the lean read's parameters are text (PostgreSQL reads the ISO form as timestamptz).
-    at = now.isoformat() if connection.vendor == "postgresql" else str(connection.ops.adapt_datetimefield_value(now))
-    row = _fetch_row(_NUMBER_SQL, [caller or "", at, proxy_number])
+    at = now.isoformat() if db.vendor == "postgresql" else str(db.ops.adapt_datetimefield_value(now))
+    row = _fetch_row(_NUMBER_SQL, [caller or "", at, proxy_number], db)
     if row is None:
         return Route(kind="unknown")
     service_id, pins_open, cooling = row[0], bool(row[1]), bool(row[2])
-    service = _instance(Service, _SERVICE_FIELDS, row[3:]) if service_id is not None else None
-    if pins_open and service is not None:
-        return Route(kind="pin", service=service)
+    owner = _instance(Service, _SERVICE_FIELDS, row[3:]) if service_id is not None else None
+    if pins_open and owner is not None:
+        return Route(kind="pin", service=owner)
     if cooling:
-        return Route(kind="ended", service=service, conversation=None)
-    return Route(kind="unknown", service=service)
+        return Route(kind="ended", service=owner, conversation=None)
+    return Route(kind="unknown", service=owner)
 
 
 def _select_list(model: type[Model], alias: str, names: list[str] | None = None) -> tuple[list[Field], str]:
@@ -194,8 +198,8 @@ SELECT caller.id, caller.public_id, {_CALLEE_SQL}, {_CONVERSATION_SQL}, {_SERVIC
     CASE WHEN strpos(%s, ';' || {_SERVICE_VERSION} || ';') > 0 THEN NULL ELSE row_to_json(service)::text END
 {_ROUTE_FROM}{_ROUTE_WHERE}"""
 _SERVICE_VERSIONS_KEPT = 256
-# Service id -> (row version, its values as the ORM loads them); and row version -> service id.
-_service_rows: dict[Any, tuple[str, tuple]] = {}
+# Service id -> (row version, its attributes as the ORM loads them); and row version -> service id.
+_service_rows: dict[Any, tuple[str, dict[str, Any]]] = {}
 _service_versions: dict[str, Any] = {}
 # How a JSON value of row_to_json() becomes the value psycopg would have given for the column.
 _FROM_JSON: dict[str, Callable[[Any], Any]] = {
@@ -231,13 +235,17 @@ def _service_from_json(text: str) -> tuple:
     return _converted(Service, _SERVICE_FIELDS, raw)
 
 
-def _fetch_row(sql: str, params: list[str]) -> tuple | None:
+def _fetch_row(sql: str, params: list[str], db: BaseDatabaseWrapper | None = None) -> tuple | None:
     """The first row of ``sql``: by the PostgreSQL backend's lean read (config/postgres:
-    one libpq call, binary results), else by a cursor (SQLite; the same values)."""
-    fetch_row = getattr(connection, "fetch_row", None)
+    one libpq call, binary results), else by a cursor (SQLite; the same values).
+
+    ``db``: the default database's connection, when the caller holds it already (each
+    look-up through ``django.db.connection`` goes through asgiref's context-local storage)."""
+    db = db if db is not None else connections[DEFAULT_DB_ALIAS]
+    fetch_row = getattr(db, "fetch_row", None)
     if fetch_row is not None:
         return fetch_row(sql, params)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 
@@ -247,41 +255,45 @@ _ROUTE_SERVICE_AT = 2 + len(_CALLEE_FIELDS) + len(_CONVERSATION_FIELDS)
 
 
 def _open_route_row(
-    caller: str, proxy_number: str, versioned_sql: str = _VERSIONED_ROUTE_SQL
+    caller: str, proxy_number: str, versioned_sql: str = _VERSIONED_ROUTE_SQL, db: BaseDatabaseWrapper | None = None
 ) -> tuple[tuple | None, Service | None]:
     """The route row (service columns left out) and the route's service, in one read.
 
     ``versioned_sql``: on PostgreSQL, the statement that reads it (the benchmarks pass
     another of the same columns and parameters, bench/reads.py)."""
     at = _ROUTE_SERVICE_AT
-    if connection.vendor != "postgresql":
-        row = _fetch_row(_ROUTE_SQL, [caller, proxy_number])
+    db = db if db is not None else connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        row = _fetch_row(_ROUTE_SQL, [caller, proxy_number], db)
         return (row[:at], _instance(Service, _SERVICE_FIELDS, row[at:])) if row is not None else (None, None)
-    row = _fetch_row(versioned_sql, [_held_versions(), caller, proxy_number])
+    row = _fetch_row(versioned_sql, [_held_versions(), caller, proxy_number], db)
     if row is None:
         return None, None
     version, service_json = row[at], row[at + 1]
-    values = None
+    attrs = None
     if service_json is None:
         held = _service_rows.get(_service_versions.get(version))
         if held is not None and held[0] == version:
-            values = held[1]
+            attrs = held[1]
         else:
             # Dropped by another thread since the read was asked (threaded servers): ask again
             # for the whole service. Never with one thread per process, as under gunicorn sync.
-            row = _fetch_row(versioned_sql, ["", caller, proxy_number])
+            row = _fetch_row(versioned_sql, ["", caller, proxy_number], db)
             if row is None:
                 return None, None
             version, service_json = row[at], row[at + 1]
-    if values is None:
-        values = _service_kept(version, service_json)
-    # Each answer gets an instance of its own.
-    return row[:at], _instance(Service, _SERVICE_FIELDS, values, converted=True)
+    if attrs is None:
+        attrs = _service_kept(version, service_json)
+    # Each answer gets an instance of its own, filled from the attributes held for the version.
+    return row[:at], _instance_from(Service, attrs)
 
 
-def _service_kept(version: str, service_json: str) -> tuple:
-    """The service's values from its JSON, now held by this process as that row version."""
+def _service_kept(version: str, service_json: str) -> dict[str, Any]:
+    """The service's attributes from its JSON (as the ORM loads them), now held by this
+    process as that row version."""
     values = _service_from_json(service_json)
+    names, _ = _reader(Service, _SERVICE_FIELDS)
+    attrs = dict(zip(names, values, strict=True))
     if len(_service_rows) >= _SERVICE_VERSIONS_KEPT:
         _service_rows.clear()
         _service_versions.clear()
@@ -289,10 +301,10 @@ def _service_kept(version: str, service_json: str) -> tuple:
     stale = _service_rows.get(service_id)
     if stale is not None:
         _service_versions.pop(stale[0], None)
-    _service_rows[service_id] = (version, values)
+    _service_rows[service_id] = (version, attrs)
     _service_versions[version] = service_id
     _held_versions.cache_clear()
-    return values
+    return attrs
 
 
 # The dialled number's owner, whether it has open PIN conversations, and (only when it
@@ -320,14 +332,29 @@ _PARTICIPANT_CONVERSATION = Participant._meta.get_field("conversation")
 _PARTICIPANT_SERVICE = Participant._meta.get_field("service")
 
 
+class OpenRoute(NamedTuple):
+    """The caller's open pair: the other participant (its conversation and service cached
+    on it), the same conversation and service, the caller's participant id and opaque id."""
+
+    callee: Participant
+    conversation: Conversation
+    service: Service
+    caller_id: int
+    caller_public_id: str | None
+
+
 def _open_route(
-    *, caller: str, proxy_number: str, versioned_sql: str = _VERSIONED_ROUTE_SQL
-) -> tuple[Participant | None, int | None, str | None]:
-    """The other participant of the caller's open pair, with its conversation and service,
-    and the caller's own participant id and opaque id."""
-    row, service = _open_route_row(caller, proxy_number, versioned_sql)
-    if row is None:
-        return None, None, None
+    *,
+    caller: str,
+    proxy_number: str,
+    versioned_sql: str = _VERSIONED_ROUTE_SQL,
+    db: BaseDatabaseWrapper | None = None,
+) -> OpenRoute | None:
+    """The caller's open pair with everything the answer needs of it, in one read; None if
+    the caller holds no open pair on the number."""
+    row, service = _open_route_row(caller, proxy_number, versioned_sql, db)
+    if row is None or service is None:
+        return None
     a = 2 + len(_CALLEE_FIELDS)
     callee = _instance(Participant, _CALLEE_FIELDS, row[2:a])
     # Related rows cached as select_related() leaves them (their ids came with the row):
@@ -339,7 +366,7 @@ def _open_route(
     # SQLite keeps a UUID as 32 hex digits: shown the way the API shows it.
     if public_id is not None and not isinstance(public_id, UUID):
         public_id = UUID(str(public_id))
-    return callee, row[0], str(public_id) if public_id is not None else None
+    return OpenRoute(callee, conversation, service, row[0], str(public_id) if public_id is not None else None)
 
 
 _WHOLE_CONVERSATION_FIELDS, _WHOLE_CONVERSATION_SQL = _select_list(Conversation, "conversation")
@@ -621,6 +648,19 @@ def _instance(model: type[Model], fields: list[Field], values: tuple, *, convert
     # for those signals and the model keeps Django's from_db().
     instance = model.__new__(model)
     instance.__dict__.update(zip(names, values, strict=True))
+    state = instance._state = ModelState()
+    state.adding = False
+    state.db = DEFAULT_DB_ALIAS
+    return instance
+
+
+def _instance_from(model: type[Model], attrs: dict[str, Any]) -> Any:
+    """A model instance of its own from attributes already converted (every concrete field's
+    ``attname``, in the order of ``model._meta.concrete_fields``), as ``_instance`` makes it."""
+    if model.from_db.__func__ is not Model.from_db.__func__ or _init_listened(model):  # type: ignore[attr-defined]
+        return model.from_db(DEFAULT_DB_ALIAS, list(attrs), tuple(attrs.values()))
+    instance = model.__new__(model)
+    instance.__dict__.update(attrs)
     state = instance._state = ModelState()
     state.adding = False
     state.db = DEFAULT_DB_ALIAS

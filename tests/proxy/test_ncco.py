@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+from pydantic import ValidationError
+
 from proxy.models import Conversation, Participant, Service
 from proxy.ncco import (
     GENERIC_NOTICE_TEXT,
@@ -120,3 +125,70 @@ def test_a_number_of_no_service_hears_the_generic_text():
     ncco = ncco_for_route(Route(kind="unknown"), public_url=PUBLIC_URL)
     assert ncco == [{"action": "talk", "text": GENERIC_UNKNOWN_TEXT, "language": "en-US"}]
     assert unavailable_ncco(None) == [{"action": "talk", "text": GENERIC_UNAVAILABLE_TEXT, "language": "en-US"}]
+
+
+# --- The plain connect NCCO (issue 17): the models' dump, without the models ----------------------
+
+
+def _both(service: Service, conversation: Conversation, callee: Participant) -> tuple[list, list]:
+    from proxy import ncco
+
+    kwargs = {"service": service, "conversation": conversation, "callee": callee, "public_url": PUBLIC_URL}
+    return ncco.connect_ncco(**kwargs), ncco._modelled_connect_ncco(**kwargs)
+
+
+@pytest.mark.parametrize("greeting", ["", "Connecting you now.", "x" * 1500])
+@pytest.mark.parametrize(("language", "style"), [("en-GB", 2), ("de-DE", 0), ("", 0), ("fr-FR", 11)])
+@pytest.mark.parametrize(
+    ("ring_timeout", "call_time_limit", "connect_timeout", "service_limit"),
+    [(None, None, 45, 7200), (20, 600, 45, 7200), (None, 60, 120, 36_000), (60, None, 30, 36_000)],
+)
+def test_an_unrecorded_connect_is_exactly_what_the_models_give(
+    greeting, language, style, ring_timeout, call_time_limit, connect_timeout, service_limit
+):
+    service = _service(
+        greeting_text=greeting,
+        language=language,
+        voice_style=style,
+        connect_timeout=connect_timeout,
+        call_time_limit=service_limit,
+    )
+    conversation = Conversation(record=False, ring_timeout=ring_timeout, call_time_limit=call_time_limit)
+    callee = Participant(real_number="447700900123", proxy_number_id="12015550201")
+    plain, modelled = _both(service, conversation, callee)
+    assert plain == modelled
+    # The same keys in the same order, so the JSON Vonage gets is byte for byte the same.
+    assert json.dumps(plain) == json.dumps(modelled)
+    ncco_validate(plain)
+
+
+@pytest.mark.parametrize(
+    ("number", "caller_id"),
+    [("0201555010", "12015550201"), ("12015550102", "+12015550201"), ("123456", "12015550201"), ("", "12015550201")],
+)
+def test_a_number_the_models_refuse_is_refused_as_before(number, caller_id):
+    """The plain NCCO takes only what the models take: anything else goes through the
+    models, which raise (the answer webhook then says the generic message)."""
+    callee = Participant(real_number=number, proxy_number_id=caller_id)
+    with pytest.raises(ValidationError):
+        ncco_for_route(
+            Route(kind="connect", service=_service(), conversation=Conversation(record=False), callee=callee),
+            public_url=PUBLIC_URL,
+        )
+
+
+def test_a_greeting_longer_than_vonage_takes_is_refused_as_before():
+    route = _route(_service(greeting_text="x" * 1501))
+    with pytest.raises(ValidationError):
+        ncco_for_route(route, public_url=PUBLIC_URL)
+
+
+def test_a_recorded_conversation_still_goes_through_the_models(monkeypatch):
+    from proxy import ncco
+
+    def plain(*args, **kwargs):
+        pytest.fail("a recorded conversation got the plain NCCO")
+
+    monkeypatch.setattr(ncco, "_plain_connect_ncco", plain)
+    steps = ncco_for_route(_route(_service(), record=True), public_url=PUBLIC_URL)
+    assert [step["action"] for step in steps] == ["talk", "record", "connect"]
