@@ -1,0 +1,58 @@
+"""What a voice webhook keeps of its request: everything, made storable (issue 17 kept the
+usual ASCII request as it is, without a call per string)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import RequestFactory
+
+from webhooks.payloads import request_payload
+
+rf = RequestFactory()
+
+
+def test_the_usual_answer_request_is_kept_as_sent():
+    request = rf.get("/webhooks/answer?from=12015550101&to=12015550200&uuid=abc-1&conversation_uuid=CON-1")
+    assert request_payload(request) == {
+        "from": "12015550101",
+        "to": "12015550200",
+        "uuid": "abc-1",
+        "conversation_uuid": "CON-1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "kept"),
+    [
+        ("from=1201%00555", "from", "1201\ufffd555"),  # a NUL from the query string
+        ("na%00me=x", "na\ufffdme", "x"),  # in a name too
+        ("from=M%C3%BCller", "from", "Müller"),  # non-ASCII text stays what it is
+        ("from=%ED%A0%80", "from", "\ufffd\ufffd\ufffd"),  # an encoded surrogate: not UTF-8
+    ],
+)
+def test_a_query_with_what_a_database_refuses_is_made_storable(query, field, kept):
+    payload = request_payload(rf.get(f"/webhooks/answer?{query}"))
+    assert payload[field] == kept
+    json.dumps(payload).encode("utf-8")  # storable: no lone surrogate left
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "kept"),
+    [
+        (b'{"uuid": "a\\u0000b", "duration": 12}', "uuid", "a\ufffdb"),
+        (b'{"uuid": "ab", "note": "a\\u0000b"}', "note", "a\ufffdb"),
+        (b'{"uuid": "ab", "note": "\\ud800"}', "note", "?"),  # a lone surrogate: not UTF-8
+        (b'{"uuid": "ab", "tags": ["x\\u0000"]}', "tags", ["x\ufffd"]),
+    ],
+)
+def test_a_json_body_with_what_a_database_refuses_is_made_storable(body, field, kept):
+    payload = request_payload(rf.post("/webhooks/event", body, content_type="application/json"))
+    assert payload[field] == kept
+    assert "\x00" not in json.dumps(payload)
+
+
+def test_a_json_body_of_plain_values_keeps_its_types():
+    body = {"uuid": "abc", "duration": "12", "rate": 0.5, "answered": True, "extra": None, "list": [1, "a"]}
+    assert request_payload(rf.post("/webhooks/event", json.dumps(body), content_type="application/json")) == body
