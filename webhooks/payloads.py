@@ -64,15 +64,22 @@ def query_fields(request: HttpRequest) -> dict[str, Any]:
         query = raw.decode(encoding)
     except UnicodeDecodeError:
         query = raw.decode("iso-8859-1")
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    if "%" not in query and "+" not in query:
+        # Nothing to decode (Vonage's usual answer request: digits and ids): what parse_qsl
+        # gives, without its unquoting of every name and value (issue 17).
+        fields = query.split("&")
+        if limit is not None and len(fields) > limit:
+            raise TooManyFieldsSent(_TOO_MANY_FIELDS)
+        return dict(field.partition("=")[::2] for field in fields if field)
     try:
-        pairs = parse_qsl(
-            query, keep_blank_values=True, encoding=encoding, max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-        )
+        pairs = parse_qsl(query, keep_blank_values=True, encoding=encoding, max_num_fields=limit)
     except ValueError as exc:
-        raise TooManyFieldsSent(
-            "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS."
-        ) from exc
+        raise TooManyFieldsSent(_TOO_MANY_FIELDS) from exc
     return dict(pairs)
+
+
+_TOO_MANY_FIELDS = "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS."
 
 
 def request_payload(request: HttpRequest) -> dict[str, Any]:

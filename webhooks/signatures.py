@@ -28,6 +28,7 @@ from typing import Any
 
 import jwt
 from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest
 
 MAX_CLOCK_SKEW = 300  # seconds either side of now
@@ -172,7 +173,20 @@ def verify_voice_webhook(request: HttpRequest) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise SignatureError("missing bearer token")
-    verify_token(token=token.strip(), body=request.body, secret=secret, application_id=settings.VONAGE_APPLICATION_ID)
+    verify_token(
+        token=token.strip(), body=_request_body(request), secret=secret, application_id=settings.VONAGE_APPLICATION_ID
+    )
+
+
+def _request_body(request: HttpRequest) -> bytes:
+    """``request.body``; for a WSGI request that declared no body (Vonage's GET answer
+    request), its empty body without Django's reading machinery (issue 17). Django reads no
+    more than CONTENT_LENGTH from a WSGI stream, so ``request.body`` would be empty too."""
+    if "_body" not in request.__dict__ and not getattr(request, "_read_started", True):
+        stream = getattr(request, "_stream", None)
+        if isinstance(stream, LimitedStream) and stream.limit == 0:
+            return b""
+    return request.body
 
 
 # --- SMS ---------------------------------------------------------------------------------------

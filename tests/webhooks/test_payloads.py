@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.exceptions import TooManyFieldsSent
 from django.test import RequestFactory
+from hypothesis import given
+from hypothesis import strategies as st
 
-from webhooks.payloads import request_payload
+from webhooks.payloads import query_fields, request_payload
 
 rf = RequestFactory()
 
@@ -56,3 +59,27 @@ def test_a_json_body_with_what_a_database_refuses_is_made_storable(body, field, 
 def test_a_json_body_of_plain_values_keeps_its_types():
     body = {"uuid": "abc", "duration": "12", "rate": 0.5, "answered": True, "extra": None, "list": [1, "a"]}
     assert request_payload(rf.post("/webhooks/event", json.dumps(body), content_type="application/json")) == body
+
+
+# Query strings of the characters that matter to a parser: with and without "%" and "+",
+# which send the read through parse_qsl rather than its shortcut.
+_QUERY = st.text(alphabet="ab=&%+2F0;é\x00 ", max_size=40)
+
+
+@given(query=_QUERY)
+def test_a_query_string_is_read_exactly_as_django_reads_it(query):
+    request = rf.get("/webhooks/answer")
+    request.environ["QUERY_STRING"] = query.encode("utf-8").decode("iso-8859-1")
+    expected = rf.get("/webhooks/answer")
+    expected.environ["QUERY_STRING"] = request.environ["QUERY_STRING"]
+    assert query_fields(request) == {k: v for k, v in expected.GET.items()}
+
+
+@pytest.mark.parametrize("value", ["1", "%31"], ids=["plain", "encoded"])
+def test_too_many_query_fields_are_refused_either_way(value, settings):
+    query = "&".join(f"f{i}={value}" for i in range(1001))
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+    with pytest.raises(TooManyFieldsSent):
+        query_fields(rf.get(f"/webhooks/answer?{query}"))
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 1001
+    assert len(query_fields(rf.get(f"/webhooks/answer?{query}"))) == 1001

@@ -5,6 +5,7 @@ import time
 
 import jwt
 import pytest
+from django.test import RequestFactory
 
 from proxy.models import CallEvent
 from tests.webhooks.conftest import load_fixture
@@ -122,3 +123,29 @@ def test_a_token_for_another_application_gets_401(client, db, signed, settings, 
 def test_a_huge_iat_gets_401_not_500(client, db, signed, url):
     token = jwt.encode({"iat": 10**400}, SECRET, algorithm="HS256")
     assert client.get(url, {"from": "1", "to": "2"}, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_a_get_with_a_body_is_checked_against_its_payload_hash(client, db, signed):
+    """A GET that declares a body has it read and checked like a POST's (only a request that
+    declares none skips Django's reading of the stream)."""
+    from webhooks.signatures import verify_voice_webhook
+
+    factory = RequestFactory()
+    body = b'{"from": "12015550101"}'
+    good = sign_voice_webhook(body=body, secret=SECRET)
+    bodyless = sign_voice_webhook(body=b"", secret=SECRET)
+
+    def get(token: str, data: bytes):
+        request = factory.generic("GET", "/webhooks/answer", data, "application/json")
+        request.META["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return request
+
+    verify_voice_webhook(get(good, body))
+    with pytest.raises(SignatureError, match="payload_hash"):
+        verify_voice_webhook(get(bodyless, body))
+    with pytest.raises(SignatureError, match="payload_hash"):
+        verify_voice_webhook(get(good, b'{"from": "12015550999"}'))
+    # Without a body: nothing to hash, and the stream is left unread for the view.
+    request = get(bodyless, b"")
+    verify_voice_webhook(request)
+    assert not request._read_started and request.body == b""
