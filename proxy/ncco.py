@@ -1,5 +1,9 @@
 """NCCOs the product returns to Vonage, built with the SDK's action models (validated by ``telephony.ncco``).
 
+The answer webhook's usual NCCO (a greeting, then the connect, for a conversation that
+does not record) is written as plain dicts: exactly the models' dump, for values checked
+as the models check them; anything else is built with the models (``connect_ncco``).
+
 Consent to recording, for both people. A recorded conversation's caller NCCO is
 ``[greeting?, talk(notice), record, connect(phone, onAnswer=notice URL)]``, and the
 onAnswer URL (``/webhooks/record-notice``) answers ``[talk(notice)]``. From Vonage's NCCO
@@ -125,9 +129,10 @@ def _modelled_connect_ncco(
     return _dump(steps)
 
 
-# The SDK's own pattern for a phone number (vonage_utils.types.PhoneNumber), and its
+# The SDK's pattern for a phone number (vonage_utils.types.PhoneNumber), with ASCII digits
+# only (its \d would take other scripts' digits: those go through the models), and its
 # longest text for a talk action (actions.Talk.text).
-_PHONE_NUMBER = re.compile(r"[1-9]\d{6,14}")
+_PHONE_NUMBER = re.compile(r"[1-9][0-9]{6,14}")
 _MAX_TALK_TEXT = 1500
 
 

@@ -192,3 +192,20 @@ def test_a_recorded_conversation_still_goes_through_the_models(monkeypatch):
     monkeypatch.setattr(ncco, "_plain_connect_ncco", plain)
     steps = ncco_for_route(_route(_service(), record=True), public_url=PUBLIC_URL)
     assert [step["action"] for step in steps] == ["talk", "record", "connect"]
+
+
+def test_digits_of_another_script_go_through_the_models():
+    """Only ASCII digits take the plain path: whatever the models make of others is theirs."""
+    from proxy import ncco
+
+    assert (
+        ncco._plain_connect_ncco(
+            _service(),
+            number="١٢٠١٥٥٥٠١٠٢",
+            caller_id="12015550201",
+            ring_timeout=None,
+            call_time_limit=None,
+            public_url=PUBLIC_URL,
+        )
+        is None
+    )
