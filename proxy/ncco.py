@@ -60,10 +60,16 @@ def _dump(models: list[BaseModel]) -> list[dict[str, Any]]:
     return [m.model_dump(by_alias=True, exclude_none=True, mode="json") for m in models]
 
 
+def _voice(service: Service) -> tuple[str | None, int | None]:
+    """The language and voice style a service's texts are said in (no style: Vonage's default)."""
+    return service.language, service.voice_style or None
+
+
 def _talk(text: str, service: Service | None) -> actions.Talk:
     if service is None:
         return actions.Talk(text=text, language=DEFAULT_LANGUAGE)
-    return actions.Talk(text=text, language=service.language, style=service.voice_style or None)
+    language, style = _voice(service)
+    return actions.Talk(text=text, language=language, style=style)
 
 
 def talk_ncco(text: str, service: Service | None) -> list[dict[str, Any]]:
@@ -89,14 +95,7 @@ def connect_ncco(
     route read's columns); the last two fall back to the service's defaults.
     """
     if not conversation.record:
-        plain = _plain_connect_ncco(
-            service,
-            number=callee.real_number,
-            caller_id=callee.proxy_number_id,
-            ring_timeout=conversation.ring_timeout,
-            call_time_limit=conversation.call_time_limit,
-            public_url=public_url,
-        )
+        plain = _plain_connect_ncco(service=service, conversation=conversation, callee=callee, public_url=public_url)
         if plain is not None:
             return plain
     return _modelled_connect_ncco(service=service, conversation=conversation, callee=callee, public_url=public_url)
@@ -137,13 +136,7 @@ _MAX_TALK_TEXT = 1500
 
 
 def _plain_connect_ncco(
-    service: Service,
-    *,
-    number: str,
-    caller_id: str,
-    ring_timeout: int | None,
-    call_time_limit: int | None,
-    public_url: str,
+    *, service: Service, conversation: Conversation, callee: Participant, public_url: str
 ) -> list[dict[str, Any]] | None:
     """The NCCO of a conversation that does not record (the greeting, if any, then the
     connect) as plain dicts: exactly what the models' dump gives, without building and
@@ -152,8 +145,8 @@ def _plain_connect_ncco(
     Only values the models would take, checked as they check them: anything else gives
     None, and the models' path then raises as it always did.
     """
-    timeout = ring_timeout or service.connect_timeout
-    limit = min(call_time_limit or service.call_time_limit, MAX_CALL_TIME_LIMIT)
+    number, caller_id = callee.real_number, callee.proxy_number_id
+    timeout, limit = _connect_limits(service, conversation.ring_timeout, conversation.call_time_limit)
     if (
         type(number) is not str
         or type(caller_id) is not str
@@ -186,7 +179,7 @@ def _plain_connect_ncco(
 
 def _plain_talk(text: str, service: Service) -> dict[str, Any] | None:
     """``_talk(text, service)`` dumped, or None when the model would refuse a value."""
-    language, style = service.language, service.voice_style or None
+    language, style = _voice(service)
     if (
         type(text) is not str
         or len(text) > _MAX_TALK_TEXT
@@ -264,16 +257,23 @@ def _connect(
     # Synchronous: a leg that fails, is busy or unanswered gets the caller a message
     # (webhooks.services.event_receive answers its event with one).
     endpoint = PhoneEndpoint(number=number)
+    timeout, limit = _connect_limits(service, ring_timeout, call_time_limit)
     if on_answer is not None:
         endpoint.onAnswer = on_answer
     return actions.Connect(
         endpoint=[endpoint],
         from_=caller_id,
         eventType="synchronous",
-        timeout=ring_timeout or service.connect_timeout,
-        limit=min(call_time_limit or service.call_time_limit, MAX_CALL_TIME_LIMIT),
+        timeout=timeout,
+        limit=limit,
         eventUrl=[f"{public_url}/webhooks/event"],
     )
+
+
+def _connect_limits(service: Service, ring_timeout: int | None, call_time_limit: int | None) -> tuple[int, int]:
+    """Seconds the callee's phone rings, and the longest call Vonage allows: the
+    conversation's own, else the service's defaults."""
+    return ring_timeout or service.connect_timeout, min(call_time_limit or service.call_time_limit, MAX_CALL_TIME_LIMIT)
 
 
 def not_allowed_ncco(service: Service) -> list[dict[str, Any]]:
@@ -299,7 +299,8 @@ def pin_prompt_ncco(service: Service, *, event_url: str, lead: str = "") -> list
     The caller may key in while the prompt still plays (``bargeIn``); ``#`` submits early.
     """
     text = f"{lead} {service.pin_prompt_text}".strip()[:1500]
-    talk = actions.Talk(text=text, language=service.language, style=service.voice_style or None, bargeIn=True)
+    language, style = _voice(service)
+    talk = actions.Talk(text=text, language=language, style=style, bargeIn=True)
     ask = actions.Input(
         type=["dtmf"],
         dtmf=Dtmf(maxDigits=PIN_MAX_DIGITS, timeOut=PIN_INPUT_TIMEOUT, submitOnHash=True),

@@ -49,6 +49,9 @@ def request_fields(request: HttpRequest) -> dict[str, Any]:
     return {k: v for k, v in request.POST.items()}
 
 
+_TOO_MANY_FIELDS = "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS."
+
+
 def query_fields(request: HttpRequest) -> dict[str, Any]:
     """``request.GET`` as a dict (a repeated name keeps its last value), read exactly as
     Django's QueryDict reads a query string, without building one: that was a tenth of the
@@ -79,9 +82,6 @@ def query_fields(request: HttpRequest) -> dict[str, Any]:
     return dict(pairs)
 
 
-_TOO_MANY_FIELDS = "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS."
-
-
 def request_payload(request: HttpRequest) -> dict[str, Any]:
     """A voice webhook's fields, made storable (no NUL characters or lone surrogates).
 
@@ -98,19 +98,7 @@ def request_payload(request: HttpRequest) -> dict[str, Any]:
             fields = value
         else:
             fields = {"_raw": value if value is not None else body[:10000].decode("utf-8", "replace")}
-    # Fresh from the request either way: the usual answer request's fields are kept as they are.
-    return fields if _plain_text(fields) else storable(fields)
-
-
-def _plain_text(fields: dict[str, Any]) -> bool:
-    """Whether every name and value is ASCII text without a NUL, so already storable: the
-    usual voice webhook (numbers and ids), told in one pass over one string instead of a
-    call per string (issue 17). Anything else (a number, a list, non-ASCII text) says no."""
-    try:
-        joined = "".join([*fields, *fields.values()])
-    except TypeError:
-        return False
-    return joined.isascii() and "\x00" not in joined
+    return storable(fields)
 
 
 def sms_params(request: HttpRequest) -> dict[str, str]:

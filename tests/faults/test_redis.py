@@ -16,7 +16,7 @@ from proxy.models import CallbackDelivery, Notification
 from telephony.models import SandboxMessage
 from tests.conftest import ALICE, BOB
 from tests.faults.conftest import Tally, environment, make_tenant, voice_webhook
-from tests.faults.stack import Blackhole, beat, free_port, wait_for, web, worker
+from tests.faults.stack import Blackhole, Process, beat, free_port, wait_for, web, worker
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -39,14 +39,15 @@ def _all_out() -> bool:
     )
 
 
-def _not_recovered(processes: list) -> str:
+def _not_recovered(processes: list[Process]) -> str:
     """What to read when the work did not go out: whether each process still runs, and the
     worker's and beat's own words (enough of them to see what began a crash)."""
-    states = ", ".join(
-        f"{p.name}: {'running' if p.process is not None and p.process.poll() is None else 'exited'}"
-        f"{'' if p.process is None or p.process.poll() is None else f' ({p.process.returncode})'}"
-        for p in processes
-    )
+
+    def state(process: Process) -> str:
+        code = process.process.poll() if process.process is not None else "stopped"
+        return f"{process.name}: {'running' if code is None else f'exited ({code})'}"
+
+    states = ", ".join(state(process) for process in processes)
     return f"{states}\n--- worker ---\n{processes[1].output(20000)}\n--- beat ---\n{processes[2].output(4000)}"
 
 

@@ -198,14 +198,8 @@ def test_digits_of_another_script_go_through_the_models():
     """Only ASCII digits take the plain path: whatever the models make of others is theirs."""
     from proxy import ncco
 
-    assert (
-        ncco._plain_connect_ncco(
-            _service(),
-            number="١٢٠١٥٥٥٠١٠٢",
-            caller_id="12015550201",
-            ring_timeout=None,
-            call_time_limit=None,
-            public_url=PUBLIC_URL,
-        )
-        is None
+    callee = Participant(real_number="١٢٠١٥٥٥٠١٠٢", proxy_number_id="12015550201")
+    plain = ncco._plain_connect_ncco(
+        service=_service(), conversation=Conversation(record=False), callee=callee, public_url=PUBLIC_URL
     )
+    assert plain is None
